@@ -1,0 +1,40 @@
+# convexbn — two set-up commands: `make reproduce` (the whole pipeline) and `make test` (the tests).
+# Both create .venv/ and install every pinned requirement first (about a minute on a fresh machine).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CORES  ?= all
+# Extra arguments for snakemake, e.g. `make reproduce SMK_ARGS="--configfile config/ci.yaml"`.
+SMK_ARGS ?=
+
+.PHONY: venv test test-fast reproduce figures bench clean-venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and exactly: the CPU wheel; a looser request would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+test: venv
+	$(PY) -m pytest tests
+
+test-fast: venv
+	$(PY) -m pytest tests -m "not slow and not slurm"
+
+reproduce: venv
+	$(VENV)/bin/snakemake --cores $(CORES) --keep-going $(SMK_ARGS)
+	$(VENV)/bin/snakemake --report report.html $(SMK_ARGS)
+
+figures: venv
+	$(VENV)/bin/snakemake --cores $(CORES) figures $(SMK_ARGS)
+
+bench: venv
+	$(PY) benchmarks/bench_solver.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,85 @@
+"""Centred SVD whitening: U' = [U, c·1] from J X = U Σ Vᵀ, optional top-k truncation, and the map φ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+BiasColumn = Literal["unit", "ones"]
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """Centred compact SVD of training data; `features` gives U' coordinates of any sample."""
+
+    mean: np.ndarray  # (d,) training mean μ
+    V: np.ndarray  # (d, k) right singular vectors kept
+    sigma: np.ndarray  # (k,) singular values kept, descending
+    n: int  # number of training samples
+    rank: int  # numerical rank r of J X before truncation
+    bias_value: float  # value c of the bias column (1/√n for "unit", 1 for "ones")
+    full_sigma: np.ndarray  # (r,) all singular values, for spectra and truncation choices
+
+    @property
+    def k(self) -> int:
+        """Number of retained singular directions."""
+        return int(self.sigma.shape[0])
+
+    @property
+    def q(self) -> int:
+        """Number of columns of U' (k retained directions plus the bias column)."""
+        return self.k + 1
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """φ(X) = [ (X − μ) V Σ⁻¹ , c·1 ] — equals U' on the training rows."""
+        X = np.asarray(X, dtype=np.float64)
+        Z = (X - self.mean) @ self.V / self.sigma
+        return np.hstack([Z, np.full((X.shape[0], 1), self.bias_value)])
+
+    def first_layer(self, S: np.ndarray) -> np.ndarray:
+        """First-layer weights w = V Σ⁻¹ s_{1:k} for whitened directions S (k, m) → (d, m)."""
+        return self.V @ (np.asarray(S)[: self.k] / self.sigma[:, None])
+
+
+def default_rank_tol(X: np.ndarray, sigma_max: float) -> float:
+    """The usual numerical-rank tolerance max(n, d)·ε·σ_max (as numpy.linalg.matrix_rank)."""
+    return max(X.shape) * np.finfo(np.float64).eps * sigma_max
+
+
+def whiten(
+    X: np.ndarray,
+    k: int | None = None,
+    rank_tol: float | None = None,
+    bias: BiasColumn = "unit",
+) -> Whitening:
+    """Centre X, take its compact SVD with an explicit rank tolerance, keep the top-k directions."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ValueError(f"whiten: X must be an (n, d) matrix with n >= 2, got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("whiten: X contains NaN or infinite values; clean or impute the data first")
+    n = X.shape[0]
+    mean = X.mean(axis=0)
+    _, s, Vt = np.linalg.svd(X - mean, full_matrices=False)
+    tol = default_rank_tol(X, s[0] if s.size else 0.0) if rank_tol is None else float(rank_tol)
+    r = int(np.sum(s > tol))
+    if k is not None:
+        if k < 0:
+            raise ValueError(f"whiten: truncation k must be >= 0, got {k}")
+        kk = min(int(k), r)
+    else:
+        kk = r
+    if bias not in ("unit", "ones"):
+        raise ValueError(f"whiten: bias must be 'unit' (1/sqrt(n)) or 'ones', got {bias!r}")
+    c = 1.0 / np.sqrt(n) if bias == "unit" else 1.0
+    return Whitening(
+        mean=mean,
+        V=Vt[:kk].T.copy(),
+        sigma=s[:kk].copy(),
+        n=n,
+        rank=r,
+        bias_value=float(c),
+        full_sigma=s[:r].copy(),
+    )
