@@ -83,3 +83,32 @@ def whiten(
         bias_value=float(c),
         full_sigma=s[:r].copy(),
     )
+
+
+def truncate(wh: Whitening, k: int | None) -> Whitening:
+    """The same whitening restricted to its top-k directions (k=None or k ≥ current k: unchanged)."""
+    if k is None or k >= wh.k:
+        return wh
+    if k < 0:
+        raise ValueError(f"truncate: k must be >= 0, got {k}")
+    return Whitening(mean=wh.mean, V=wh.V[:, :k].copy(), sigma=wh.sigma[:k].copy(), n=wh.n, rank=wh.rank,
+                     bias_value=wh.bias_value, full_sigma=wh.full_sigma)
+
+
+def save_whitening(path: str, wh: Whitening) -> None:
+    """Write a whitening to an .npz file atomically (cache shared by every convex job of a dataset)."""
+    import io as _io
+
+    from convexbn.io import atomic_write_bytes
+
+    buf = _io.BytesIO()
+    np.savez(buf, mean=wh.mean, V=wh.V, sigma=wh.sigma, n=wh.n, rank=wh.rank, bias_value=wh.bias_value,
+             full_sigma=wh.full_sigma)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_whitening(path: str) -> Whitening:
+    """Read a whitening written by `save_whitening`."""
+    with np.load(path) as z:
+        return Whitening(mean=z["mean"], V=z["V"], sigma=z["sigma"], n=int(z["n"]), rank=int(z["rank"]),
+                         bias_value=float(z["bias_value"]), full_sigma=z["full_sigma"])
