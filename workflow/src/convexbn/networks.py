@@ -132,27 +132,41 @@ def bn_mlp_from_params(params: BNParams, X: np.ndarray, placement: Placement = "
     m, C = params.V.shape
     W = scale_for_eps(params.W, X, eps, relu=placement == "after") if m else params.W
     c = bias_value if bias_value is not None else 1.0 / math.sqrt(n)
-    net = BNMLP(d, m, C, placement=placement, bias_value=bias_value, eps=eps)
-    with torch.no_grad():
+    net = BNMLP(d, m, C, placement=placement, bias_value=bias_value, eps=eps).to(dtype=dtype, device=device or "cpu")
+    with torch.no_grad():  # copy after the dtype change: no float32 round trip
         net.first.weight.copy_(torch.as_tensor(W.T))
         net.bn.weight.copy_(torch.as_tensor(params.gamma / math.sqrt(n)))
         net.bn.bias.copy_(torch.as_tensor(params.alpha * c))
         net.second.weight.copy_(torch.as_tensor(params.V.T))
-    net = net.to(dtype=dtype, device=device or "cpu")
     set_running_stats(net, torch.as_tensor(X, dtype=dtype, device=net.first.weight.device))
     return net
 
 
 @torch.no_grad()
 def set_running_stats(net: nn.Module, X: torch.Tensor) -> None:
-    """Set every BN layer's running mean/var to the full-batch statistics of X (one train-mode pass)."""
+    """Set every BN layer's running mean/var to the full-batch statistics of X (one train-mode pass).
+
+    PyTorch stores the unbiased variance in `running_var`; training-mode BN normalises with the biased
+    one. We store the biased variance so that eval mode on the training set reproduces training mode.
+    """
     was_training = net.training
+    counts: dict[nn.Module, int] = {}
+    hooks = []
     for mod in net.modules():
         if isinstance(mod, nn.modules.batchnorm._BatchNorm):
             mod.reset_running_stats()
             mod.momentum = None  # cumulative average: one pass = exact batch statistics
+            hooks.append(mod.register_forward_pre_hook(
+                lambda m, inp: counts.__setitem__(m, inp[0].numel() // inp[0].shape[1])))
     net.train()
-    net(X)
+    try:
+        net(X)
+    finally:
+        for h in hooks:
+            h.remove()
+    for mod, count in counts.items():
+        if count > 1:
+            mod.running_var.mul_((count - 1) / count)
     net.train(was_training)
 
 

@@ -1,0 +1,55 @@
+"""BN networks: paper ↔ PyTorch conversion, objective by forward pass, eps negligible, eval = train on train data."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from convexbn.networks import BNMLP, BNParams, bn_mlp_from_params, evaluate_objective, predict
+
+
+def _paper_objective(params, X, Y, beta, placement):
+    n = X.shape[0]
+    H = X @ params.W
+    if placement == "after":
+        H = np.maximum(H, 0)
+    Hc = H - H.mean(0)
+    bn = params.gamma * Hc / np.linalg.norm(Hc, axis=0) + params.alpha / math.sqrt(n)
+    A = np.maximum(bn, 0) if placement == "before" else bn
+    return 0.5 * np.sum((A @ params.V - Y) ** 2) + 0.5 * beta * params.penalty()
+
+
+@pytest.mark.parametrize("placement", ["before", "after"])
+@pytest.mark.parametrize("C", [1, 3])
+def test_forward_objective_matches_paper_formula(placement, C):
+    rng = np.random.default_rng(C)
+    n, d, m = 20, 5, 7
+    X, Y = rng.standard_normal((n, d)), rng.standard_normal((n, C))
+    p = BNParams(W=rng.standard_normal((d, m)) * 1e-3, gamma=rng.standard_normal(m),
+                 alpha=rng.standard_normal(m), V=rng.standard_normal((m, C)))
+    net = bn_mlp_from_params(p, X, placement=placement, eps=1e-5)
+    got = evaluate_objective(net, X, Y, beta=0.3)
+    np.testing.assert_allclose(got, _paper_objective(p, X, Y, 0.3, placement), rtol=1e-10)
+    back = net.to_params(n)
+    np.testing.assert_allclose(back.gamma, p.gamma, rtol=1e-12)
+    np.testing.assert_allclose(back.alpha, p.alpha, rtol=1e-12)
+    # running statistics give the same outputs on the training data in eval mode
+    with torch.no_grad():  # a train-mode pass on a copy: it would update the running statistics
+        train_out = copy.deepcopy(net).train()(torch.as_tensor(X)).numpy()
+    np.testing.assert_allclose(predict(net, X), train_out, rtol=1e-8, atol=1e-10)
+
+
+def test_evaluate_objective_leaves_running_stats_untouched():
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((10, 3)), rng.standard_normal((10, 1))
+    net = BNMLP(3, 4).double()
+    before = net.bn.running_mean.clone()
+    evaluate_objective(net, X, Y, 0.1)
+    assert torch.equal(before, net.bn.running_mean)
+
+
+def test_bad_placement():
+    with pytest.raises(ValueError, match="placement"):
+        BNMLP(3, 4, placement="middle")
