@@ -1,15 +1,49 @@
 """The paper's exact convex programs in CVXPY (C2 scalar/vector), closed forms and reconstruction.
 
-(Being filled in; the dataclass below is the shared contract other modules import.)
+Program (C2) of paper.md §3.2 on the whitened data U' = [U_k, c·1] (§3.1, truncation §4.2):
+
+    min  ℓ( Σ_i D_i U' (u_i − u'_i), Y ) + β Σ_i (‖u_i‖₂ + ‖u'_i‖₂)
+    s.t. (2D_i − I) U' u_i ≥ 0,  (2D_i − I) U' u'_i ≥ 0.
+
+Vector output (C > 1) uses the *decoupled per-class* form: one block pair (u_{i,c}, u'_{i,c}) per
+(pattern i, class c), i.e. every hidden neuron feeds a single class. This is OUR choice for paper
+ambiguity A5 (the exact form is a cone-constrained nuclear norm, §3.4); it is an exact convex
+program for networks whose output weights are multiples of unit vectors e_c, and its reconstructed
+BN network attains the program's optimum.
+
+Block arrays everywhere have shape (P, q, C): u[i, :, c] is the block of pattern i and class c.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from convexbn.arrangements import Arrangements, arrangements_for
 from convexbn.networks import BNParams
-from convexbn.solvers import SolveRecord
+from convexbn.solvers import SolveRecord, resolve_solver, solve_problem
+from convexbn.whitening import Whitening, whiten
+
+log = logging.getLogger("convexbn.programs")
+
+#: Losses the convex programs accept. "hinge" is Σ max(0, 1 − Y∘F) with targets in {−1, +1}.
+LOSSES = ("squared", "cross_entropy", "hinge")
+#: Per-solver defaults for (C2), merged under the caller's options. CLARABEL cannot certify a 1e-10
+#: gap on (C2) for about half of small random problems (it then reports "optimal_inaccurate" although
+#: the point agrees with closed forms to 1e-12); 1e-8 is certified reliably and is ample for the
+#: 1e-6 relative agreement the tests and reports ask for.
+C2_SOLVER_OPTIONS: dict[str, dict[str, Any]] = {
+    "CLARABEL": {"tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8, "tol_feas": 1e-8, "max_iter": 500},
+}
 
 
 @dataclass
@@ -22,3 +56,392 @@ class ConvexResult:
     neurons: int  # number of non-zero blocks = neurons of the reconstructed network
     arrangements: int  # number of arrangement patterns P used
     extra: dict[str, Any] = field(default_factory=dict)  # variant-specific data (blocks, certificates, ...)
+
+
+@dataclass
+class C2Program:
+    """A compiled-ready CVXPY instance of (C2) with its block variables (layout (P·q, C))."""
+
+    problem: cp.Problem
+    u: cp.Variable  # (P·q, C): rows i·q … i·q+q−1 of column c hold block u_{i,c}
+    up: cp.Variable  # same layout for u'_{i,c}
+    P: int
+    q: int
+    C: int
+
+    def blocks(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        """The solved blocks as (P, q, C) arrays, or (None, None) when the solver returned no point."""
+        if self.u.value is None or self.up.value is None:
+            return None, None
+        shape = (self.P, self.q, self.C)
+        return (np.asarray(self.u.value, dtype=np.float64).reshape(shape),
+                np.asarray(self.up.value, dtype=np.float64).reshape(shape))
+
+
+# ----------------------------------------------------------------------------------------------
+# validation helpers
+# ----------------------------------------------------------------------------------------------
+
+def as_targets(Y: np.ndarray, n: int | None = None) -> np.ndarray:
+    """Targets as an (n, C) float64 matrix (a 1-D y becomes one column); checks shape and finiteness."""
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[1] < 1:
+        raise ValueError(f"targets must be a vector (n,) or a matrix (n, C), got shape {Y.shape}")
+    if n is not None and Y.shape[0] != n:
+        raise ValueError(f"targets have {Y.shape[0]} rows but the data has n={n}; give one target row per sample")
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("targets contain NaN or infinite values; clean the labels first")
+    return Y
+
+
+def check_beta(beta: float) -> float:
+    """β as a float ≥ 0, or a ValueError naming the bad value."""
+    try:
+        b = float(beta)
+    except (TypeError, ValueError):
+        raise ValueError(f"beta must be a non-negative number, got {beta!r}") from None
+    if not math.isfinite(b) or b < 0:
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    return b
+
+
+def is_one_hot(Y: np.ndarray) -> bool:
+    """True when every row of Y has exactly one entry 1 and the rest 0."""
+    Y = np.asarray(Y)
+    return Y.ndim == 2 and bool(np.all((Y == 0) | (Y == 1))) and bool(np.all(Y.sum(axis=1) == 1))
+
+
+def check_loss_targets(Y: np.ndarray, loss: str) -> None:
+    """Raise a ValueError when the (n, C) targets do not suit `loss`."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    if loss == "cross_entropy" and (Y.shape[1] < 2 or not is_one_hot(Y)):
+        raise ValueError(
+            f"cross_entropy needs one-hot targets with C >= 2 classes, got shape {Y.shape}; "
+            "encode class labels one-hot (n, C) or use --loss squared")
+    if loss == "hinge" and not np.all(np.abs(Y) == 1):
+        raise ValueError("hinge loss needs targets in {-1, +1}; recode the labels (e.g. 2*onehot - 1)")
+
+
+# ----------------------------------------------------------------------------------------------
+# losses and objectives in numpy
+# ----------------------------------------------------------------------------------------------
+
+def loss_value(F: np.ndarray, Y: np.ndarray, loss: str = "squared") -> float:
+    """Data term ℓ(F, Y) in the paper convention (½‖F−Y‖², summed softmax CE, or summed hinge)."""
+    F = np.asarray(F, dtype=np.float64).reshape(Y.shape)
+    if loss == "squared":
+        return float(0.5 * np.sum((F - Y) ** 2))
+    if loss == "cross_entropy":
+        mx = F.max(axis=1, keepdims=True)
+        lse = mx[:, 0] + np.log(np.sum(np.exp(F - mx), axis=1))
+        return float(np.sum(Y.sum(axis=1) * lse) - np.sum(Y * F))
+    if loss == "hinge":
+        return float(np.sum(np.maximum(0.0, 1.0 - Y * F)))
+    raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+
+
+def network_objective(net: torch.nn.Module, inputs: np.ndarray, Y: np.ndarray, beta: float,
+                      loss: str = "squared") -> float:
+    """Objective of a real torch BN network (MLP on X, or CNN on patches) by a train-mode forward pass.
+
+    Works for every loss in LOSSES (hinge included); the network itself is left untouched.
+    """
+    inputs = np.asarray(inputs, dtype=np.float64)
+    Y = as_targets(Y, inputs.shape[0])
+    rows = inputs.shape[0] * (inputs.shape[1] if inputs.ndim == 3 else 1)  # BN batch size
+    work = copy.deepcopy(net).train()
+    p = next(work.parameters())
+    with torch.no_grad():
+        out = work(torch.as_tensor(inputs, dtype=p.dtype, device=p.device))
+        penalty = float(work.penalty(rows))
+    return loss_value(out.double().cpu().numpy(), Y, loss) + 0.5 * float(beta) * penalty
+
+
+def c2_predictions(Ut: np.ndarray, masks: np.ndarray, u: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """F = Σ_i D_i U' (u_i − u'_i) as an (n, C) array."""
+    return np.einsum("np,nq,pqc->nc", np.asarray(masks, dtype=np.float64), Ut, u - up, optimize=True)
+
+
+def c2_objective(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, u: np.ndarray,
+                 up: np.ndarray, loss: str = "squared") -> float:
+    """Objective of (C2) recomputed in numpy from the blocks u, u' of shape (P, q, C)."""
+    Y = as_targets(Y, Ut.shape[0])
+    F = c2_predictions(Ut, masks, u, up)
+    reg = np.sum(np.linalg.norm(u, axis=1)) + np.sum(np.linalg.norm(up, axis=1))
+    return loss_value(F, Y, loss) + float(beta) * float(reg)
+
+
+def cone_violation(Ut: np.ndarray, masks: np.ndarray, u: np.ndarray, up: np.ndarray) -> float:
+    """max over blocks of the violation max(0, −(2D_i − I) U' u_i) (absolute)."""
+    sign = 2.0 * np.asarray(masks, dtype=np.float64) - 1.0  # (n, P)
+    worst = 0.0
+    for blocks in (u, up):
+        H = np.einsum("nq,pqc->npc", Ut, blocks, optimize=True) * sign[:, :, None]
+        worst = max(worst, float(np.max(-H, initial=0.0)))
+    return worst
+
+
+# ----------------------------------------------------------------------------------------------
+# program (C2)
+# ----------------------------------------------------------------------------------------------
+
+def _pattern_matrices(Ut: np.ndarray, masks: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Sparse A = [D_1 U', …, D_P U'] (n × P·q) and block-diagonal B = diag((2D_i − I) U') (n·P × P·q)."""
+    n, q = Ut.shape
+    P = masks.shape[1]
+    cols_q = np.arange(q)
+    rows, pats = np.nonzero(masks)  # active (sample, pattern) pairs
+    A = sp.csr_matrix(
+        (Ut[rows].ravel(), (np.repeat(rows, q), (pats[:, None] * q + cols_q).ravel())), shape=(n, P * q))
+    sign = np.where(masks, 1.0, -1.0)  # (n, P)
+    r_all, p_all = np.meshgrid(np.arange(n), np.arange(P), indexing="ij")
+    r_all, p_all = r_all.ravel(), p_all.ravel()
+    data = (sign[r_all, p_all][:, None] * Ut[r_all]).ravel()
+    B = sp.csr_matrix(
+        (data, (np.repeat(p_all * n + r_all, q), (p_all[:, None] * q + cols_q).ravel())), shape=(n * P, P * q))
+    return A, B
+
+
+def c2_problem(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, loss: str = "squared") -> C2Program:
+    """Build (C2) in CVXPY with sparse pattern matrices (one matrix product per variable, fast compile).
+
+    Vector output: decoupled per-class blocks (our choice for ambiguity A5, see module docstring).
+    """
+    Ut = np.asarray(Ut, dtype=np.float64)
+    n, q = Ut.shape
+    Y = as_targets(Y, n)
+    check_loss_targets(Y, loss)
+    beta = check_beta(beta)
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 2 or masks.shape[0] != n or masks.shape[1] < 1:
+        raise ValueError(f"masks must be an (n={n}, P>=1) boolean matrix, got shape {masks.shape}")
+    P, C = masks.shape[1], Y.shape[1]
+    A, B = _pattern_matrices(Ut, masks)
+    u = cp.Variable((P * q, C), name="u")
+    up = cp.Variable((P * q, C), name="u_prime")
+    F = A @ (u - up)
+    if loss == "squared":
+        data = 0.5 * cp.sum_squares(F - Y)
+    elif loss == "cross_entropy":
+        data = cp.sum(cp.log_sum_exp(F, axis=1)) - cp.sum(cp.multiply(Y, F))
+    else:  # hinge
+        data = cp.sum(cp.pos(1.0 - cp.multiply(Y, F)))
+    # column (i + c·P) of the Fortran reshape is block (i, c)
+    norms = cp.norm(cp.reshape(u, (q, P * C), order="F"), 2, axis=0) + \
+        cp.norm(cp.reshape(up, (q, P * C), order="F"), 2, axis=0)
+    problem = cp.Problem(cp.Minimize(data + beta * cp.sum(norms)), [B @ u >= 0, B @ up >= 0])
+    return C2Program(problem=problem, u=u, up=up, P=P, q=q, C=C)
+
+
+def solve_c2(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solver: str = "auto",
+             loss: str = "squared", tol: float = 1e-6, **options: Any
+             ) -> tuple[np.ndarray | None, np.ndarray | None, SolveRecord]:
+    """Solve (C2) → (u, u', record); blocks (P, q, C) are None when the solver returned no point.
+
+    `solver` is any name `resolve_solver` accepts; "fast" uses `convexbn.solver.solve_c2_fast` with
+    relative-gap target `tol`. Conic solvers use the accurate settings of `convexbn.solvers` (`tol`
+    is not used for them); extra keyword options go to the solver. Never raises on solver failure:
+    the status is recorded (record.extra holds "cone_violation" and, for "fast", "gap").
+    """
+    t0 = time.perf_counter()
+    name, reason = resolve_solver(solver)
+    Ut = np.asarray(Ut, dtype=np.float64)
+    Y = as_targets(Y, Ut.shape[0])
+    masks = np.asarray(masks, dtype=bool)
+    if name == "fast":
+        from convexbn.solver import solve_c2_fast  # lazy: optional heavy module
+
+        check_loss_targets(Y, loss)
+        sol = solve_c2_fast(Ut, Y, check_beta(beta), masks, tol=tol, loss=loss, **options)
+        u, up = np.asarray(sol.u, dtype=np.float64), np.asarray(sol.up, dtype=np.float64)
+        record = SolveRecord(
+            solver="fast", status=str(sol.status), seconds=time.perf_counter() - t0,
+            iterations=int(sol.iterations), objective=float(sol.objective), reason=reason,
+            extra={"gap": float(sol.gap), "cone_violation": float(sol.cone_violation),
+                   "solver_seconds": float(sol.seconds), "history": list(sol.history)})
+    else:
+        prog = c2_problem(Ut, Y, beta, masks, loss)
+        record = solve_problem(prog.problem, name, **{**C2_SOLVER_OPTIONS.get(name, {}), **options})
+        record.reason = reason
+        record.extra["solver_seconds"] = record.seconds
+        u, up = prog.blocks()
+        if u is not None:
+            record.extra["cone_violation"] = cone_violation(Ut, masks, u, up)
+        record.seconds = time.perf_counter() - t0  # construction + compilation + solve
+    if record.status != "optimal":
+        log.warning("(C2) solve with %s ended with status %r (not certified optimal)", record.solver, record.status)
+    return u, up, record
+
+
+# ----------------------------------------------------------------------------------------------
+# reconstruction and prediction
+# ----------------------------------------------------------------------------------------------
+
+def reconstruct_before(wh: Whitening, u: np.ndarray, up: np.ndarray, tol: float = 1e-9) -> BNParams:
+    """BN-before-ReLU network from (C2) blocks: one neuron per block with norm > tol·(largest norm).
+
+    Block b of class c gives s = b/√‖b‖ and v = ±√‖b‖ e_c (+ for u, − for u'); then γ = ‖s_{1:k}‖,
+    α = s_{k+1} (the bias coordinate) and w = V Σ⁻¹ s_{1:k} (works for truncated whitening k < r).
+    """
+    u = np.asarray(u, dtype=np.float64)
+    up = np.asarray(up, dtype=np.float64)
+    if u.ndim != 3 or u.shape != up.shape:
+        raise ValueError(f"blocks u, u' must both have shape (P, q, C), got {u.shape} and {up.shape}")
+    P, q, C = u.shape
+    if q != wh.q:
+        raise ValueError(f"blocks have q={q} coordinates but the whitening has q=k+1={wh.q}; use the same whitening")
+    cols: list[np.ndarray] = []
+    outs: list[np.ndarray] = []
+    nu, nup = np.linalg.norm(u, axis=1), np.linalg.norm(up, axis=1)  # (P, C)
+    top = max(float(nu.max(initial=0.0)), float(nup.max(initial=0.0)))
+    cut = tol * top
+    for blocks, norms, sign in ((u, nu, 1.0), (up, nup, -1.0)):
+        for i, c in zip(*np.nonzero((norms > cut) & (norms > 0))):
+            r = math.sqrt(norms[i, c])
+            cols.append(blocks[i, :, c] / r)
+            v = np.zeros(C)
+            v[c] = sign * r
+            outs.append(v)
+    m = len(cols)
+    S = np.array(cols).T if m else np.zeros((q, 0))
+    return BNParams(
+        W=wh.first_layer(S),
+        gamma=np.linalg.norm(S[: wh.k], axis=0),
+        alpha=S[wh.k].copy(),
+        V=np.array(outs) if m else np.zeros((0, C)),
+    )
+
+
+def predict_convex_gates(wh: Whitening, arr: Arrangements, u: np.ndarray, up: np.ndarray,
+                         Xnew: np.ndarray) -> np.ndarray:
+    """The "convex-model" predictor Σ_i 1[φ(x)ᵀg_i ≥ 0] φ(x)ᵀ(u_i − u'_i) with generator gates (A4).
+
+    On training rows it equals the reconstructed network's outputs; out of sample it can differ.
+    """
+    Phi = wh.features(Xnew)
+    gates = Phi @ arr.generators >= 0
+    return c2_predictions(Phi, gates, np.asarray(u, dtype=np.float64), np.asarray(up, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------------------------
+# the two-layer BN-before-ReLU solve
+# ----------------------------------------------------------------------------------------------
+
+def solve_two_layer(X: np.ndarray, Y: np.ndarray, beta: float, *, arrangements: str | int = "exact",
+                    truncate: int | None = None, solver: str = "auto", seed: int = 0, loss: str = "squared",
+                    bias: str = "unit", whitening: Whitening | None = None, arr: Arrangements | None = None,
+                    tol: float = 1e-6, prune_tol: float = 1e-9, **options: Any) -> ConvexResult:
+    """Whiten (top-k), build arrangements (exact or N seeded samples), solve (C2), reconstruct the BN net.
+
+    `record.seconds` is the wall time of the whole call (whitening, arrangements, construction,
+    compilation, solve, reconstruction). A status other than "optimal" is kept in `record.status`
+    and `extra["certified"]` is False; parameters are still reconstructed whenever the solver returned
+    a point (e.g. "optimal_inaccurate"), and are None otherwise (objective NaN then).
+    """
+    t0 = time.perf_counter()
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be an (n, d) matrix, got shape {X.shape}")
+    Y = as_targets(Y, X.shape[0])
+    beta = check_beta(beta)
+    check_loss_targets(Y, loss)
+    resolve_solver(solver)  # fail fast on solver name/licence problems, before any heavy work
+    wh = whitening if whitening is not None else whiten(X, k=truncate, bias=bias)  # type: ignore[arg-type]
+    if wh.n != X.shape[0]:
+        raise ValueError(f"the given whitening was fitted on n={wh.n} samples but X has {X.shape[0]} rows")
+    Ut = wh.features(X)
+    t_wh = time.perf_counter()
+    if arr is None:
+        arr = arrangements_for(Ut, arrangements, seed=seed)
+    elif arr.masks.shape[0] != X.shape[0]:
+        raise ValueError(f"the given arrangements have {arr.masks.shape[0]} rows but X has {X.shape[0]}")
+    t_arr = time.perf_counter()
+    u, up, record = solve_c2(Ut, Y, beta, arr.masks, solver=solver, loss=loss, tol=tol, **options)
+    t_solve = time.perf_counter()
+    extra: dict[str, Any] = {"whitening": wh, "arrangements": arr, "u": u, "up": up,
+                             "certified": record.status == "optimal", "loss": loss}
+    if u is None or up is None or not (np.all(np.isfinite(u)) and np.all(np.isfinite(up))):
+        params, objective, neurons = None, float("nan"), 0
+        extra["warning"] = f"solver {record.solver} returned no usable point (status {record.status})"
+    else:
+        objective = c2_objective(Ut, Y, beta, arr.masks, u, up, loss)
+        params = reconstruct_before(wh, u, up, tol=prune_tol)
+        neurons = params.width
+        if record.status != "optimal":
+            extra["warning"] = (f"status {record.status}: solution not certified optimal; "
+                                "parameters reconstructed from the returned point")
+    record.seconds = time.perf_counter() - t0
+    extra["timings"] = {"whitening": t_wh - t0, "arrangements": t_arr - t_wh, "solve": t_solve - t_arr,
+                        "reconstruct": time.perf_counter() - t_solve}
+    return ConvexResult(objective=objective, record=record, params=params, neurons=neurons,
+                        arrangements=arr.count, extra=extra)
+
+
+# ----------------------------------------------------------------------------------------------
+# closed forms (n ≤ d, rank(JX) = n − 1)
+# ----------------------------------------------------------------------------------------------
+
+def _shrink_term(norm: float, beta: float) -> float:
+    """Optimal value of one sign part: β‖y‖ − β²/2 if ‖y‖ > β else ‖y‖²/2."""
+    return beta * norm - 0.5 * beta**2 if norm > beta else 0.5 * norm**2
+
+
+def closed_form(X: np.ndarray, Y: np.ndarray, beta: float, bias: str = "unit") -> ConvexResult:
+    """Closed-form optimum and weights when rank(JX) = n − 1 (e.g. n ≤ d): §3.3 scalar, §3.4 one-hot.
+
+    Scalar y: one neuron for y_+ (v > 0) and one for y_− (v < 0) when their norms exceed β.
+    One-hot Y (n, C): one neuron per class k with ‖y_k‖ > β, v = √(‖y_k‖ − β) e_k.
+    Raises ValueError when JX is rank deficient, Y has C > 1 columns but is not one-hot, or bias != "unit".
+    """
+    t0 = time.perf_counter()
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be an (n, d) matrix, got shape {X.shape}")
+    n = X.shape[0]
+    Y = as_targets(Y, n)
+    beta = check_beta(beta)
+    if bias != "unit":
+        raise ValueError(f"the closed form holds for bias='unit' (orthonormal U') only, got {bias!r}; "
+                         "use solve_two_layer for other bias scalings")
+    wh = whiten(X, bias="unit")
+    if wh.rank != n - 1:
+        raise ValueError(
+            f"closed form needs rank(JX) = n-1 = {n - 1} (high-dimensional regime n <= d), but rank(JX) = "
+            f"{wh.rank} for X of shape {X.shape}; use solve_two_layer (the convex program) instead")
+    C = Y.shape[1]
+    if C == 1:
+        y = Y[:, 0]
+        parts = [(np.maximum(y, 0.0), 0, 1.0), (np.maximum(-y, 0.0), 0, -1.0)]
+    else:
+        if not is_one_hot(Y):
+            raise ValueError(f"the vector-output closed form needs one-hot targets (each row a single 1), "
+                             f"got a {Y.shape} matrix that is not one-hot; use solve_two_layer instead")
+        parts = [(Y[:, k].copy(), k, 1.0) for k in range(C)]
+    U = wh.features(X)[:, : wh.k]
+    cols, outs, F = [], [], np.zeros_like(Y)
+    objective = 0.0
+    for ys, k, sign in parts:
+        norm = float(np.linalg.norm(ys))
+        objective += _shrink_term(norm, beta)
+        if norm <= beta:
+            continue
+        scale = math.sqrt(norm - beta)
+        # s: BN output U' s = scale · y_s/‖y_s‖ ; s = U'ᵀ (scale · y_s/‖y_s‖) since U' is orthogonal
+        s = np.concatenate([U.T @ ys, [ys.sum() * wh.bias_value]]) * (scale / norm)
+        cols.append(s)
+        v = np.zeros(C)
+        v[k] = sign * scale
+        outs.append(v)
+        F[:, k] += sign * (1.0 - beta / norm) * ys
+    m = len(cols)
+    S = np.array(cols).T if m else np.zeros((wh.q, 0))
+    params = BNParams(W=wh.first_layer(S), gamma=np.linalg.norm(S[: wh.k], axis=0), alpha=S[wh.k].copy(),
+                      V=np.array(outs) if m else np.zeros((0, C)))
+    seconds = time.perf_counter() - t0
+    record = SolveRecord(solver="closed-form", status="optimal", seconds=seconds, iterations=0,
+                         objective=objective, reason="closed form (rank(JX) = n-1)")
+    return ConvexResult(objective=objective, record=record, params=params, neurons=m, arrangements=0,
+                        extra={"whitening": wh, "prediction": F, "certified": True, "loss": "squared"})
