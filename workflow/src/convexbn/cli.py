@@ -1,0 +1,456 @@
+"""`convexbn solve | train`: argument parsing, input checks and one-line error messages, nothing else.
+
+Exit codes: 0 success; 2 bad input (one line `convexbn: error: ...` on stderr, no output file);
+1 the computation itself failed (e.g. the solver returned no solution; the result file records why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+log = logging.getLogger("convexbn.cli")
+
+VARIANTS = ("bn-before-relu", "bn-after-relu", "cnn", "closed-form")
+LOSS_CHOICES = ("squared", "cross_entropy", "hinge")
+OPTIMIZERS = ("gd", "sgd", "adam", "lbfgs")
+
+
+class CLIError(Exception):
+    """A problem with the user's input: reported as one line, exit code 2, no output written."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors become a single-line CLIError instead of usage + exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise a CLIError naming the problem and where to read the options."""
+        raise CLIError(f"{message} (see '{self.prog} --help')")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log handler that always writes to the *current* sys.stderr (robust to redirection in tests)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        """The current standard error stream."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignore attempts to bind a fixed stream."""
+
+
+def _setup_logging() -> None:
+    """Send convexbn log records (INFO and up) to stderr as 'convexbn: message', once per process."""
+    pkg = logging.getLogger("convexbn")
+    if not any(isinstance(h, _StderrHandler) for h in pkg.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("convexbn: %(message)s"))
+        pkg.addHandler(handler)
+    pkg.setLevel(logging.INFO)
+
+
+def _one_line(text: str) -> str:
+    """Collapse a message onto one line."""
+    return " ".join(str(text).split())
+
+
+# ------------------------------------------------------------------------------------ argument types
+
+def _nonneg_float(label: str):
+    """argparse type: a finite number >= 0."""
+    def parse(text: str) -> float:
+        try:
+            val = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{label} {text!r} is not a number; give a value such as 0.1") from None
+        if not math.isfinite(val) or val < 0:
+            raise argparse.ArgumentTypeError(f"{label} must be a finite number >= 0, got {text!r}")
+        return val
+    return parse
+
+
+def _pos_float(label: str):
+    """argparse type: a finite number > 0."""
+    def parse(text: str) -> float:
+        try:
+            val = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{label} {text!r} is not a number; give a positive value") from None
+        if not math.isfinite(val) or val <= 0:
+            raise argparse.ArgumentTypeError(f"{label} must be a finite number > 0, got {text!r}")
+        return val
+    return parse
+
+
+def _pos_int(label: str):
+    """argparse type: an integer >= 1."""
+    def parse(text: str) -> int:
+        try:
+            val = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{label} {text!r} is not an integer; give a whole number >= 1") from None
+        if val < 1:
+            raise argparse.ArgumentTypeError(f"{label} must be >= 1, got {text!r}")
+        return val
+    return parse
+
+
+def _int(label: str):
+    """argparse type: any integer."""
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{label} {text!r} is not an integer") from None
+    return parse
+
+
+def _arrangement_spec(text: str) -> str | int:
+    """argparse type: 'exact' or a positive integer number of sampled patterns."""
+    if text.strip().lower() == "exact":
+        return "exact"
+    try:
+        val = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--arrangements {text!r} is neither 'exact' nor a positive integer; use 'exact' or e.g. 500") from None
+    if val < 1:
+        raise argparse.ArgumentTypeError(f"--arrangements must be 'exact' or an integer >= 1, got {text!r}")
+    return val
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `convexbn` argument parser with the `solve` and `train` sub-commands."""
+    parser = _Parser(prog="convexbn", description="Exact convex programs for BatchNorm ReLU networks "
+                     "(Ergen, Sahiner et al., ICLR 2022) and non-convex baselines.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{solve,train}")
+
+    s = sub.add_parser("solve", help="solve a convex BN program and reconstruct the network",
+                       description="Solve the convex program of a BN ReLU network on FILE.npz (arrays X, y), "
+                       "reconstruct the network and certify it by a real forward pass.")
+    s.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) scalar target or (n, C)")
+    s.add_argument("--beta", required=True, type=_nonneg_float("--beta"), help="weight decay β >= 0")
+    s.add_argument("--variant", default="bn-before-relu", choices=VARIANTS, help="network/program variant")
+    s.add_argument("--arrangements", default="exact", type=_arrangement_spec,
+                   help="'exact' (enumerate all patterns) or N sampled Gaussian patterns")
+    s.add_argument("--truncate", type=_pos_int("--truncate"), default=None,
+                   help="keep the top-K singular directions of the whitening (explicit regulariser)")
+    s.add_argument("--solver", default="auto",
+                   help="auto (MOSEK if licensed, else CLARABEL), fast, MOSEK, CLARABEL, SCS, ECOS, ...")
+    s.add_argument("--seed", type=_int("--seed"), default=0, help="seed of sampled arrangements")
+    s.add_argument("--loss", default="squared", choices=LOSS_CHOICES, help="data loss")
+    s.add_argument("--bias", default="unit", choices=("unit", "ones"),
+                   help="BN shift column c: 'unit' = 1/sqrt(n) (default) or 'ones' (ambiguity A1)")
+    s.add_argument("--patch-size", type=_pos_int("--patch-size"), default=None, help="cnn: patch length H")
+    s.add_argument("--patch-stride", type=_pos_int("--patch-stride"), default=1, help="cnn: patch stride")
+    s.add_argument("--tol", type=_pos_float("--tol"), default=1e-6,
+                   help="relative duality-gap target of the fast solver")
+    s.add_argument("--out", required=True, help="result JSON (written atomically at the end)")
+    s.set_defaults(func=_cmd_solve)
+
+    t = sub.add_parser("train", help="train a non-convex BN network (GD/SGD/Adam/L-BFGS)",
+                       description="Train a two-layer BN ReLU network on the paper's objective.")
+    t.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) or (n, C)")
+    t.add_argument("--beta", required=True, type=_nonneg_float("--beta"), help="weight decay β >= 0")
+    t.add_argument("--width", required=True, type=_pos_int("--width"), help="hidden neurons m >= 1")
+    t.add_argument("--optimizer", default="gd", choices=OPTIMIZERS, help="optimiser")
+    t.add_argument("--lr", type=_pos_float("--lr"), default=None, help="learning rate (default: per optimiser)")
+    t.add_argument("--epochs", type=_pos_int("--epochs"), default=100, help="epochs (GD: steps)")
+    t.add_argument("--batch-size", type=_pos_int("--batch-size"), default=None, help="mini-batch size (sgd/adam)")
+    t.add_argument("--seed", type=_int("--seed"), default=0, help="initialisation/batching seed")
+    t.add_argument("--placement", default="before", choices=("before", "after"), help="BN before or after ReLU")
+    t.add_argument("--loss", default="squared", choices=("squared", "cross_entropy"), help="data loss")
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
+    t.add_argument("--out", required=True, help="result JSON (written atomically at the end)")
+    t.set_defaults(func=_cmd_train)
+    return parser
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+def load_data(path: str, allow_3d: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read X and y from an .npz file with one-line, fix-naming errors (CLIError)."""
+    hint = f"save the data with numpy.savez('{path}', X=X, y=y)"
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"data file '{path}' does not exist; pass an existing .npz file ({hint})")
+    if not p.is_file():
+        raise CLIError(f"data path '{path}' is not a file; pass an .npz file ({hint})")
+    try:
+        archive = np.load(p, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+        raise CLIError(f"cannot read '{path}' as a NumPy .npz archive ({type(exc).__name__}: "
+                       f"{_one_line(exc)}); {hint}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise CLIError(f"'{path}' holds a single array, not an .npz archive with X and y; {hint}")
+    arrays: dict[str, np.ndarray] = {}
+    with archive:
+        for key in ("X", "y"):
+            if key not in archive.files:
+                found = ", ".join(archive.files) or "nothing"
+                raise CLIError(f"'{path}' has no array '{key}' (it holds: {found}); {hint}")
+            try:
+                arrays[key] = archive[key]
+            except Exception as exc:  # noqa: BLE001
+                raise CLIError(f"array '{key}' in '{path}' cannot be read ({_one_line(exc)}); "
+                               f"store plain numeric arrays") from None
+    X, y = arrays["X"], arrays["y"]
+    for key, arr in (("X", X), ("y", y)):
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+            raise CLIError(f"array '{key}' in '{path}' has non-numeric dtype {arr.dtype}; store real numbers")
+    dims = (2, 3) if allow_3d else (2,)
+    if X.ndim not in dims:
+        want = "(n, d) or (n, channels, L)" if allow_3d else "(n, d)"
+        raise CLIError(f"X in '{path}' must be a {want} matrix, got shape {X.shape}")
+    if y.ndim not in (1, 2):
+        raise CLIError(f"y in '{path}' must be (n,) (scalar target) or (n, C), got shape {y.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise CLIError(f"shape mismatch in '{path}': X has {X.shape[0]} rows but y has {y.shape[0]}; "
+                       "give one target per sample")
+    if X.shape[0] < 2:
+        raise CLIError(f"'{path}' has n={X.shape[0]} samples; BatchNorm needs at least 2")
+    X = X.astype(np.float64)
+    y = y.astype(np.float64)
+    for key, arr in (("X", X), ("y", y)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise CLIError(f"{key} in '{path}' contains {bad} NaN/infinite value(s); remove or impute them")
+    return X, y
+
+
+def _check_out(path: str) -> Path:
+    """The output path, refusing an existing directory."""
+    out = Path(path)
+    if out.is_dir():
+        raise CLIError(f"--out '{path}' is a directory; give a file name such as result.json")
+    return out
+
+
+def _rel_gap(a: float | None, b: float | None) -> float | None:
+    """|a − b| / max(|a|, 1e-12), or None when either is missing."""
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    return abs(a - b) / max(abs(a), 1e-12)
+
+
+# ------------------------------------------------------------------------------------ solve
+
+def _solve_variant(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray, solver: str
+                   ) -> tuple[Any, float | None, int]:
+    """Run the requested variant → (ConvexResult, network objective from a real forward pass, rank)."""
+    from convexbn import programs
+    from convexbn.networks import bn_mlp_from_params, evaluate_objective
+    from convexbn.whitening import Whitening, whiten
+
+    def mlp_objective(params: Any, placement: str, bias_value: float | None) -> float:
+        """Forward-pass objective of the reconstructed BN MLP (zero output when it has no neuron)."""
+        if params.width == 0:
+            return programs.loss_value(np.zeros_like(Y), Y, args.loss)
+        net = bn_mlp_from_params(params, X, placement=placement, bias_value=bias_value)
+        if args.loss in ("squared", "cross_entropy"):
+            return evaluate_objective(net, X, Y, args.beta, loss=args.loss)
+        return programs.network_objective(net, X, Y, args.beta, args.loss)
+
+    variant = args.variant
+    if variant == "closed-form":
+        res = programs.closed_form(X, Y, args.beta, bias=args.bias)
+        net_obj = mlp_objective(res.params, "before", res.extra["whitening"].bias_value)
+    elif variant == "bn-before-relu":
+        res = programs.solve_two_layer(X, Y, args.beta, arrangements=args.arrangements, truncate=args.truncate,
+                                       solver=solver, seed=args.seed, loss=args.loss, bias=args.bias, tol=args.tol)
+        wh = res.extra["whitening"]
+        net_obj = None if res.params is None else mlp_objective(res.params, "before", wh.bias_value)
+    elif variant == "bn-after-relu":
+        from convexbn import variants
+
+        res = variants.solve_bn_after_relu(X, Y, args.beta, arrangements=args.arrangements, seed=args.seed,
+                                           solver=solver, loss=args.loss, bias=args.bias)
+        bias_value = None if args.bias == "unit" else 1.0
+        net_obj = None if res.params is None else mlp_objective(res.params, "after", bias_value)
+    else:  # cnn
+        from convexbn import variants
+
+        patches = variants.extract_patches_1d(X, args.patch_size, args.patch_stride)
+        res = variants.solve_cnn(patches, Y, args.beta, arrangements=args.arrangements, seed=args.seed,
+                                 solver=solver, loss=args.loss, bias=args.bias, truncate=args.truncate)
+        net = res.extra.get("network")
+        net_obj = None if net is None else programs.network_objective(net, patches, Y, args.beta, args.loss)
+    wh = res.extra.get("whitening")
+    rank = wh.rank if isinstance(wh, Whitening) else whiten(X.reshape(X.shape[0], -1)).rank
+    return res, net_obj, rank
+
+
+def _precheck_solve(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray) -> None:
+    """Reject option combinations and sizes that cannot work, before any heavy computation."""
+    from convexbn.arrangements import arrangement_upper_bound, arrangements_for
+    from convexbn.programs import check_loss_targets
+    from convexbn.whitening import whiten
+
+    if args.variant == "cnn":
+        if args.patch_size is None:
+            raise CLIError("--variant cnn needs --patch-size H (and optionally --patch-stride S)")
+    elif X.ndim != 2:
+        raise CLIError(f"X must be an (n, d) matrix for --variant {args.variant}, got shape {X.shape}")
+    if args.truncate is not None and args.variant in ("bn-after-relu", "closed-form"):
+        raise CLIError(f"--truncate applies to bn-before-relu and cnn only, not to --variant {args.variant}")
+    if args.variant == "closed-form" and args.loss != "squared":
+        raise CLIError("the closed form holds for the squared loss only; drop --loss or use --variant bn-before-relu")
+    try:
+        check_loss_targets(Y if Y.ndim == 2 else Y[:, None], args.loss)
+    except ValueError as exc:
+        raise CLIError(_one_line(exc)) from None
+    if args.variant == "bn-before-relu" and args.arrangements == "exact":
+        limit = inspect.signature(arrangements_for).parameters["max_exact"].default
+        wh = whiten(X, k=args.truncate, bias=args.bias)
+        bound = arrangement_upper_bound(X.shape[0], wh.q)
+        if bound > limit:
+            raise CLIError(
+                f"exact enumeration may need up to {bound:,} patterns (n={X.shape[0]}, rank {wh.q} with bias) "
+                f"which exceeds {limit:,}; use --arrangements N (e.g. 1000) or --truncate K with a small K")
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    """`convexbn solve`: solve, certify by a forward pass, write RESULT.json."""
+    t0 = time.perf_counter()
+    out = _check_out(args.out)
+    X, y = load_data(args.data, allow_3d=args.variant == "cnn")
+    _precheck_solve(args, X, y)
+    from convexbn.solvers import SolverError, resolve_solver
+
+    if args.variant == "closed-form":
+        solver, reason = "closed-form", "closed form (rank(JX) = n-1), no numerical solver"
+    else:
+        try:
+            solver, reason = resolve_solver(args.solver)
+        except SolverError as exc:
+            raise CLIError(_one_line(exc)) from None
+        if solver == "fast" and args.variant != "bn-before-relu":
+            raise CLIError(f"--solver fast supports --variant bn-before-relu only; choose CLARABEL for {args.variant}")
+    log.info("solver %s (%s)", solver, reason)
+    try:
+        res, net_obj, rank = _solve_variant(args, X, y, solver)
+    except ValueError as exc:  # includes SolverError: bad sizes, rank-deficient closed form, ...
+        raise CLIError(_one_line(exc)) from None
+    rec = res.record
+    Y2 = y if y.ndim == 2 else y[:, None]
+    result: dict[str, Any] = {
+        "objective": res.objective if math.isfinite(res.objective) else None,
+        "network_objective": net_obj,
+        "relative_gap": _rel_gap(res.objective, net_obj),
+        "solver": rec.solver,
+        "solver_reason": rec.reason or reason,
+        "status": rec.status,
+        "certified": rec.status == "optimal",
+        "seconds": rec.seconds,
+        "iterations": rec.iterations,
+        "arrangements": res.arrangements,
+        "neurons": res.neurons,
+        "variant": args.variant,
+        "loss": args.loss,
+        "beta": args.beta,
+        "n": int(X.shape[0]),
+        "d": int(np.prod(X.shape[1:])),
+        "C": int(Y2.shape[1]),
+        "rank": int(rank),
+        "truncate": args.truncate,
+        "seed": args.seed,
+        "cone_violation": rec.extra.get("cone_violation"),
+        "gap": rec.extra.get("gap"),
+        "warning": res.extra.get("warning"),
+    }
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    from convexbn.io import provenance, write_json
+
+    result["provenance"] = provenance(config=config, seed=args.seed, device="cpu",
+                                      seconds=time.perf_counter() - t0)
+    write_json(out, result)
+    if net_obj is None:  # the solver returned no point: nothing to reconstruct
+        print(f"convexbn: error: solver {rec.solver} ended with status {rec.status} and returned no solution; "
+              f"see {out}; try --solver CLARABEL or fewer --arrangements", file=sys.stderr)
+        return 1
+    if rec.status != "optimal":
+        log.warning("status %s: the solution is not certified optimal (recorded in %s)", rec.status, out)
+    log.info("objective %.10g, network objective %.10g, %d neurons, %d patterns, %.2f s -> %s",
+             res.objective, net_obj, res.neurons, res.arrangements, rec.seconds, out)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ train
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """`convexbn train`: train the non-convex BN network, write final objective, history, provenance."""
+    t0 = time.perf_counter()
+    out = _check_out(args.out)
+    X, y = load_data(args.data)
+    if args.loss == "cross_entropy":
+        from convexbn.programs import check_loss_targets
+
+        try:
+            check_loss_targets(y if y.ndim == 2 else y[:, None], "cross_entropy")
+        except ValueError as exc:
+            raise CLIError(_one_line(exc)) from None
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CLIError("--device cuda requested but CUDA is not available here; use --device auto or cpu")
+    from convexbn.training import train_bn_network
+
+    log.info("training width-%d BN network (%s, BN %s ReLU) on n=%d, d=%d", args.width, args.optimizer,
+             args.placement, X.shape[0], X.shape[1])
+    try:
+        res = train_bn_network(X, y, args.beta, args.width, optimizer=args.optimizer, lr=args.lr,
+                               epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                               placement=args.placement, loss=args.loss,
+                               device=None if args.device == "auto" else args.device)
+    except FloatingPointError as exc:
+        print(f"convexbn: error: training diverged ({_one_line(exc)}); lower --lr", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        raise CLIError(_one_line(exc)) from None
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    from convexbn.io import provenance, write_json
+
+    result = {
+        "final_objective": res.final_objective,
+        "history": res.history,
+        "device": res.device,
+        "seconds": res.seconds,
+        "width": args.width,
+        "optimizer": args.optimizer,
+        "beta": args.beta,
+        "n": int(X.shape[0]),
+        "d": int(X.shape[1]),
+        "training_config": res.config,
+        "provenance": provenance(config=config, seed=args.seed, device=res.device,
+                                 seconds=time.perf_counter() - t0),
+    }
+    write_json(out, result)
+    log.info("final objective %.10g after %d epochs on %s (%.2f s) -> %s", res.final_objective, args.epochs,
+             res.device, res.seconds, out)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ entry point
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: parse, run the sub-command, map input errors to one line and exit code 2."""
+    _setup_logging()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+        return int(args.func(args))
+    except CLIError as exc:
+        print(f"convexbn: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
