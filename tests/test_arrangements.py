@@ -8,6 +8,7 @@ from convexbn.arrangements import (
     arrangements_for,
     dedupe_masks,
     exact_arrangements,
+    parse_arrangement_spec,
     sample_arrangements,
 )
 from convexbn.whitening import whiten
@@ -66,3 +67,28 @@ def test_spec_parsing():
         arrangements_for(U, "lots")
     with pytest.raises(ValueError):
         arrangements_for(U, 0)
+
+
+def test_huge_exact_request_is_refused_quickly_with_a_readable_message():
+    """CIFAR-sized rank: the bound stops at the cap (no multi-thousand-digit integer), the message says what to do."""
+    import time
+
+    A = np.broadcast_to(np.ones(3073), (50_000, 3073))  # a view: no memory, never touched before the refusal
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"more than the limit of 200,000 patterns.*--arrangements N"):
+        exact_arrangements(A)
+    assert time.perf_counter() - t0 < 1.0
+    assert arrangement_upper_bound(50_000, 3073, cap=1000) > 1000
+    assert arrangement_upper_bound(12, 3, cap=10**9) == arrangement_upper_bound(12, 3) == 2 * (1 + 11 + 55)
+
+
+@pytest.mark.parametrize("spec,want", [("exact", "exact"), (" EXACT ", "exact"), ("40", 40), (7, 7), (3.0, 3)])
+def test_parse_arrangement_spec(spec, want):
+    assert parse_arrangement_spec(spec) == want
+
+
+@pytest.mark.parametrize("spec,match", [("lots", "neither"), (2.5, "neither"), (True, "neither"), (None, "neither"),
+                                        (0, ">= 1"), ("-4", ">= 1")])
+def test_parse_arrangement_spec_rejects(spec, match):
+    with pytest.raises(ValueError, match=match):
+        parse_arrangement_spec(spec)

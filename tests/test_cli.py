@@ -26,6 +26,7 @@ def data(tmp_path: Path) -> dict[str, Path]:
         "onehot": dict(X=rng.standard_normal((12, 2)), y=np.eye(3)[rng.integers(0, 3, 12)]),
         "highdim": dict(X=rng.standard_normal((8, 16)), y=rng.standard_normal(8)),
         "signal": dict(X=rng.standard_normal((8, 6)), y=rng.standard_normal(8)),
+        "signs": dict(X=rng.standard_normal((8, 6)), y=np.sign(rng.standard_normal(8))),
     }
     out = {}
     for name, arrays in files.items():
@@ -84,6 +85,8 @@ def test_bad_input_subprocess(tmp_path: Path) -> None:
     (["--arrangements", "30", "--loss", "cross_entropy"], "onehot"),
     (["--variant", "bn-after-relu", "--arrangements", "30"], "scalar"),
     (["--variant", "cnn", "--patch-size", "3", "--patch-stride", "2", "--arrangements", "40"], "signal"),
+    (["--variant", "bn-after-relu", "--arrangements", "20", "--loss", "hinge"], "signs"),
+    (["--variant", "cnn", "--patch-size", "3", "--arrangements", "20", "--loss", "hinge"], "signs"),
 ])
 def test_solve_variants_in_process(extra: list[str], name: str, data: dict[str, Path], tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -168,6 +171,7 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
     ("good", ["--variant", "closed-form"], ["rank"]),
     ("good", ["--loss", "cross_entropy"], ["one-hot"]),
     ("good", ["--truncate", "0"], ["--truncate"]),
+    ("good", ["--seed", "-1"], ["--seed", ">= 0"]),
 ])
 def test_solve_bad_inputs(kind: str, args: list[str] | None, needles: list[str], tmp_path: Path,
                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -220,3 +224,11 @@ def test_missing_subcommand_and_out_directory(tmp_path: Path, capsys: pytest.Cap
     rc, err = run_main(["solve", "--data", str(_write_bad(tmp_path, "good")), "--beta", "0.1",
                         "--out", str(tmp_path)], capsys)
     assert rc == 2 and "is a directory" in err
+
+
+def test_cli_choices_match_the_library() -> None:
+    """The CLI lists its choices without importing torch; they must stay those of the library."""
+    from convexbn.networks import LOSSES
+    from convexbn.training import OPTIMIZERS
+
+    assert cli.LOSS_CHOICES == LOSSES and cli.OPTIMIZERS == OPTIMIZERS

@@ -53,3 +53,32 @@ def test_evaluate_objective_leaves_running_stats_untouched():
 def test_bad_placement():
     with pytest.raises(ValueError, match="placement"):
         BNMLP(3, 4, placement="middle")
+
+
+def test_hinge_loss_and_vector_targets_by_forward_pass():
+    """data_loss's hinge term Σ max(0, 1 − y·f) through evaluate_objective; a target vector (n,) is one column."""
+    rng = np.random.default_rng(4)
+    n, d, m = 12, 3, 5
+    X, y = rng.standard_normal((n, d)), np.sign(rng.standard_normal(n))
+    p = BNParams(W=rng.standard_normal((d, m)), gamma=rng.standard_normal(m), alpha=rng.standard_normal(m),
+                 V=rng.standard_normal((m, 1)))
+    net = bn_mlp_from_params(p, X)
+    with torch.no_grad():
+        f = copy.deepcopy(net).train()(torch.as_tensor(X)).numpy()[:, 0]
+    want = np.sum(np.maximum(0.0, 1.0 - y * f)) + 0.5 * 0.2 * p.penalty()
+    np.testing.assert_allclose(evaluate_objective(net, X, y, 0.2, loss="hinge"), want, rtol=1e-10)
+    np.testing.assert_allclose(evaluate_objective(net, X, y, 0.2), evaluate_objective(net, X, y[:, None], 0.2),
+                               rtol=1e-14)
+    with pytest.raises(ValueError, match="unknown loss"):
+        evaluate_objective(net, X, y, 0.2, loss="l1")
+
+
+def test_evaluate_objective_needs_a_bn_network_and_applies_first_layer_decay():
+    """Only convexbn BN networks are accepted; λ₁ adds (λ₁/2)‖W‖² of the first layer."""
+    with pytest.raises(TypeError, match="PaperBNNet"):
+        evaluate_objective(torch.nn.Linear(3, 1).double(), np.zeros((4, 3)), np.zeros(4), 0.1)
+    rng = np.random.default_rng(5)
+    X, Y = rng.standard_normal((9, 3)), rng.standard_normal((9, 1))
+    net = BNMLP(3, 4).double()
+    extra = evaluate_objective(net, X, Y, 0.1, first_layer_decay=0.3) - evaluate_objective(net, X, Y, 0.1)
+    np.testing.assert_allclose(extra, 0.15 * float(torch.sum(net.first.weight.detach() ** 2)), rtol=1e-10)

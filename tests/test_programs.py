@@ -217,3 +217,18 @@ def test_large_beta_gives_zero_network() -> None:
     X, y = problem(12, 10, 2)
     res = solve_two_layer(X, y, 100.0, arrangements=20, solver="CLARABEL")
     assert res.objective == pytest.approx(0.5 * np.sum(y**2), rel=1e-6)
+
+
+def test_pure_shift_block_reconstructs_to_a_working_neuron() -> None:
+    """A block with s_{1:k} = 0 (γ = 0, only the bias coordinate) gets a non-zero filter; objective still equal."""
+    X, y = problem(13, 10, 3)
+    wh = whiten(X)
+    Ut = wh.features(X)
+    masks = np.ones((10, 1), dtype=bool)  # U'u = 0.5·c·1 > 0: the all-active pattern is cone-feasible
+    u = np.zeros((1, wh.q, 1))
+    u[0, -1, 0] = 0.5
+    up = np.zeros_like(u)
+    params = reconstruct_before(wh, u, up)
+    assert params.width == 1 and params.gamma[0] == 0 and np.linalg.norm(params.W) > 0
+    net = bn_mlp_from_params(params, X, bias_value=wh.bias_value)
+    assert rel(evaluate_objective(net, X, y, 0.1), c2_objective(Ut, y, 0.1, masks, u, up)) < 1e-10

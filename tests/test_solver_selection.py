@@ -97,3 +97,12 @@ def test_infeasible_and_unbounded_toys_do_not_raise() -> None:
     assert rec.status.startswith("infeasible") and rec.objective is None and not rec.optimal
     rec = solve_problem(cp.Problem(cp.Minimize(x), [x <= 0]), "CLARABEL")
     assert rec.status.startswith("unbounded") and not rec.optimal
+
+
+def test_library_logs_which_solver_and_why(no_licence: None, caplog: pytest.LogCaptureFixture) -> None:
+    """Without the CLI, the convex solves themselves log the solver chosen by 'auto' and the reason."""
+    X, y = small()
+    with caplog.at_level(logging.INFO, logger="convexbn"):
+        solve_two_layer(X, y, 0.1, arrangements=8, solver="auto")
+    assert any(r.getMessage().startswith("solver CLARABEL (auto:") and "licence" in r.getMessage()
+               for r in caplog.records)

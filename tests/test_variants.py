@@ -338,3 +338,17 @@ def test_deep_rejects_bad_inputs() -> None:
         V.solve_deep_last_two(net, np.ones((5, 3)), np.zeros((5, 2)), 0.1, solver=SOLVER)
     with pytest.raises(ValueError, match="widths"):
         V.DeepBNNet(3, [], 1)
+
+
+def test_hinge_loss_for_bn_after_and_cnn() -> None:
+    """The shared loss helpers give every variant the hinge loss; reconstructions attain the optimum."""
+    rng = np.random.default_rng(13)
+    X, y = rng.standard_normal((8, 2)), np.sign(rng.standard_normal(8))
+    res = V.solve_bn_after_relu(X, y, 0.1, arrangements=12, seed=0, solver=SOLVER, loss="hinge")
+    net = bn_mlp_from_params(res.params, X, placement="after")
+    assert _rel(evaluate_objective(net, X, y, 0.1, loss="hinge"), res.objective) < REL
+    P = V.extract_patches_1d(rng.standard_normal((6, 4)), 2, 1)
+    cnn = V.solve_cnn(P, y[:6], 0.1, arrangements=12, seed=0, solver=SOLVER, loss="hinge")
+    assert _rel(evaluate_objective(cnn.extra["network"], P, y[:6], 0.1, loss="hinge"), cnn.objective) < REL
+    with pytest.raises(ValueError, match="hinge"):
+        V.solve_bn_after_relu(X, y + 0.5, 0.1, solver=SOLVER, loss="hinge")

@@ -23,9 +23,34 @@ class Arrangements:
         return int(self.masks.shape[1])
 
 
-def arrangement_upper_bound(n: int, q: int) -> int:
-    """Upper bound 2 Σ_{j<q} C(n−1, j) on the number of patterns of n points in rank q."""
-    return 2 * sum(math.comb(max(n - 1, 0), j) for j in range(max(q, 0)))
+def arrangement_upper_bound(n: int, q: int, cap: int | None = None) -> int:
+    """Upper bound 2 Σ_{j<q} C(n−1, j) on the number of patterns of n points in rank q.
+
+    With `cap`, summation stops as soon as the partial bound exceeds it (the returned value is then
+    only known to be > cap): at CIFAR scale the full bound has thousands of digits and takes seconds.
+    """
+    total = 0
+    for j in range(max(q, 0)):
+        total += 2 * math.comb(max(n - 1, 0), j)
+        if cap is not None and total > cap:
+            break
+    return total
+
+
+def parse_arrangement_spec(spec: str | int) -> str | int:
+    """Validate an arrangement spec: 'exact' (any case) or a positive integer count (int or digit string)."""
+    if isinstance(spec, str) and spec.strip().lower() == "exact":
+        return "exact"
+    bad = f"arrangements {spec!r} is neither 'exact' nor a positive integer count; use 'exact' or e.g. 500"
+    if isinstance(spec, bool) or (isinstance(spec, float) and not float(spec).is_integer()):
+        raise ValueError(bad)
+    try:
+        count = int(spec)
+    except (TypeError, ValueError):
+        raise ValueError(bad) from None
+    if count < 1:
+        raise ValueError(f"arrangements must be 'exact' or an integer >= 1, got {spec!r}")
+    return count
 
 
 def dedupe_masks(masks: np.ndarray, generators: np.ndarray, drop_empty: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -63,18 +88,29 @@ def exact_arrangements(A: np.ndarray, max_count: int = 200_000, tol: float = 1e-
     """
     A = np.asarray(A, dtype=np.float64)
     n, q = A.shape
-    bound = arrangement_upper_bound(n, q)
+    bound = arrangement_upper_bound(n, q, cap=max_count)
     if bound > max_count:
         raise ValueError(
-            f"exact arrangements: up to {bound:,} patterns for n={n} points of rank {q} exceeds the limit "
-            f"{max_count:,}; use sampled arrangements (--arrangements N) or truncate the whitening (--truncate K)"
+            f"exact arrangements: n={n} points of rank {q} can have more than the limit of {max_count:,} "
+            "patterns; use sampled arrangements (--arrangements N) or truncate the whitening (--truncate K)"
         )
     scale = np.linalg.norm(A, axis=1)
     scale[scale == 0] = 1.0
     An = A / scale[:, None]
+    masks = np.zeros((n, 0), dtype=bool)
+    G = np.zeros((q, 0))
     gens: list[np.ndarray] = []
+
+    def flush() -> None:
+        """Fold the pending generators into (masks, G), de-duplicated (bounds memory to ~P + chunk)."""
+        nonlocal masks, G
+        if gens:
+            Gc = np.array(gens).T  # (q, chunk)
+            gens.clear()
+            masks, G = dedupe_masks(np.hstack([masks, A @ Gc >= 0]), np.hstack([G, Gc]))
+
     if q == 1:
-        gens = [np.array([1.0]), np.array([-1.0])]
+        gens.extend([np.array([1.0]), np.array([-1.0])])
     else:
         signs = np.array(list(itertools.product([-1.0, 1.0], repeat=q - 1)))  # (2^{q-1}, q-1)
         for S in itertools.combinations(range(n), q - 1):
@@ -86,14 +122,13 @@ def exact_arrangements(A: np.ndarray, max_count: int = 200_000, tol: float = 1e-
             t = Vt[-1]
             B = np.linalg.pinv(AS)  # columns b_j with A_S b_j = e_j
             step = 1e-6 / max(1.0, np.abs(B).max())
-            for direction in (t, -t):
-                for sg in signs:
-                    gens.append(direction + step * (B @ sg))
-    G = np.array(gens).T  # (q, M)
-    masks = A @ G >= 0
+            steps = step * (signs @ B.T)  # (2^{q-1}, q): B @ sg for every sign vector sg
+            gens.extend(t + steps)
+            gens.extend(-t + steps)
+            if len(gens) >= 65_536:
+                flush()
     # Rows exactly on a ray (degenerate data): the step already decides their side; nothing else to do.
-    # Always include the all-active pattern (g = bias direction when the last column is constant).
-    masks, G = dedupe_masks(masks, G)
+    flush()
     if masks.shape[1] > max_count:
         raise ValueError(f"exact arrangements: {masks.shape[1]:,} patterns exceed the limit {max_count:,}")
     return Arrangements(masks=masks, generators=G, exact=True)
@@ -101,10 +136,7 @@ def exact_arrangements(A: np.ndarray, max_count: int = 200_000, tol: float = 1e-
 
 def arrangements_for(A: np.ndarray, spec: str | int, seed: int = 0, max_exact: int = 200_000) -> Arrangements:
     """`spec` = "exact" (enumerate all) or an integer count of Gaussian samples (seeded)."""
-    if isinstance(spec, str) and spec.strip().lower() == "exact":
+    parsed = parse_arrangement_spec(spec)
+    if parsed == "exact":
         return exact_arrangements(A, max_count=max_exact)
-    try:
-        count = int(spec)
-    except (TypeError, ValueError):
-        raise ValueError(f"arrangements: {spec!r} is neither 'exact' nor a positive integer count") from None
-    return sample_arrangements(A, count, seed=seed)
+    return sample_arrangements(A, int(parsed), seed=seed)

@@ -7,13 +7,12 @@ Exit codes: 0 success; 2 bad input (one line `convexbn: error: ...` on stderr, n
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -66,67 +65,53 @@ def _one_line(text: str) -> str:
 
 # ------------------------------------------------------------------------------------ argument types
 
-def _nonneg_float(label: str):
+def _number(label: str, cast: Callable[[str], float], low: float, strict: bool = False
+            ) -> Callable[[str], Any]:
+    """argparse type: a finite number (`cast` = float or int) >= low, or > low when `strict`."""
+    what = "an integer" if cast is int else "a number"
+    bound = f" {'>' if strict else '>='} {low:g}"
+
+    def parse(text: str) -> Any:
+        """Convert `text`, or raise an ArgumentTypeError naming the option and the allowed range."""
+        try:
+            val = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{label} {text!r} is not {what}; give e.g. {max(low, 0) + 1:g}") from None
+        if not math.isfinite(val) or val < low or (strict and val == low):
+            raise argparse.ArgumentTypeError(f"{label} must be {'a finite number' if cast is float else what}"
+                                             f"{bound}, got {text!r}")
+        return val
+    return parse
+
+
+def _nonneg_float(label: str) -> Callable[[str], Any]:
     """argparse type: a finite number >= 0."""
-    def parse(text: str) -> float:
-        try:
-            val = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{label} {text!r} is not a number; give a value such as 0.1") from None
-        if not math.isfinite(val) or val < 0:
-            raise argparse.ArgumentTypeError(f"{label} must be a finite number >= 0, got {text!r}")
-        return val
-    return parse
+    return _number(label, float, 0.0)
 
 
-def _pos_float(label: str):
+def _pos_float(label: str) -> Callable[[str], Any]:
     """argparse type: a finite number > 0."""
-    def parse(text: str) -> float:
-        try:
-            val = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{label} {text!r} is not a number; give a positive value") from None
-        if not math.isfinite(val) or val <= 0:
-            raise argparse.ArgumentTypeError(f"{label} must be a finite number > 0, got {text!r}")
-        return val
-    return parse
+    return _number(label, float, 0.0, strict=True)
 
 
-def _pos_int(label: str):
+def _pos_int(label: str) -> Callable[[str], Any]:
     """argparse type: an integer >= 1."""
-    def parse(text: str) -> int:
-        try:
-            val = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{label} {text!r} is not an integer; give a whole number >= 1") from None
-        if val < 1:
-            raise argparse.ArgumentTypeError(f"{label} must be >= 1, got {text!r}")
-        return val
-    return parse
+    return _number(label, int, 1)
 
 
-def _int(label: str):
-    """argparse type: any integer."""
-    def parse(text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{label} {text!r} is not an integer") from None
-    return parse
+def _seed(label: str) -> Callable[[str], Any]:
+    """argparse type: a seed, an integer >= 0 (what numpy and torch accept)."""
+    return _number(label, int, 0)
 
 
 def _arrangement_spec(text: str) -> str | int:
     """argparse type: 'exact' or a positive integer number of sampled patterns."""
-    if text.strip().lower() == "exact":
-        return "exact"
+    from convexbn.arrangements import parse_arrangement_spec
+
     try:
-        val = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--arrangements {text!r} is neither 'exact' nor a positive integer; use 'exact' or e.g. 500") from None
-    if val < 1:
-        raise argparse.ArgumentTypeError(f"--arrangements must be 'exact' or an integer >= 1, got {text!r}")
-    return val
+        return parse_arrangement_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--{exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the top-K singular directions of the whitening (explicit regulariser)")
     s.add_argument("--solver", default="auto",
                    help="auto (MOSEK if licensed, else CLARABEL), fast, MOSEK, CLARABEL, SCS, ECOS, ...")
-    s.add_argument("--seed", type=_int("--seed"), default=0, help="seed of sampled arrangements")
+    s.add_argument("--seed", type=_seed("--seed"), default=0, help="seed of sampled arrangements")
     s.add_argument("--loss", default="squared", choices=LOSS_CHOICES, help="data loss")
     s.add_argument("--bias", default="unit", choices=("unit", "ones"),
                    help="BN shift column c: 'unit' = 1/sqrt(n) (default) or 'ones' (ambiguity A1)")
@@ -167,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_pos_float("--lr"), default=None, help="learning rate (default: per optimiser)")
     t.add_argument("--epochs", type=_pos_int("--epochs"), default=100, help="epochs (GD: steps)")
     t.add_argument("--batch-size", type=_pos_int("--batch-size"), default=None, help="mini-batch size (sgd/adam)")
-    t.add_argument("--seed", type=_int("--seed"), default=0, help="initialisation/batching seed")
+    t.add_argument("--seed", type=_seed("--seed"), default=0, help="initialisation/batching seed")
     t.add_argument("--placement", default="before", choices=("before", "after"), help="BN before or after ReLU")
     t.add_argument("--loss", default="squared", choices=("squared", "cross_entropy"), help="data loss")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
@@ -257,9 +242,7 @@ def _solve_variant(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray, solve
         if params.width == 0:
             return programs.loss_value(np.zeros_like(Y), Y, args.loss)
         net = bn_mlp_from_params(params, X, placement=placement, bias_value=bias_value)
-        if args.loss in ("squared", "cross_entropy"):
-            return evaluate_objective(net, X, Y, args.beta, loss=args.loss)
-        return programs.network_objective(net, X, Y, args.beta, args.loss)
+        return evaluate_objective(net, X, Y, args.beta, loss=args.loss)
 
     variant = args.variant
     if variant == "closed-form":
@@ -284,7 +267,7 @@ def _solve_variant(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray, solve
         res = variants.solve_cnn(patches, Y, args.beta, arrangements=args.arrangements, seed=args.seed,
                                  solver=solver, loss=args.loss, bias=args.bias, truncate=args.truncate)
         net = res.extra.get("network")
-        net_obj = None if net is None else programs.network_objective(net, patches, Y, args.beta, args.loss)
+        net_obj = None if net is None else evaluate_objective(net, patches, Y, args.beta, loss=args.loss)
     wh = res.extra.get("whitening")
     rank = wh.rank if isinstance(wh, Whitening) else whiten(X.reshape(X.shape[0], -1)).rank
     return res, net_obj, rank
@@ -292,9 +275,7 @@ def _solve_variant(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray, solve
 
 def _precheck_solve(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray) -> None:
     """Reject option combinations and sizes that cannot work, before any heavy computation."""
-    from convexbn.arrangements import arrangement_upper_bound, arrangements_for
     from convexbn.programs import check_loss_targets
-    from convexbn.whitening import whiten
 
     if args.variant == "cnn":
         if args.patch_size is None:
@@ -309,14 +290,8 @@ def _precheck_solve(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray) -> N
         check_loss_targets(Y if Y.ndim == 2 else Y[:, None], args.loss)
     except ValueError as exc:
         raise CLIError(_one_line(exc)) from None
-    if args.variant == "bn-before-relu" and args.arrangements == "exact":
-        limit = inspect.signature(arrangements_for).parameters["max_exact"].default
-        wh = whiten(X, k=args.truncate, bias=args.bias)
-        bound = arrangement_upper_bound(X.shape[0], wh.q)
-        if bound > limit:
-            raise CLIError(
-                f"exact enumeration may need up to {bound:,} patterns (n={X.shape[0]}, rank {wh.q} with bias) "
-                f"which exceeds {limit:,}; use --arrangements N (e.g. 1000) or --truncate K with a small K")
+    # "exact" with astronomically many patterns is refused by convexbn.arrangements (a ValueError
+    # naming --arrangements N / --truncate K), before any program is built.
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
@@ -329,16 +304,16 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 
     if args.variant == "closed-form":
         solver, reason = "closed-form", "closed form (rank(JX) = n-1), no numerical solver"
-    else:
+        log.info("solver %s (%s)", solver, reason)
+    else:  # validate here for a one-line error; the library logs the solver it uses and why
         try:
             solver, reason = resolve_solver(args.solver)
         except SolverError as exc:
             raise CLIError(_one_line(exc)) from None
         if solver == "fast" and args.variant != "bn-before-relu":
             raise CLIError(f"--solver fast supports --variant bn-before-relu only; choose CLARABEL for {args.variant}")
-    log.info("solver %s (%s)", solver, reason)
     try:
-        res, net_obj, rank = _solve_variant(args, X, y, solver)
+        res, net_obj, rank = _solve_variant(args, X, y, args.solver)
     except ValueError as exc:  # includes SolverError: bad sizes, rank-deficient closed form, ...
         raise CLIError(_one_line(exc)) from None
     rec = res.record

@@ -6,7 +6,6 @@ Every error raised here is a `DataError` whose message names the problem and the
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import http.client
@@ -17,19 +16,20 @@ import pickle
 import re
 import struct
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
+
+from convexbn.io import atomic_writer
 
 try:  # numpy >= 2 moved the private core module; both spellings appear in pickles
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
@@ -140,22 +140,6 @@ def file_md5(path: PathLike) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """Yield a temp file next to `path`; on clean exit fsync and rename it over `path`, else delete it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _offline_help(name: str, filename: str) -> str:
     """How to point the pipeline at a local copy of a CIFAR archive."""
     return (f"To use a local copy instead, download {filename} on a machine with internet access "
@@ -221,7 +205,7 @@ def _copy_verified(name: str, archive: Path, target: Path, md5: str) -> Path:
         if actual != md5:
             raise DataError(_mismatch_message(name, str(archive), md5, actual, archive.stat().st_size, False))
         return target
-    with _atomic_file(target) as fh:
+    with atomic_writer(target, suffix=".part") as fh:
         digest = hashlib.md5()
         with open(archive, "rb") as src:
             while chunk := src.read(_CHUNK):
@@ -267,7 +251,7 @@ def fetch_cifar(name: str, dest: PathLike, url: str | None = None, md5: str | No
         log.warning("%s exists but its MD5 is not %s: downloading it again", target, expected)
     attempts = retries + 1
     errors: list[str] = []
-    with _atomic_file(target) as fh:
+    with atomic_writer(target, suffix=".part") as fh:
         for attempt in range(1, attempts + 1):
             try:
                 log.info("downloading %s from %s (attempt %d of %d)", name, url, attempt, attempts)
@@ -566,7 +550,7 @@ def make_cifar_archive(path: PathLike, name: str, n_train: int, n_test: int, see
                 b"coarse_label_names": [f"synthetic_superclass_{c:02d}".encode() for c in range(20)]}
         members.append(("meta", _py2_pickle(meta)))
     target = Path(path)
-    with _atomic_file(target) as fh:
+    with atomic_writer(target, suffix=".part") as fh:
         with gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
                 folder = tarfile.TarInfo(source.folder)
@@ -796,7 +780,7 @@ def save_prepared(path: PathLike, arrays: Mapping[str, Any]) -> None:
     target = Path(path)
     if target.suffix != ".npz":
         raise DataError(f"save_prepared: {str(target)!r} must end in .npz (numpy would append it otherwise)")
-    with _atomic_file(target) as fh:
+    with atomic_writer(target, suffix=".part") as fh:
         np.savez(fh, **payload)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
 
 

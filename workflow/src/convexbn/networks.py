@@ -4,6 +4,9 @@ Paper BN: BN(h) = γ·Jh/‖Jh‖ + α·c·1 (c = 1/√n by default). PyTorch `B
 computes γ_t·Jh/√(‖Jh‖²/n + eps) + β_t, hence γ = √n·γ_t and α = β_t/c (= √n·β_t for c = 1/√n).
 The objective is ½‖f(X) − Y‖² + (β/2) Σ_j (γ_j² + α_j² + ‖v_j‖²) [+ (λ₁/2)‖W‖² if asked].
 BatchNorm's eps is made negligible by scaling first-layer weights so that var(h) ≫ eps.
+
+`PaperBNNet` is the base of every BN network of the package (`BNMLP` here, `variants.BNConvNet` and
+`variants.DeepBNNet`): one `objective`, so `evaluate_objective` and `predict` work for all of them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import torch
 from torch import nn
 
 Placement = Literal["before", "after"]
-Loss = Literal["squared", "cross_entropy"]
+Loss = Literal["squared", "cross_entropy", "hinge"]
+#: Data losses of the objective: ½‖F − Y‖², summed softmax cross-entropy (one-hot Y), Σ max(0, 1 − Y∘F).
+LOSSES = ("squared", "cross_entropy", "hinge")
 
 
 @dataclass
@@ -45,16 +50,50 @@ def default_device() -> torch.device:
 
 
 def data_loss(out: torch.Tensor, Y: torch.Tensor, loss: Loss = "squared") -> torch.Tensor:
-    """½‖out − Y‖²_F (squared) or summed softmax cross-entropy against one-hot/int labels."""
-    if loss == "squared":
-        return 0.5 * torch.sum((out - Y) ** 2)
+    """½‖out − Y‖²_F (squared), summed softmax cross-entropy (one-hot/int labels) or Σ max(0, 1 − Y∘out) (hinge)."""
     if loss == "cross_entropy":
         target = Y.argmax(dim=1) if Y.ndim == 2 else Y.long()
         return nn.functional.cross_entropy(out, target, reduction="sum")
-    raise ValueError(f"unknown loss {loss!r}; choose 'squared' or 'cross_entropy'")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    Y = Y.reshape(out.shape)  # a target vector (n,) against outputs (n, 1)
+    if loss == "squared":
+        return 0.5 * torch.sum((out - Y) ** 2)
+    return torch.sum(torch.relu(1.0 - Y * out))
 
 
-class BNMLP(nn.Module):
+class PaperBNNet(nn.Module):
+    """Base of the BN networks: paper-convention (γ, α) and objective ℓ(f(X), Y) + (β/2)·penalty [+ decay]."""
+
+    bias_value: float | None  # c of the paper's α·c·1; None means 1/√N for a batch of N BN rows
+
+    def paper_bn_of(self, bn: nn.BatchNorm1d, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(γ, α) of one BN layer in paper convention for a batch of `rows` BN rows."""
+        c = self.bias_value if self.bias_value is not None else 1.0 / math.sqrt(rows)
+        return bn.weight * math.sqrt(rows), bn.bias / c
+
+    def bn_rows(self, X: torch.Tensor) -> int:
+        """Number of rows BN normalises over for input X (the batch size n; n·K for a CNN)."""
+        return int(X.shape[0])
+
+    def penalty(self, rows: int) -> torch.Tensor:
+        """Σ (γ² + α² + ‖v‖²) in paper convention for a batch of `rows` BN rows (defined by subclasses)."""
+        raise NotImplementedError
+
+    def decayed_weights(self) -> list[torch.Tensor]:
+        """Weights that the optional first-layer decay λ₁ penalises (defined by subclasses)."""
+        raise NotImplementedError
+
+    def objective(self, X: torch.Tensor, Y: torch.Tensor, beta: float, loss: Loss = "squared",
+                  first_layer_decay: float = 0.0) -> torch.Tensor:
+        """Training objective on (X, Y) with a forward pass in the module's current mode."""
+        val = data_loss(self(X), Y, loss) + 0.5 * beta * self.penalty(self.bn_rows(X))
+        if first_layer_decay:
+            val = val + 0.5 * first_layer_decay * sum(torch.sum(w**2) for w in self.decayed_weights())
+        return val
+
+
+class BNMLP(PaperBNNet):
     """Linear(d, m, no bias) → BatchNorm1d(m) → ReLU → Linear(m, C, no bias) (or BN after the ReLU)."""
 
     def __init__(self, d: int, m: int, C: int = 1, placement: Placement = "before",
@@ -80,22 +119,16 @@ class BNMLP(nn.Module):
 
     def paper_bn(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(γ, α) in paper convention for a batch of n samples."""
-        c = self.bias_value if self.bias_value is not None else 1.0 / math.sqrt(n)
-        return self.bn.weight * math.sqrt(n), self.bn.bias / c
+        return self.paper_bn_of(self.bn, n)
 
     def penalty(self, n: int) -> torch.Tensor:
         """Σ_j (γ_j² + α_j² + ‖v_j‖²) in paper convention for a batch of n samples."""
         gamma, alpha = self.paper_bn(n)
         return torch.sum(gamma**2) + torch.sum(alpha**2) + torch.sum(self.second.weight**2)
 
-    def objective(self, X: torch.Tensor, Y: torch.Tensor, beta: float, loss: Loss = "squared",
-                  first_layer_decay: float = 0.0) -> torch.Tensor:
-        """Training objective on (X, Y) with a forward pass in the module's current mode."""
-        Y = Y.reshape(Y.shape[0], -1) if loss == "squared" else Y
-        val = data_loss(self(X), Y, loss) + 0.5 * beta * self.penalty(X.shape[0])
-        if first_layer_decay:
-            val = val + 0.5 * first_layer_decay * torch.sum(self.first.weight**2)
-        return val
+    def decayed_weights(self) -> list[torch.Tensor]:
+        """The first-layer weights W."""
+        return [self.first.weight]
 
     def to_params(self, n: int) -> BNParams:
         """Export weights in paper convention (float64 numpy)."""
@@ -119,6 +152,24 @@ def scale_for_eps(W: np.ndarray, X: np.ndarray, eps: float, ratio: float = 1e12,
     return W * factor
 
 
+def load_paper_params(first: nn.Linear, bn: nn.BatchNorm1d, second: nn.Linear, params: BNParams,
+                      H: np.ndarray, bias_value: float | None = None, relu: bool = False) -> None:
+    """Copy paper-convention `params` into (first, bn, second); H (N, d) is `first`'s input over the BN batch.
+
+    First-layer columns are rescaled (the network is invariant to that) so that BN's eps is negligible:
+    by `scale_for_eps` of H w, or of (H w)_+ when BN follows the ReLU (`relu=True`).
+    """
+    H = np.asarray(H, dtype=np.float64)
+    N = H.shape[0]
+    W = scale_for_eps(params.W, H, bn.eps, relu=relu) if params.width else params.W
+    c = bias_value if bias_value is not None else 1.0 / math.sqrt(N)
+    with torch.no_grad():  # modules already in their dtype/device: copy_ converts, no float32 round trip
+        first.weight.copy_(torch.as_tensor(W.T))
+        bn.weight.copy_(torch.as_tensor(params.gamma / math.sqrt(N)))
+        bn.bias.copy_(torch.as_tensor(params.alpha * c))
+        second.weight.copy_(torch.as_tensor(params.V.T))
+
+
 def bn_mlp_from_params(params: BNParams, X: np.ndarray, placement: Placement = "before",
                        bias_value: float | None = None, eps: float = 1e-5,
                        dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> BNMLP:
@@ -130,14 +181,8 @@ def bn_mlp_from_params(params: BNParams, X: np.ndarray, placement: Placement = "
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
     m, C = params.V.shape
-    W = scale_for_eps(params.W, X, eps, relu=placement == "after") if m else params.W
-    c = bias_value if bias_value is not None else 1.0 / math.sqrt(n)
     net = BNMLP(d, m, C, placement=placement, bias_value=bias_value, eps=eps).to(dtype=dtype, device=device or "cpu")
-    with torch.no_grad():  # copy after the dtype change: no float32 round trip
-        net.first.weight.copy_(torch.as_tensor(W.T))
-        net.bn.weight.copy_(torch.as_tensor(params.gamma / math.sqrt(n)))
-        net.bn.bias.copy_(torch.as_tensor(params.alpha * c))
-        net.second.weight.copy_(torch.as_tensor(params.V.T))
+    load_paper_params(net.first, net.bn, net.second, params, X, bias_value=bias_value, relu=placement == "after")
     set_running_stats(net, torch.as_tensor(X, dtype=dtype, device=net.first.weight.device))
     return net
 
@@ -172,17 +217,24 @@ def set_running_stats(net: nn.Module, X: torch.Tensor) -> None:
 
 def evaluate_objective(net: nn.Module, X: np.ndarray, Y: np.ndarray, beta: float, loss: Loss = "squared",
                        first_layer_decay: float = 0.0) -> float:
-    """Objective of `net` by an ordinary forward pass in training mode (full-batch BN statistics)."""
+    """Objective of any `PaperBNNet` (BNMLP; BNConvNet on patches; DeepBNNet) by a train-mode forward pass.
+
+    BN uses the full-batch statistics of X; the network (running statistics included) is left untouched.
+    """
+    if not isinstance(net, PaperBNNet):
+        raise TypeError(f"evaluate_objective needs a convexbn BN network (PaperBNNet), got {type(net).__name__}")
     p = next(net.parameters())
     Xt = torch.as_tensor(np.asarray(X), dtype=p.dtype, device=p.device)
     Yt = torch.as_tensor(np.asarray(Y), dtype=p.dtype, device=p.device)
     was_training = net.training
     net.train()
     state = {k: v.clone() for k, v in net.state_dict().items() if "running" in k or "num_batches" in k}
-    with torch.no_grad():
-        val = net.objective(Xt, Yt, beta, loss=loss, first_layer_decay=first_layer_decay)
-    net.load_state_dict({**net.state_dict(), **state})  # a pure evaluation leaves running stats untouched
-    net.train(was_training)
+    try:
+        with torch.no_grad():
+            val = net.objective(Xt, Yt, beta, loss=loss, first_layer_decay=first_layer_decay)
+    finally:
+        net.load_state_dict({**net.state_dict(), **state})  # a pure evaluation leaves running stats untouched
+        net.train(was_training)
     return float(val)
 
 

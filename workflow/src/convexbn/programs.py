@@ -16,7 +16,6 @@ Block arrays everywhere have shape (P, q, C): u[i, :, c] is the block of pattern
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -26,17 +25,16 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from convexbn.arrangements import Arrangements, arrangements_for
-from convexbn.networks import BNParams
+from convexbn.networks import LOSSES, BNParams, evaluate_objective
 from convexbn.solvers import SolveRecord, resolve_solver, solve_problem
-from convexbn.whitening import Whitening, whiten
+from convexbn.whitening import Whitening, as_data_matrix, whiten
 
 log = logging.getLogger("convexbn.programs")
 
-#: Losses the convex programs accept. "hinge" is Σ max(0, 1 − Y∘F) with targets in {−1, +1}.
-LOSSES = ("squared", "cross_entropy", "hinge")
+# LOSSES (from convexbn.networks) are the losses the convex programs accept; "hinge" is
+# Σ max(0, 1 − Y∘F) with targets in {−1, +1}, "cross_entropy" needs one-hot targets.
 #: Per-solver defaults for (C2), merged under the caller's options. CLARABEL cannot certify a 1e-10
 #: gap on (C2) for about half of small random problems (it then reports "optimal_inaccurate" although
 #: the point agrees with closed forms to 1e-12); 1e-8 is certified reliably and is ample for the
@@ -82,28 +80,34 @@ class C2Program:
 # validation helpers
 # ----------------------------------------------------------------------------------------------
 
-def as_targets(Y: np.ndarray, n: int | None = None) -> np.ndarray:
+def _prefix(where: str) -> str:
+    """'where: ' for error messages, or nothing."""
+    return f"{where}: " if where else ""
+
+
+def as_targets(Y: np.ndarray, n: int | None = None, where: str = "") -> np.ndarray:
     """Targets as an (n, C) float64 matrix (a 1-D y becomes one column); checks shape and finiteness."""
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim == 1:
         Y = Y[:, None]
-    if Y.ndim != 2 or Y.shape[1] < 1:
-        raise ValueError(f"targets must be a vector (n,) or a matrix (n, C), got shape {Y.shape}")
-    if n is not None and Y.shape[0] != n:
-        raise ValueError(f"targets have {Y.shape[0]} rows but the data has n={n}; give one target row per sample")
+    if Y.ndim != 2 or Y.shape[1] < 1 or (n is not None and Y.shape[0] != n):
+        rows = "n" if n is None else str(n)
+        raise ValueError(f"{_prefix(where)}Y must have shape ({rows},) or ({rows}, C) to match the data, got "
+                         f"{np.shape(Y)}; give one target row per sample")
     if not np.all(np.isfinite(Y)):
-        raise ValueError("targets contain NaN or infinite values; clean the labels first")
+        raise ValueError(f"{_prefix(where)}targets contain NaN or infinite values; clean the labels first")
     return Y
 
 
-def check_beta(beta: float) -> float:
-    """β as a float ≥ 0, or a ValueError naming the bad value."""
+def check_beta(beta: float, positive: bool = False, where: str = "") -> float:
+    """β as a finite float ≥ 0 (> 0 with `positive`), or a ValueError naming the bad value."""
+    kind = "a positive finite number" if positive else "a finite number >= 0"
     try:
         b = float(beta)
     except (TypeError, ValueError):
-        raise ValueError(f"beta must be a non-negative number, got {beta!r}") from None
-    if not math.isfinite(b) or b < 0:
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+        raise ValueError(f"{_prefix(where)}weight decay beta must be {kind}, got {beta!r}") from None
+    if not math.isfinite(b) or b < 0 or (positive and b == 0):
+        raise ValueError(f"{_prefix(where)}weight decay beta must be {kind}, got {beta!r}")
     return b
 
 
@@ -113,16 +117,17 @@ def is_one_hot(Y: np.ndarray) -> bool:
     return Y.ndim == 2 and bool(np.all((Y == 0) | (Y == 1))) and bool(np.all(Y.sum(axis=1) == 1))
 
 
-def check_loss_targets(Y: np.ndarray, loss: str) -> None:
+def check_loss_targets(Y: np.ndarray, loss: str, where: str = "") -> None:
     """Raise a ValueError when the (n, C) targets do not suit `loss`."""
     if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        raise ValueError(f"{_prefix(where)}unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     if loss == "cross_entropy" and (Y.shape[1] < 2 or not is_one_hot(Y)):
         raise ValueError(
-            f"cross_entropy needs one-hot targets with C >= 2 classes, got shape {Y.shape}; "
+            f"{_prefix(where)}cross_entropy needs one-hot targets with C >= 2 classes, got shape {Y.shape}; "
             "encode class labels one-hot (n, C) or use --loss squared")
     if loss == "hinge" and not np.all(np.abs(Y) == 1):
-        raise ValueError("hinge loss needs targets in {-1, +1}; recode the labels (e.g. 2*onehot - 1)")
+        raise ValueError(f"{_prefix(where)}hinge loss needs targets in {{-1, +1}}; recode the labels "
+                         "(e.g. 2*onehot - 1)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,21 +148,19 @@ def loss_value(F: np.ndarray, Y: np.ndarray, loss: str = "squared") -> float:
     raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
 
 
-def network_objective(net: torch.nn.Module, inputs: np.ndarray, Y: np.ndarray, beta: float,
-                      loss: str = "squared") -> float:
-    """Objective of a real torch BN network (MLP on X, or CNN on patches) by a train-mode forward pass.
+def loss_cvxpy(F: cp.Expression, Y: np.ndarray, loss: str = "squared") -> cp.Expression:
+    """Data term ℓ(F, Y) as a CVXPY expression, the same function as `loss_value` (one-hot Y for CE)."""
+    if loss == "squared":
+        return 0.5 * cp.sum_squares(F - Y)
+    if loss == "cross_entropy":
+        return cp.sum(cp.log_sum_exp(F, axis=1)) - cp.sum(cp.multiply(Y, F))
+    if loss == "hinge":
+        return cp.sum(cp.pos(1.0 - cp.multiply(Y, F)))
+    raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
 
-    Works for every loss in LOSSES (hinge included); the network itself is left untouched.
-    """
-    inputs = np.asarray(inputs, dtype=np.float64)
-    Y = as_targets(Y, inputs.shape[0])
-    rows = inputs.shape[0] * (inputs.shape[1] if inputs.ndim == 3 else 1)  # BN batch size
-    work = copy.deepcopy(net).train()
-    p = next(work.parameters())
-    with torch.no_grad():
-        out = work(torch.as_tensor(inputs, dtype=p.dtype, device=p.device))
-        penalty = float(work.penalty(rows))
-    return loss_value(out.double().cpu().numpy(), Y, loss) + 0.5 * float(beta) * penalty
+
+#: Objective of a real torch BN network by a train-mode forward pass (kept name; see networks).
+network_objective = evaluate_objective
 
 
 def c2_predictions(Ut: np.ndarray, masks: np.ndarray, u: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -222,13 +225,7 @@ def c2_problem(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, lo
     A, B = _pattern_matrices(Ut, masks)
     u = cp.Variable((P * q, C), name="u")
     up = cp.Variable((P * q, C), name="u_prime")
-    F = A @ (u - up)
-    if loss == "squared":
-        data = 0.5 * cp.sum_squares(F - Y)
-    elif loss == "cross_entropy":
-        data = cp.sum(cp.log_sum_exp(F, axis=1)) - cp.sum(cp.multiply(Y, F))
-    else:  # hinge
-        data = cp.sum(cp.pos(1.0 - cp.multiply(Y, F)))
+    data = loss_cvxpy(A @ (u - up), Y, loss)
     # column (i + c·P) of the Fortran reshape is block (i, c)
     norms = cp.norm(cp.reshape(u, (q, P * C), order="F"), 2, axis=0) + \
         cp.norm(cp.reshape(up, (q, P * C), order="F"), 2, axis=0)
@@ -248,6 +245,7 @@ def solve_c2(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solv
     """
     t0 = time.perf_counter()
     name, reason = resolve_solver(solver)
+    log.info("solver %s (%s)", name, reason)
     Ut = np.asarray(Ut, dtype=np.float64)
     Y = as_targets(Y, Ut.shape[0])
     masks = np.asarray(masks, dtype=bool)
@@ -307,8 +305,13 @@ def reconstruct_before(wh: Whitening, u: np.ndarray, up: np.ndarray, tol: float 
             outs.append(v)
     m = len(cols)
     S = np.array(cols).T if m else np.zeros((q, 0))
+    W = wh.first_layer(S)
+    # a pure-shift neuron (s_{1:k} = 0, so γ = 0) still gets a non-zero filter: BN of a constant is 0/0
+    zero_cols = np.linalg.norm(W, axis=0) == 0
+    if np.any(zero_cols):
+        W[:, zero_cols] = wh.V[:, :1] if wh.k else 1.0
     return BNParams(
-        W=wh.first_layer(S),
+        W=W,
         gamma=np.linalg.norm(S[: wh.k], axis=0),
         alpha=S[wh.k].copy(),
         V=np.array(outs) if m else np.zeros((0, C)),
@@ -342,9 +345,7 @@ def solve_two_layer(X: np.ndarray, Y: np.ndarray, beta: float, *, arrangements: 
     a point (e.g. "optimal_inaccurate"), and are None otherwise (objective NaN then).
     """
     t0 = time.perf_counter()
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be an (n, d) matrix, got shape {X.shape}")
+    X = as_data_matrix(X, "solve_two_layer")
     Y = as_targets(Y, X.shape[0])
     beta = check_beta(beta)
     check_loss_targets(Y, loss)
@@ -397,9 +398,7 @@ def closed_form(X: np.ndarray, Y: np.ndarray, beta: float, bias: str = "unit") -
     Raises ValueError when JX is rank deficient, Y has C > 1 columns but is not one-hot, or bias != "unit".
     """
     t0 = time.perf_counter()
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be an (n, d) matrix, got shape {X.shape}")
+    X = as_data_matrix(X, "closed_form")
     n = X.shape[0]
     Y = as_targets(Y, n)
     beta = check_beta(beta)

@@ -41,7 +41,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from convexbn.io import atomic_writer
 from convexbn.networks import BNMLP, data_loss, default_device, set_running_stats
 
 log = logging.getLogger("convexbn.training")
@@ -217,8 +217,8 @@ def _check_init(init: Any, d: int, width: int, C: int, placement: str) -> None:
 
 
 def _objective_terms(net: BNMLP, Xb: torch.Tensor, Yb: torch.Tensor, n: int, beta: float, loss: str,
-                     first_layer_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(objective, data loss, penalty) for a batch: (n/|b|)·ℓ_b + (β/2)·penalty_n [+ (λ₁/2)‖W‖²]."""
+                     first_layer_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(objective, data loss, penalty, outputs) for a batch: (n/|b|)·ℓ_b + (β/2)·penalty_n [+ (λ₁/2)‖W‖²]."""
     out = net(Xb)
     dl = data_loss(out, Yb, loss)  # type: ignore[arg-type]
     if Xb.shape[0] != n:
@@ -227,7 +227,7 @@ def _objective_terms(net: BNMLP, Xb: torch.Tensor, Yb: torch.Tensor, n: int, bet
     obj = dl + 0.5 * beta * pen
     if first_layer_decay:
         obj = obj + 0.5 * first_layer_decay * torch.sum(net.first.weight ** 2)
-    return obj, dl, pen
+    return obj, dl, pen, out
 
 
 @torch.no_grad()
@@ -240,13 +240,7 @@ def _full_batch_record(net: BNMLP, Xt: torch.Tensor, Yt: torch.Tensor, beta: flo
     accuracy from eval mode after `networks.set_running_stats` on the full training set.
     """
     net.train()
-    n = Xt.shape[0]
-    out = net(Xt)
-    dl = data_loss(out, Yt, loss)  # type: ignore[arg-type]
-    pen = net.penalty(n)
-    obj = dl + 0.5 * beta * pen
-    if first_layer_decay:
-        obj = obj + 0.5 * first_layer_decay * torch.sum(net.first.weight ** 2)
+    obj, dl, pen, out = _objective_terms(net, Xt, Yt, Xt.shape[0], beta, loss, first_layer_decay)
     rec: dict[str, Any] = {"objective": float(obj), "data_loss": float(dl), "penalty": float(pen),
                            "train_acc": _accuracy(out, Yt, kind), "test_acc": None}
     if Xs is not None and Ys is not None and kind is not None:
@@ -318,17 +312,8 @@ def _restore_rng_states(states: dict[str, Any], batch_rng: np.random.Generator) 
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file in the same folder, then an atomic os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        torch.save(payload, fh)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -552,7 +537,7 @@ def train_bn_network(
     def closure() -> torch.Tensor:
         """Full-batch objective and gradient (for L-BFGS)."""
         opt.zero_grad(set_to_none=True)
-        obj, _, _ = _objective_terms(net, Xt, Yt, n, beta_f, loss, fld)
+        obj = _objective_terms(net, Xt, Yt, n, beta_f, loss, fld)[0]
         obj.backward()
         return obj
 
@@ -576,7 +561,7 @@ def train_bn_network(
                 else:
                     it = torch.as_tensor(idx, device=dev)
                     Xb, Yb = Xt[it], Yt[it]
-                last, _, _ = _objective_terms(net, Xb, Yb, n, beta_f, loss, fld)
+                last = _objective_terms(net, Xb, Yb, n, beta_f, loss, fld)[0]
                 last.backward()
                 opt.step()
                 step += 1

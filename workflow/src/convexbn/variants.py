@@ -16,9 +16,10 @@ exactly one class.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
-from typing import Any, Literal
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -27,12 +28,21 @@ import torch
 from torch import nn
 
 from convexbn.arrangements import Arrangements, arrangements_for
-from convexbn.networks import BNParams, Loss, data_loss, scale_for_eps, set_running_stats
-from convexbn.programs import ConvexResult
+from convexbn.networks import BNParams, Loss, PaperBNNet, load_paper_params, set_running_stats
+from convexbn.programs import (
+    ConvexResult,
+    as_targets,
+    check_beta,
+    check_loss_targets,
+    loss_cvxpy,
+    loss_value,
+    reconstruct_before,
+)
 from convexbn.solvers import SolveRecord, SolverError, resolve_solver, solve_problem
-from convexbn.whitening import Whitening, whiten
+from convexbn.whitening import BiasColumn, Whitening, as_data_matrix, whiten
 
-BiasColumn = Literal["unit", "ones"]
+log = logging.getLogger("convexbn.variants")
+
 ArrangementSpec = str | int
 
 _FAST_HELP = (
@@ -48,34 +58,18 @@ _FAST_HELP = (
 
 
 def _targets(Y: np.ndarray, n: int, loss: str, where: str) -> np.ndarray:
-    """Y as an (n, C) float64 matrix, with shape/loss checks that name the bad value."""
-    if loss not in ("squared", "cross_entropy"):
-        raise ValueError(f"{where}: unknown loss {loss!r}; choose 'squared' or 'cross_entropy'")
-    Y = np.asarray(Y, dtype=np.float64)
-    if Y.ndim == 1:
-        Y = Y[:, None]
-    if Y.ndim != 2 or Y.shape[0] != n:
-        raise ValueError(f"{where}: Y must have shape ({n},) or ({n}, C) to match the data, got {Y.shape}")
-    if not np.all(np.isfinite(Y)):
-        raise ValueError(f"{where}: Y contains NaN or infinite values")
-    if loss == "cross_entropy" and Y.shape[1] < 2:
-        raise ValueError(f"{where}: loss 'cross_entropy' needs one-hot targets with C >= 2 columns, got C={Y.shape[1]}")
+    """Y as an (n, C) float64 matrix suited to `loss` (shared checks of `convexbn.programs`)."""
+    Y = as_targets(Y, n, where)
+    check_loss_targets(Y, loss, where)
     return Y
 
 
-def _check_beta(beta: float, where: str) -> float:
-    """β as a positive float."""
-    beta = float(beta)
-    if not beta > 0 or not math.isfinite(beta):
-        raise ValueError(f"{where}: weight decay beta must be a positive finite number, got {beta}")
-    return beta
-
-
 def _conic_solver(solver: str) -> tuple[str, str]:
-    """Resolve a solver name, refusing 'fast' (not implemented for these programs)."""
+    """Resolve (and log) a solver name, refusing 'fast' (not implemented for these programs)."""
     name, reason = resolve_solver(solver)
     if name == "fast":
         raise SolverError(_FAST_HELP)
+    log.info("solver %s (%s)", name, reason)
     return name, reason
 
 
@@ -88,33 +82,27 @@ def _bias_value(bias: BiasColumn, N: int, where: str) -> float:
     raise ValueError(f"{where}: bias must be 'unit' (c = 1/sqrt(N)) or 'ones' (c = 1), got {bias!r}")
 
 
-def _loss_np(F: np.ndarray, Y: np.ndarray, loss: str) -> float:
-    """Data loss in numpy, identical to `networks.data_loss` (argmax labels for cross-entropy)."""
-    if loss == "squared":
-        return 0.5 * float(np.sum((F - Y) ** 2))
-    labels = Y.argmax(axis=1)
-    mx = F.max(axis=1, keepdims=True)
-    lse = (mx[:, 0] + np.log(np.exp(F - mx).sum(axis=1)))
-    return float(np.sum(lse - F[np.arange(F.shape[0]), labels]))
+def _run_conic(problem: cp.Problem, name: str, reason: str, extra: dict[str, Any]) -> SolveRecord:
+    """Solve with a resolved conic solver; note reason, solver time, certification and a non-optimal warning."""
+    record = solve_problem(problem, name)
+    record.reason = "; ".join(x for x in (reason, record.reason) if x)
+    record.extra["solver_seconds"] = record.seconds
+    extra.update({"solver_seconds": record.seconds, "certified": record.status == "optimal"})
+    if record.status != "optimal":
+        extra["warning"] = f"solver {name} ended with status {record.status}: solution not certified optimal"
+    return record
 
 
-def _loss_cp(F: cp.Expression, Y: np.ndarray, loss: str) -> cp.Expression:
-    """Data loss as a CVXPY expression (squared, or summed softmax cross-entropy on argmax labels)."""
-    if loss == "squared":
-        return 0.5 * cp.sum_squares(F - Y)
-    onehot = np.zeros_like(Y)
-    onehot[np.arange(Y.shape[0]), Y.argmax(axis=1)] = 1.0
-    return cp.sum(cp.log_sum_exp(F, axis=1)) - cp.sum(cp.multiply(onehot, F))
-
-
-def _failed(record: SolveRecord, P: int, extra: dict[str, Any]) -> ConvexResult:
-    """A ConvexResult for a solve that did not reach an (inaccurate) optimum."""
+def _failed(record: SolveRecord, P: int, extra: dict[str, Any], t_start: float) -> ConvexResult | None:
+    """A ConvexResult (objective NaN, no network) when the solver returned no point, else None."""
+    if record.status in ("optimal", "optimal_inaccurate"):
+        return None
+    record.seconds = time.perf_counter() - t_start
     return ConvexResult(objective=float("nan"), record=record, params=None, neurons=0, arrangements=P, extra=extra)
 
 
-def _keep(norms: np.ndarray, tol: float) -> np.ndarray:
-    """Boolean mask of blocks whose norm exceeds tol × the largest block norm."""
-    top = float(norms.max()) if norms.size else 0.0
+def _keep(norms: np.ndarray, tol: float, top: float) -> np.ndarray:
+    """Boolean mask of blocks whose norm exceeds tol × top (top = the largest norm of every block kind)."""
     return norms > tol * top if top > 0 else np.zeros(norms.shape, dtype=bool)
 
 
@@ -195,7 +183,7 @@ def _after_problem(X: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray,
     for var, bias in ((w, b), (wp, bp)):  # Fortran reshape: column i + k·P is block (i, k)
         stacked = cp.vstack([cp.reshape(R @ var, (kr, P * C), order="F"), cp.reshape(bias, (1, P * C), order="F")])
         pen = pen + cp.sum(cp.norm(stacked, 2, axis=0))
-    problem = cp.Problem(cp.Minimize(_loss_cp(F, Y, loss) + beta * pen), [S @ w >= 0, S @ wp >= 0])
+    problem = cp.Problem(cp.Minimize(loss_cvxpy(F, Y, loss) + beta * pen), [S @ w >= 0, S @ wp >= 0])
     return problem, w, wp, b, bp
 
 
@@ -221,14 +209,10 @@ def solve_bn_after_relu(
     """
     t_start = time.perf_counter()
     where = "solve_bn_after_relu"
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[0] < 2:
-        raise ValueError(f"{where}: X must be an (n, d) matrix with n >= 2, got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{where}: X contains NaN or infinite values")
+    X = as_data_matrix(X, where)
     n, d = X.shape
     Y = _targets(Y, n, loss, where)
-    beta = _check_beta(beta, where)
+    beta = check_beta(beta, positive=True, where=where)
     C = Y.shape[1]
     c = _bias_value(bias, n, where)
     name, reason = _conic_solver(solver)
@@ -239,14 +223,10 @@ def solve_bn_after_relu(
     if P == 0:
         raise ValueError(f"{where}: no non-empty activation pattern of X; check the data")
     problem, w, wp, bv, bpv = _after_problem(X, Y, beta, masks, c, loss)
-    record = solve_problem(problem, name)
-    record.reason = "; ".join(x for x in (reason, record.reason) if x)
-    record.extra["solver_seconds"] = record.seconds
-    extra: dict[str, Any] = {"arrangements": arr, "solver_seconds": record.seconds, "bias_value": c,
-                             "certified": record.status == "optimal"}
-    if record.status not in ("optimal", "optimal_inaccurate"):
-        record.seconds = time.perf_counter() - t_start
-        return _failed(record, P, extra)
+    extra: dict[str, Any] = {"arrangements": arr, "bias_value": c}
+    record = _run_conic(problem, name, reason, extra)
+    if (failed := _failed(record, P, extra, t_start)) is not None:
+        return failed
 
     W = w.value.reshape(P, d, C).transpose(2, 1, 0).copy()  # (C, d, P)
     Wp = wp.value.reshape(P, d, C).transpose(2, 1, 0).copy()
@@ -254,14 +234,13 @@ def solve_bn_after_relu(
     bp = bpv.value.T.copy()
     _, norms, norms_p = _after_prediction(X, masks, c, W, Wp, b, bp)
     top = max(norms.max(), norms_p.max())
-    keep = norms > tol * top if top > 0 else np.zeros_like(norms, dtype=bool)
-    keep_p = norms_p > tol * top if top > 0 else np.zeros_like(norms_p, dtype=bool)
+    keep, keep_p = _keep(norms, tol, top), _keep(norms_p, tol, top)
     W[np.broadcast_to(~keep.T[:, None, :], W.shape)] = 0.0
     Wp[np.broadcast_to(~keep_p.T[:, None, :], Wp.shape)] = 0.0
     b[~keep.T] = 0.0
     bp[~keep_p.T] = 0.0
     F_val, norms, norms_p = _after_prediction(X, masks, c, W, Wp, b, bp)
-    objective = _loss_np(F_val, Y, loss) + beta * float(norms.sum() + norms_p.sum())
+    objective = loss_value(F_val, Y, loss) + beta * float(norms.sum() + norms_p.sum())
 
     params = _reconstruct_after(X, masks, arr.generators, W, Wp, b, bp, norms, norms_p, keep, keep_p)
     extra.update({"W": W, "Wp": Wp, "b": b, "bp": bp, "block_norms": norms, "block_norms_p": norms_p})
@@ -325,7 +304,7 @@ def extract_patches_1d(X: np.ndarray, size: int, stride: int = 1) -> np.ndarray:
     return np.ascontiguousarray(patches.transpose(0, 2, 1, 3).reshape(X.shape[0], K, -1))
 
 
-class BNConvNet(nn.Module):
+class BNConvNet(PaperBNNet):
     """Patches (n, K, h) → shared filters Linear(h, m) → BatchNorm1d over n·K rows → ReLU → Σ_k → Linear(m, C).
 
     Paper convention (N = n·K rows): γ = √N·γ_torch, α = β_torch / c with c = 1/√N by default.
@@ -349,22 +328,20 @@ class BNConvNet(nn.Module):
 
     def paper_bn(self, N: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(γ, α) in paper convention for N = n·K BN rows."""
-        c = self.bias_value if self.bias_value is not None else 1.0 / math.sqrt(N)
-        return self.bn.weight * math.sqrt(N), self.bn.bias / c
+        return self.paper_bn_of(self.bn, N)
+
+    def bn_rows(self, X: torch.Tensor) -> int:
+        """BN normalises over all n·K (sample, position) rows of the patches X (n, K, h)."""
+        return int(X.shape[0] * X.shape[1])
 
     def penalty(self, N: int) -> torch.Tensor:
         """Σ_j (γ_j² + α_j² + ‖v_j‖²) in paper convention for N = n·K BN rows."""
         gamma, alpha = self.paper_bn(N)
         return torch.sum(gamma**2) + torch.sum(alpha**2) + torch.sum(self.head.weight**2)
 
-    def objective(self, P: torch.Tensor, Y: torch.Tensor, beta: float, loss: Loss = "squared",
-                  first_layer_decay: float = 0.0) -> torch.Tensor:
-        """ℓ(f(P), Y) + (β/2)·penalty [+ (λ₁/2)‖filters‖²], forward pass in the module's current mode."""
-        Y = Y.reshape(Y.shape[0], -1) if loss == "squared" else Y
-        val = data_loss(self(P), Y, loss) + 0.5 * beta * self.penalty(P.shape[0] * P.shape[1])
-        if first_layer_decay:
-            val = val + 0.5 * first_layer_decay * torch.sum(self.filters.weight**2)
-        return val
+    def decayed_weights(self) -> list[torch.Tensor]:
+        """The shared filters."""
+        return [self.filters.weight]
 
 
 def _check_patches(patches: np.ndarray, where: str) -> np.ndarray:
@@ -386,32 +363,6 @@ def cnn_whitening(patches: np.ndarray, truncate: int | None = None, bias: BiasCo
     return whiten(patches.reshape(n * K, h), k=truncate, bias=bias)
 
 
-def _reconstruct_gated(wh: Whitening, u: np.ndarray, up: np.ndarray, keep: np.ndarray,
-                       keep_p: np.ndarray) -> BNParams:
-    """BN-before-ReLU neurons from (C2)-type blocks u, up (P, q, C): s = u/√‖u‖, v = ±√‖u‖, w = VΣ⁻¹s."""
-    P, q, C = u.shape
-    S, vs = [], []
-    for k in range(C):
-        for sign, UU, kk in ((1.0, u, keep), (-1.0, up, keep_p)):
-            for i in np.flatnonzero(kk[:, k]):
-                t = float(np.linalg.norm(UU[i, :, k]))
-                S.append(UU[i, :, k] / math.sqrt(t))
-                v = np.zeros(C)
-                v[k] = sign * math.sqrt(t)
-                vs.append(v)
-    d = wh.V.shape[0]
-    if not S:
-        return _zero_params(d, C)
-    Smat = np.stack(S, axis=1)  # (q, m)
-    gamma = np.linalg.norm(Smat[: wh.k], axis=0)
-    W = wh.first_layer(Smat)
-    # a neuron with γ = 0 (pure shift) still needs a non-zero filter for BN to be well defined
-    zero_cols = np.linalg.norm(W, axis=0) == 0
-    if np.any(zero_cols):
-        W[:, zero_cols] = wh.V[:, :1] if wh.k else 1.0
-    return BNParams(W=W, gamma=gamma, alpha=Smat[wh.k].copy(), V=np.stack(vs))
-
-
 def bn_conv_from_params(params: BNParams, patches: np.ndarray, bias_value: float | None = None,
                         eps: float = 1e-5, dtype: torch.dtype = torch.float64,
                         device: torch.device | str | None = None) -> BNConvNet:
@@ -420,14 +371,8 @@ def bn_conv_from_params(params: BNParams, patches: np.ndarray, bias_value: float
     n, K, h = patches.shape
     N = n * K
     m, C = params.V.shape
-    W = scale_for_eps(params.W, patches.reshape(N, h), eps)
-    c = bias_value if bias_value is not None else 1.0 / math.sqrt(N)
     net = BNConvNet(h, m, C, eps=eps, bias_value=bias_value).to(dtype=dtype, device=device or "cpu")
-    with torch.no_grad():  # copy after the dtype change: no float32 round trip
-        net.filters.weight.copy_(torch.as_tensor(W.T))
-        net.bn.weight.copy_(torch.as_tensor(params.gamma / math.sqrt(N)))
-        net.bn.bias.copy_(torch.as_tensor(params.alpha * c))
-        net.head.weight.copy_(torch.as_tensor(params.V.T))
+    load_paper_params(net.filters, net.bn, net.head, params, patches.reshape(N, h), bias_value=bias_value)
     set_running_stats(net, torch.as_tensor(patches, dtype=dtype, device=net.filters.weight.device))
     return net
 
@@ -445,7 +390,7 @@ def _cnn_problem(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, 
     u, up = cp.Variable((P * q, C), name="u"), cp.Variable((P * q, C), name="u_prime")
     pen = cp.sum(cp.norm(cp.reshape(u, (q, P * C), order="F"), 2, axis=0)) + \
         cp.sum(cp.norm(cp.reshape(up, (q, P * C), order="F"), 2, axis=0))
-    problem = cp.Problem(cp.Minimize(_loss_cp(A @ (u - up), Y, loss) + beta * pen), [S @ u >= 0, S @ up >= 0])
+    problem = cp.Problem(cp.Minimize(loss_cvxpy(A @ (u - up), Y, loss) + beta * pen), [S @ u >= 0, S @ up >= 0])
     return problem, u, up
 
 
@@ -477,7 +422,7 @@ def solve_cnn(
     n, K, h = patches.shape
     N = n * K
     Y = _targets(Y, n, loss, where)
-    beta = _check_beta(beta, where)
+    beta = check_beta(beta, positive=True, where=where)
     C = Y.shape[1]
     name, reason = _conic_solver(solver)
     _bias_value(bias, N, where)
@@ -489,28 +434,25 @@ def solve_cnn(
     pool = sp.kron(sp.eye(n), np.ones((1, K)), format="csr")  # (n, N): sum over positions
 
     problem, uv, upv = _cnn_problem(Ut, Y, beta, masks, pool, loss)
-    record = solve_problem(problem, name)
-    record.reason = "; ".join(x for x in (reason, record.reason) if x)
-    record.extra["solver_seconds"] = record.seconds
-    extra: dict[str, Any] = {"whitening": wh, "arrangements": arr, "solver_seconds": record.seconds,
-                             "certified": record.status == "optimal"}
-    if record.status not in ("optimal", "optimal_inaccurate"):
-        record.seconds = time.perf_counter() - t_start
-        return _failed(record, P, extra)
+    extra: dict[str, Any] = {"whitening": wh, "arrangements": arr}
+    record = _run_conic(problem, name, reason, extra)
+    if (failed := _failed(record, P, extra, t_start)) is not None:
+        return failed
 
     u = uv.value.reshape(P, q, C).copy()  # (P, q, C)
     up = upv.value.reshape(P, q, C).copy()
     norms, norms_p = np.linalg.norm(u, axis=1), np.linalg.norm(up, axis=1)  # (P, C)
     top = max(norms.max(), norms_p.max())
-    keep = norms > tol * top if top > 0 else np.zeros_like(norms, dtype=bool)
-    keep_p = norms_p > tol * top if top > 0 else np.zeros_like(norms_p, dtype=bool)
+    keep, keep_p = _keep(norms, tol, top), _keep(norms_p, tol, top)
     u *= keep[:, None, :]
     up *= keep_p[:, None, :]
     F_val = np.stack([pool @ np.sum(masks * (Ut @ (u[:, :, k] - up[:, :, k]).T), axis=1) for k in range(C)],
                      axis=1)
-    objective = _loss_np(F_val, Y, loss) + beta * float(np.linalg.norm(u, axis=1).sum()
-                                                        + np.linalg.norm(up, axis=1).sum())
-    params = _reconstruct_gated(wh, u, up, keep, keep_p)
+    objective = loss_value(F_val, Y, loss) + beta * float(np.linalg.norm(u, axis=1).sum()
+                                                          + np.linalg.norm(up, axis=1).sum())
+    params = reconstruct_before(wh, u, up, tol=tol)  # pruned blocks are exactly zero already
+    if params.width == 0:
+        params = _zero_params(h, C)
     bias_value = None if bias == "unit" else 1.0
     net = bn_conv_from_params(params, patches, bias_value=bias_value, eps=eps, device=device)
     extra.update({"u": u, "up": up, "network": net})
@@ -524,7 +466,7 @@ def solve_cnn(
 # --------------------------------------------------------------------------------------------------
 
 
-class DeepBNNet(nn.Module):
+class DeepBNNet(PaperBNNet):
     """[Linear(no bias) → BatchNorm1d → ReLU] per hidden width, then Linear(no bias) to C outputs.
 
     Objective (our choice for ambiguity A2): ℓ(f(X), Y) + (β/2)[Σ_l (‖γ_l‖² + ‖α_l‖²) + ‖W_L‖²_F],
@@ -568,9 +510,7 @@ class DeepBNNet(nn.Module):
 
     def paper_bn(self, layer: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(γ_l, α_l) of hidden layer `layer` (0-based) in paper convention for a batch of n."""
-        c = self.bias_value if self.bias_value is not None else 1.0 / math.sqrt(n)
-        bn = self.bns[layer]
-        return bn.weight * math.sqrt(n), bn.bias / c
+        return self.paper_bn_of(self.bns[layer], n)
 
     def bn_penalty(self, n: int, layers: list[int] | None = None) -> torch.Tensor:
         """Σ_l (‖γ_l‖² + ‖α_l‖²) over the given hidden layers (all by default)."""
@@ -585,14 +525,9 @@ class DeepBNNet(nn.Module):
         """Σ_l (‖γ_l‖² + ‖α_l‖²) + ‖W_L‖²_F in paper convention for a batch of n."""
         return self.bn_penalty(n) + torch.sum(self.out.weight**2)
 
-    def objective(self, X: torch.Tensor, Y: torch.Tensor, beta: float, loss: Loss = "squared",
-                  first_layer_decay: float = 0.0) -> torch.Tensor:
-        """ℓ(f(X), Y) + (β/2)·penalty [+ (λ₁/2)Σ_l‖W_l‖² on hidden Linear weights], current mode."""
-        Y = Y.reshape(Y.shape[0], -1) if loss == "squared" else Y
-        val = data_loss(self(X), Y, loss) + 0.5 * beta * self.penalty(X.shape[0])
-        if first_layer_decay:
-            val = val + 0.5 * first_layer_decay * sum(torch.sum(lin.weight**2) for lin in self.linears)
-        return val
+    def decayed_weights(self) -> list[torch.Tensor]:
+        """Every hidden Linear weight (the optional decay λ₁ applies to all of them)."""
+        return [lin.weight for lin in self.linears]
 
 
 @torch.no_grad()
@@ -636,7 +571,7 @@ def solve_deep_last_two(
         raise ValueError(f"{where}: X must have shape (n, {net.linears[0].in_features}), got {X.shape}")
     n = X.shape[0]
     Yn = _targets(Y, n, loss, where)
-    beta = _check_beta(beta, where)
+    beta = check_beta(beta, positive=True, where=where)
     if Yn.shape[1] != net.out.out_features:
         raise ValueError(f"{where}: Y has {Yn.shape[1]} columns but the network has {net.out.out_features} outputs")
     if net.bias_value is None:
@@ -668,21 +603,14 @@ def solve_deep_last_two(
 def _assemble_deep(net: DeepBNNet, params: BNParams, A: np.ndarray, X: np.ndarray) -> DeepBNNet:
     """Copy of `net` whose last hidden layer and output layer hold `params` (paper convention)."""
     p = net.out.weight
-    n = A.shape[0]
     m, C = params.V.shape
     eps = net.bns[-1].eps
-    c = net.bias_value if net.bias_value is not None else 1.0 / math.sqrt(n)
     new = copy.deepcopy(net)
     kw = {"dtype": p.dtype, "device": p.device}
     new.linears[-1] = nn.Linear(A.shape[1], m, bias=False, **kw)
     new.bns[-1] = nn.BatchNorm1d(m, eps=eps, momentum=None, **kw)
     new.out = nn.Linear(m, C, bias=False, **kw)
-    W = scale_for_eps(params.W, A, eps)
-    with torch.no_grad():  # modules already in the target dtype: no float32 round trip
-        new.linears[-1].weight.copy_(torch.as_tensor(W.T))
-        new.bns[-1].weight.copy_(torch.as_tensor(params.gamma / math.sqrt(n)))
-        new.bns[-1].bias.copy_(torch.as_tensor(params.alpha * c))
-        new.out.weight.copy_(torch.as_tensor(params.V.T))
+    load_paper_params(new.linears[-1], new.bns[-1], new.out, params, A, bias_value=net.bias_value)
     set_running_stats(new, torch.as_tensor(X, dtype=p.dtype, device=p.device))
     new.train(net.training)
     return new

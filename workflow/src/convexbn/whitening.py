@@ -43,6 +43,16 @@ class Whitening:
         return self.V @ (np.asarray(S)[: self.k] / self.sigma[:, None])
 
 
+def as_data_matrix(X: np.ndarray, where: str = "whiten") -> np.ndarray:
+    """X as a finite (n, d) float64 matrix with n >= 2 (BN needs two samples), or a ValueError naming the problem."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ValueError(f"{where}: X must be an (n, d) matrix with n >= 2, got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{where}: X contains NaN or infinite values; clean or impute the data first")
+    return X
+
+
 def default_rank_tol(X: np.ndarray, sigma_max: float) -> float:
     """The usual numerical-rank tolerance max(n, d)·ε·σ_max (as numpy.linalg.matrix_rank)."""
     return max(X.shape) * np.finfo(np.float64).eps * sigma_max
@@ -55,24 +65,17 @@ def whiten(
     bias: BiasColumn = "unit",
 ) -> Whitening:
     """Centre X, take its compact SVD with an explicit rank tolerance, keep the top-k directions."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[0] < 2:
-        raise ValueError(f"whiten: X must be an (n, d) matrix with n >= 2, got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("whiten: X contains NaN or infinite values; clean or impute the data first")
+    X = as_data_matrix(X, "whiten")
     n = X.shape[0]
+    if bias not in ("unit", "ones"):
+        raise ValueError(f"whiten: bias must be 'unit' (1/sqrt(n)) or 'ones', got {bias!r}")
+    if k is not None and k < 0:
+        raise ValueError(f"whiten: truncation k must be >= 0, got {k}")
     mean = X.mean(axis=0)
     _, s, Vt = np.linalg.svd(X - mean, full_matrices=False)
     tol = default_rank_tol(X, s[0] if s.size else 0.0) if rank_tol is None else float(rank_tol)
     r = int(np.sum(s > tol))
-    if k is not None:
-        if k < 0:
-            raise ValueError(f"whiten: truncation k must be >= 0, got {k}")
-        kk = min(int(k), r)
-    else:
-        kk = r
-    if bias not in ("unit", "ones"):
-        raise ValueError(f"whiten: bias must be 'unit' (1/sqrt(n)) or 'ones', got {bias!r}")
+    kk = r if k is None else min(int(k), r)
     c = 1.0 / np.sqrt(n) if bias == "unit" else 1.0
     return Whitening(
         mean=mean,
