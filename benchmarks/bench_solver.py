@@ -1,0 +1,264 @@
+"""Benchmark convexbn's fast (C2) solver against CVXPY + Clarabel (and MOSEK when licensed).
+
+One command (`make bench`, or `python benchmarks/bench_solver.py [--quick]`) prints a table of times,
+speed-up ratios, certified gaps, cone violations and peak memory, and writes it as CSV
+(default benchmarks/results.csv, or benchmarks/results_quick.csv with --quick).
+
+Targets (issue): E1/E2 exact (C2) n = 500 … 5 000, q = 51, P = 100 (≥ 100× CVXPY+Clarabel to gap
+≤ 1e-6, violation ≤ 1e-9); G1 gated relaxation n = 5 000, q = 51, P = 200 (≤ 3× a one-thread
+GEMM-bound pass count); C1 n = 50 000, k = 100, P = 4 096, 10 classes (gradient ≤ 2× GEMM time,
+memory ≤ 8 GB). Each ratio is measured in the same run as its baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from convexbn.arrangements import sample_arrangements
+from convexbn.io import atomic_write_bytes
+from convexbn.solver import (
+    c2_primal,
+    choose_threads,
+    gated_gradient_time,
+    resolve_device,
+    solve_c2_fast,
+    solve_gated_fast,
+)
+from convexbn.solvers import mosek_available
+from convexbn.whitening import whiten
+
+COLUMNS = ["case", "n", "q", "P", "C", "solver", "threads", "seconds", "baseline_seconds", "ratio",
+           "objective", "rel_obj_diff", "gap", "cone_violation", "status", "iterations", "peak_rss_gb", "note"]
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (GB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def synthetic(n: int, d: int, P: int, C: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian data whitened to U' (n, d+1), a planted ReLU-network target and sampled patterns."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    Wt = rng.standard_normal((d, 8))
+    Y = np.maximum(X @ Wt, 0) @ rng.standard_normal((8, C)) + 0.5 * rng.standard_normal((n, C))
+    U = whiten(X).features(X)
+    arr = sample_arrangements(U, P, seed=seed)
+    return U, Y, arr.masks, arr.generators
+
+
+def default_beta(U: np.ndarray, Y: np.ndarray, masks: np.ndarray, frac: float = 0.1) -> float:
+    """β as a fraction of the smallest β for which every block is zero (max_i ‖U'ᵀ D_i y‖)."""
+    top = max(float(np.linalg.norm(U.T @ (masks[:, i:i + 1] * Y), axis=0).max()) for i in range(masks.shape[1]))
+    return frac * top
+
+
+def cvxpy_c2(U: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solver: str) -> tuple[float, float, str]:
+    """(seconds incl. compile, objective, status) of (C2) modelled in CVXPY the standard way."""
+    import cvxpy as cp
+
+    from convexbn.solvers import solve_problem
+
+    q, P = U.shape[1], masks.shape[1]
+    Mf = masks.astype(float)
+    S = 2.0 * Mf - 1.0
+    t0 = time.perf_counter()
+    obj_total, status = 0.0, "optimal"
+    for c in range(Y.shape[1]):
+        u, up = cp.Variable((q, P)), cp.Variable((q, P))
+        f = cp.sum(cp.multiply(Mf, U @ (u - up)), axis=1)
+        obj = 0.5 * cp.sum_squares(f - Y[:, c]) + beta * (cp.sum(cp.norm(u, axis=0)) + cp.sum(cp.norm(up, axis=0)))
+        prob = cp.Problem(cp.Minimize(obj), [cp.multiply(S, U @ u) >= 0, cp.multiply(S, U @ up) >= 0])
+        rec = solve_problem(prob, solver, accurate=True)
+        status = rec.status if rec.status != "optimal" else status
+        obj_total += float(prob.value) if prob.value is not None else math.nan
+    return time.perf_counter() - t0, obj_total, status
+
+
+def gemm_seconds(n: int, q: int, width: int, dtype: torch.dtype, threads: int, device: torch.device,
+                 repeats: int = 3) -> float:
+    """Best time of the two GEMMs of one gradient: (n×q)(q×width) and (q×n)(n×width)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        U = torch.randn(n, q, dtype=dtype, device=device)
+        W = torch.randn(q, width, dtype=dtype, device=device)
+        best = math.inf
+        for _ in range(repeats):
+            t = time.perf_counter()
+            Z = U @ W
+            U.T @ Z
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+        return best
+    finally:
+        torch.set_num_threads(old)
+
+
+def gemm_chunked_seconds(n: int, q: int, width: int, dtype: torch.dtype, threads: int, device: torch.device,
+                         chunk: int) -> float:
+    """The same two GEMMs done chunk by chunk over rows (bounded memory), best of 2."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        U = torch.randn(chunk, q, dtype=dtype, device=device)
+        W = torch.randn(q, width, dtype=dtype, device=device)
+        acc = torch.zeros(q, width, dtype=dtype, device=device)
+        best = math.inf
+        for _ in range(2):
+            t = time.perf_counter()
+            for _a in range(0, n, chunk):
+                Z = U @ W
+                acc.addmm_(U.T, Z)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+        return best
+    finally:
+        torch.set_num_threads(old)
+
+
+def row(**kw: object) -> dict:
+    """One table row with every column present."""
+    out = {c: "" for c in COLUMNS}
+    out.update(kw)
+    return out
+
+
+def bench_exact(n: int, P: int, d: int, with_baseline: bool, baselines: list[str], tol: float) -> list[dict]:
+    """E1/E2: fast solver to `tol` against CVXPY baselines on the same instance."""
+    U, Y, M, _ = synthetic(n, d, P, seed=n)
+    beta = default_beta(U, Y, M)
+    sol = solve_c2_fast(U, Y, beta, M, tol=tol, max_seconds=600)
+    obj, viol = c2_primal(U, Y, beta, M, sol.u, sol.up)
+    rows = []
+    base_t, base_obj = math.nan, math.nan
+    for b in baselines if with_baseline else []:
+        bt, bobj, bst = cvxpy_c2(U, Y, beta, M, b)
+        rows.append(row(case="E", n=n, q=U.shape[1], P=M.shape[1], C=1, solver=f"cvxpy+{b}", seconds=bt,
+                        objective=bobj, status=bst, peak_rss_gb=peak_rss_gb()))
+        if b in ("CLARABEL", "MOSEK") and math.isnan(base_t):
+            base_t, base_obj = bt, bobj
+    rows.append(row(case="E", n=n, q=U.shape[1], P=M.shape[1], C=1, solver="fast", threads=sol.threads,
+                    seconds=sol.seconds, baseline_seconds=base_t, ratio=base_t / sol.seconds,
+                    objective=obj, rel_obj_diff=(obj - base_obj) / abs(base_obj), gap=sol.gap, cone_violation=viol,
+                    status=sol.status, iterations=sol.iterations, peak_rss_gb=peak_rss_gb(),
+                    note=f"beta={beta:.4g}"))
+    return rows
+
+
+def bench_gated(n: int, P: int, d: int, tol: float) -> list[dict]:
+    """G1: gated relaxation time against iterations × one-thread GEMM time of one gradient."""
+    U, Y, M, _ = synthetic(n, d, P, seed=7)
+    beta = default_beta(U, Y, M)
+    dev = resolve_device(None)
+    sol = solve_gated_fast(U, Y, beta, M, tol=tol, max_seconds=600, chunk=n)
+    g1 = gemm_seconds(n, U.shape[1], M.shape[1], torch.float64, 1, dev, repeats=20)
+    passes = sol.iterations + sol.iterations // 10 + 60  # gradients + certificate checks + power iteration
+    bound = passes * g1
+    return [row(case="G1", n=n, q=U.shape[1], P=M.shape[1], C=1, solver="fast-gated", threads=sol.threads,
+                seconds=sol.seconds, baseline_seconds=bound, ratio=sol.seconds / bound, objective=sol.objective,
+                gap=sol.gap, status=sol.status, iterations=sol.iterations, peak_rss_gb=peak_rss_gb(),
+                note=f"ratio = time / ({passes} passes x 1-thread GEMM {g1 * 1e3:.2f} ms); target <= 3")]
+
+
+def bench_cifar_gradient(n: int, k: int, P: int, C: int, chunk: int) -> list[dict]:
+    """C1: one full gradient at CIFAR shape (fp32, masks recomputed from generators per chunk)."""
+    rng = np.random.default_rng(0)
+    q = k + 1
+    # orthonormal U' without an SVD of a 50 000-row matrix: QR of a Gaussian with a constant column
+    A = rng.standard_normal((n, q)).astype(np.float64)
+    A[:, -1] = 1.0
+    U, _ = np.linalg.qr(A)
+    G = rng.standard_normal((q, P))
+    W = rng.standard_normal((P, q, C)) * 1e-2
+    Y = np.eye(C)[rng.integers(0, C, n)]
+    dev = resolve_device(None)
+    nth = choose_threads(n, q, P * C, dev)
+    t_grad = gated_gradient_time(U, W, Y, generators=G, dtype="float32", chunk=chunk, threads=nth)
+    t_gemm = gemm_chunked_seconds(n, q, P * C, torch.float32, nth, dev, chunk)
+    return [row(case="C1", n=n, q=q, P=P, C=C, solver="fast-gradient", threads=nth, seconds=t_grad,
+                baseline_seconds=t_gemm, ratio=t_grad / t_gemm, peak_rss_gb=peak_rss_gb(),
+                note="one forward+adjoint pass, fp32, masks from generators; ratio target <= 2, memory <= 8 GB")]
+
+
+def thread_rows(n: int, q: int, width: int) -> list[dict]:
+    """Measured GEMM time with 1 and 2 threads for a skinny shape (justifies choose_threads)."""
+    dev = torch.device("cpu")
+    out = []
+    t1 = gemm_seconds(n, q, width, torch.float64, 1, dev, repeats=10)
+    t2 = gemm_seconds(n, q, width, torch.float64, 2, dev, repeats=10)
+    out.append(row(case="threads", n=n, q=q, P=width, C=1, solver="gemm", threads="1 vs 2", seconds=t1,
+                   baseline_seconds=t2, ratio=t2 / t1, note="ratio = 2-thread / 1-thread time (>1: one thread faster)"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark table and write it as CSV."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes only (about 3 minutes)")
+    ap.add_argument("--out", default=None, help="CSV path (default benchmarks/results[_quick].csv)")
+    ap.add_argument("--tol", type=float, default=1e-6, help="relative gap the fast solver must certify")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["E", "G1", "C1", "threads"], help="cases to skip")
+    ap.add_argument("--cases", nargs="*", default=None, choices=["E", "G1", "C1", "threads"],
+                    help="run only these cases (e.g. --cases E)")
+    ap.add_argument("--sizes", nargs="*", type=int, default=None,
+                    help="n values for case E (default: 200 500 with --quick, else 500 1000 2000 5000)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the CVXPY baselines of case E")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    baselines = ["CLARABEL"] + (["MOSEK"] if mosek_available()[0] else [])
+    rows: list[dict] = []
+    if args.quick:
+        exact = [(200, True), (500, True)]
+        gated, cifar = (1000, 100), (5000, 50, 512, 10, 1024)
+    else:
+        exact = [(500, True), (1000, True), (2000, True), (5000, False)]
+        gated, cifar = (5000, 200), (50_000, 100, 4096, 10, 512)
+    if args.sizes:
+        exact = [(n, not args.no_baseline) for n in args.sizes]
+    elif args.no_baseline:
+        exact = [(n, False) for n, _ in exact]
+    if args.cases is not None:
+        args.skip = [c for c in ["E", "G1", "C1", "threads"] if c not in args.cases]
+    if "threads" not in args.skip:
+        rows += thread_rows(5000, 51, 200)
+    if "E" not in args.skip:
+        for n, base in exact:
+            print(f"... exact (C2) n={n}", file=sys.stderr, flush=True)
+            rows += bench_exact(n, 100, 50, base, baselines, args.tol)
+    if "G1" not in args.skip:
+        print(f"... gated n={gated[0]}", file=sys.stderr, flush=True)
+        rows += bench_gated(gated[0], gated[1], 50, args.tol)
+    if "C1" not in args.skip:
+        print(f"... CIFAR-shape gradient n={cifar[0]}", file=sys.stderr, flush=True)
+        rows += bench_cifar_gradient(*cifar)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS)
+    w.writeheader()
+    w.writerows(rows)
+    out = Path(args.out) if args.out else Path(__file__).parent / ("results_quick.csv" if args.quick else "results.csv")
+    atomic_write_bytes(out, buf.getvalue().encode())
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    show = ["case", "n", "q", "P", "C", "solver", "threads", "seconds", "baseline_seconds", "ratio", "gap",
+            "cone_violation", "rel_obj_diff", "status", "iterations", "peak_rss_gb"]
+    print(" | ".join(show))
+    for r in rows:
+        print(" | ".join(fmt(r[c]) for c in show))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+# Stage 2 — prepare: decode once to compact arrays (class/sample subsets, flattening,
+# normalisation as configured), cached as results/data/{ds}.npz.
+
+
+rule prepare_dataset:
+    """Decode and subset one named dataset into a compact .npz."""
+    input:
+        lambda wc: raw_input(wc.ds),
+    output:
+        "results/data/{ds}.npz",
+    log:
+        "results/logs/prepare/{ds}.log",
+    benchmark:
+        "results/benchmarks/prepare/{ds}.tsv"
+    message:
+        "Preparing dataset {wildcards.ds}"
+    params:
+        dataset=lambda wc: dataset_cfg(wc.ds),
+        source=lambda wc: data_source_cfg(wc.ds),
+    threads: res("prepare", "threads")
+    resources:
+        mem_mb=res("prepare", "mem_mb"),
+        runtime=res("prepare", "runtime"),
+    conda:
+        "../../envs/compute.yaml"
+    script:
+        "../scripts/prepare.py"
