@@ -136,14 +136,33 @@ def row(**kw: object) -> dict:
     return out
 
 
-def bench_exact(n: int, P: int, d: int, with_baseline: bool, baselines: list[str], tol: float) -> list[dict]:
-    """E1/E2: fast solver to `tol` against CVXPY baselines on the same instance."""
+def recorded_baselines(path: str | None) -> dict[int, tuple[float, float]]:
+    """n -> (seconds, objective) of the cvxpy+CLARABEL/MOSEK rows of case E in an earlier results CSV."""
+    if not path:
+        return {}
+    out: dict[int, tuple[float, float]] = {}
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["case"] == "E" and r["solver"] in ("cvxpy+CLARABEL", "cvxpy+MOSEK") and r["seconds"]:
+                out.setdefault(int(r["n"]), (float(r["seconds"]), float(r["objective"])))
+    if not out:
+        raise ValueError(f"no case-E baseline rows (solver cvxpy+CLARABEL) found in {path}")
+    return out
+
+
+def bench_exact(n: int, P: int, d: int, with_baseline: bool, baselines: list[str], tol: float,
+                recorded: dict[int, tuple[float, float]] | None = None) -> list[dict]:
+    """E1/E2: fast solver to `tol` against CVXPY baselines on the same instance (or recorded ones)."""
     U, Y, M, _ = synthetic(n, d, P, seed=n)
     beta = default_beta(U, Y, M)
     sol = solve_c2_fast(U, Y, beta, M, tol=tol, max_seconds=600)
     obj, viol = c2_primal(U, Y, beta, M, sol.u, sol.up)
     rows = []
     base_t, base_obj = math.nan, math.nan
+    note = f"beta={beta:.4g}"
+    if not with_baseline and recorded and n in recorded:
+        base_t, base_obj = recorded[n]
+        note += "; baseline recorded earlier on the same instance (same seed), not in this run"
     for b in baselines if with_baseline else []:
         bt, bobj, bst = cvxpy_c2(U, Y, beta, M, b)
         rows.append(row(case="E", n=n, q=U.shape[1], P=M.shape[1], C=1, solver=f"cvxpy+{b}", seconds=bt,
@@ -154,7 +173,7 @@ def bench_exact(n: int, P: int, d: int, with_baseline: bool, baselines: list[str
                     seconds=sol.seconds, baseline_seconds=base_t, ratio=base_t / sol.seconds,
                     objective=obj, rel_obj_diff=(obj - base_obj) / abs(base_obj), gap=sol.gap, cone_violation=viol,
                     status=sol.status, iterations=sol.iterations, peak_rss_gb=peak_rss_gb(),
-                    note=f"beta={beta:.4g}"))
+                    note=note))
     return rows
 
 
@@ -216,10 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", nargs="*", type=int, default=None,
                     help="n values for case E (default: 200 500 with --quick, else 500 1000 2000 5000)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the CVXPY baselines of case E")
+    ap.add_argument("--baseline-csv", default=None,
+                    help="with --no-baseline: take case-E baseline times from this earlier results CSV "
+                         "(same instances: the instance seed is n)")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     baselines = ["CLARABEL"] + (["MOSEK"] if mosek_available()[0] else [])
     rows: list[dict] = []
+    recorded = recorded_baselines(args.baseline_csv)
     if args.quick:
         exact = [(200, True), (500, True)]
         gated, cifar = (1000, 100), (5000, 50, 512, 10, 1024)
@@ -237,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if "E" not in args.skip:
         for n, base in exact:
             print(f"... exact (C2) n={n}", file=sys.stderr, flush=True)
-            rows += bench_exact(n, 100, 50, base, baselines, args.tol)
+            rows += bench_exact(n, 100, 50, base, baselines, args.tol, recorded)
     if "G1" not in args.skip:
         print(f"... gated n={gated[0]}", file=sys.stderr, flush=True)
         rows += bench_gated(gated[0], gated[1], 50, args.tol)

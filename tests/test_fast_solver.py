@@ -238,3 +238,18 @@ def test_active_set_polish_from_rough_admm_point():
     cert = _certificate(op, torch.as_tensor(Wp[..., None]), torch.as_tensor(pp[..., None]), 1e-9, nnls_iters=0)
     assert cert["gap"] <= 1e-9  # the returned multipliers certify optimality without further NNLS
     assert cert["dual"] <= p_star * (1 + 1e-9)
+
+
+def test_conic_fallback_polish_matches_oracle():
+    """The fallback polish (direct Clarabel restricted solve + face Newton) reaches the optimum."""
+    from convexbn.solver import _polish_conic
+
+    U, Y, M, _ = instance(40, 3, 12, seed=14)
+    beta = 0.2
+    rough = solve_c2_fast(U, Y, beta, M, max_iter=300, polish=False)
+    W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
+    res = _polish_conic(U, M, Y[:, 0], beta, W, extra_rows=4)
+    assert res is not None
+    obj, viol = c2_primal(U, Y, beta, M, res[0][:, 0].T[..., None], res[0][:, 1].T[..., None])
+    assert viol <= 1e-12
+    assert abs(obj - oracle_c2(U, Y, beta, M)) <= 1e-6 * obj

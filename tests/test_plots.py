@@ -139,7 +139,7 @@ def test_main_table_reports_mean_and_std_over_seeds(tmp_path):
     csv = tmp_path / "m.csv"
     pd.DataFrame(_rows_main(exp_cfg["datasets"])).to_csv(csv, index=False)
     plots.make_figures("main_comparison", exp_cfg, str(csv), str(tmp_path))
-    md = (tmp_path / "main_accuracy_table.md").read_text()
+    md = (tmp_path / f"main_accuracy_table_{exp_cfg['datasets'][0]}.md").read_text()
     assert "81.00 ± 1.00" in md  # SGD: 0.80, 0.81, 0.82
     assert "cpu" in md and "Convex (exact, full whitening)" in md
 

@@ -1,20 +1,22 @@
-# Stage 6a — aggregate: one tidy CSV per experiment (one row per job) under results/tables/.
+# Stage 6a — aggregate: one tidy CSV per experiment (per experiment and dataset for the real-data
+# experiments) under results/tables/, one row per job plus trace rows.
 
 
 rule aggregate:
-    """Collect the job JSONs of one experiment into a tidy CSV table."""
+    """Collect the job JSONs of one table into a tidy CSV."""
     input:
-        lambda wc: [f"results/{wc.experiment}/jobs/{j}.json" for j, _ in JOBS[wc.experiment]],
+        lambda wc: table_jobs(wc.table),
     output:
-        "results/tables/{experiment}.csv",
+        "results/tables/{table}.csv",
     log:
-        "results/logs/aggregate/{experiment}.log",
+        "results/logs/aggregate/{table}.log",
     benchmark:
-        "results/benchmarks/aggregate/{experiment}.tsv"
+        "results/benchmarks/aggregate/{table}.tsv"
     message:
-        "Aggregating experiment {wildcards.experiment} into {output}"
+        "Aggregating table {wildcards.table} into {output}"
     params:
-        experiment=lambda wc: job_cfg(wc.experiment),
+        name=lambda wc: TABLES[wc.table][0],
+        experiment=lambda wc: table_cfg(wc.table),
     threads: res("aggregate", "threads")
     resources:
         mem_mb=res("aggregate", "mem_mb"),

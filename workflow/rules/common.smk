@@ -96,22 +96,59 @@ def all_data():
     return [f"results/data/{d}.npz" for d in dss] + [f"results/whiten/{d}.npz" for d in dss]
 
 
+def _table_units():
+    """{table: (experiment, dataset or None)}: one table per synthetic experiment and one per
+    (experiment, dataset) for real-data experiments, so that a dataset missing offline (CIFAR without
+    internet) never blocks the tables and figures of the others under --keep-going."""
+    units = {}
+    for e in JOBS:
+        if e in EXP.REAL_DATA_EXPERIMENTS:
+            for ds in exp_cfg(e).get("datasets", []):
+                units[f"{e}_{ds}"] = (e, ds)
+        else:
+            units[e] = (e, None)
+    return units
+
+
+TABLES = _table_units()
+
+
+def table_cfg(table, plot=False):
+    """Config of one table's experiment, restricted to the table's dataset (plot settings on request)."""
+    name, ds = TABLES[table]
+    cfg = exp_cfg(name) if plot else job_cfg(name)
+    if ds is not None:
+        cfg["datasets"] = [ds]
+    return cfg
+
+
+def table_jobs(table):
+    """Job result JSONs aggregated into one table."""
+    name, ds = TABLES[table]
+    return [
+        f"results/{name}/jobs/{j}.json"
+        for j, _ in JOBS[name]
+        if ds is None or ds in job_datasets(name, j)
+    ]
+
+
 def all_tables():
-    """Aggregated CSV tables of every enabled experiment."""
-    return [f"results/tables/{e}.csv" for e in JOBS]
+    """Aggregated CSV tables of every enabled experiment (per dataset for real-data experiments)."""
+    return [f"results/tables/{t}.csv" for t in TABLES]
 
 
-def figure_files(experiment):
-    """Figure (PDF, PNG) and table (Markdown, LaTeX) files one experiment produces."""
-    cfg = exp_cfg(experiment)
-    figs = [f"figures/{s}.{ext}" for s in EXP.figure_stems(experiment, cfg) for ext in ("pdf", "png")]
-    tabs = [f"figures/{s}.{ext}" for s in EXP.table_stems(experiment, cfg) for ext in ("md", "tex")]
+def figure_files(table):
+    """Figure (PDF, PNG) and table (Markdown, LaTeX) files drawn from one aggregated table."""
+    name, _ = TABLES[table]
+    cfg = table_cfg(table)
+    figs = [f"figures/{s}.{ext}" for s in EXP.figure_stems(name, cfg) for ext in ("pdf", "png")]
+    tabs = [f"figures/{s}.{ext}" for s in EXP.table_stems(name, cfg) for ext in ("md", "tex")]
     return figs + tabs
 
 
 def all_figures():
     """Every figure and rendered table of every enabled experiment."""
-    return [f for e in JOBS for f in figure_files(e)]
+    return [f for t in TABLES for f in figure_files(t)]
 
 
 def synthetic_cfg(source):
@@ -174,6 +211,7 @@ def reported(path, experiment):
 
 wildcard_constraints:
     experiment=r"[A-Za-z0-9_.\-]+",
+    table="|".join(TABLES),
     job=r"[A-Za-z0-9_.,=+\-]+",
     ds=r"[A-Za-z0-9_.\-]+",
     source="|".join(CIFAR),

@@ -1,26 +1,26 @@
 # Stage 6b/7 — figures and rendered tables, registered for `snakemake --report`. Plotting only
-# reads results/tables/{experiment}.csv, so changing a figure (or an experiment's `plot:`
-# settings) re-runs only these rules. One rule per experiment because each has its own stems.
+# reads results/tables/{table}.csv, so changing a figure (or an experiment's `plot:`
+# settings) re-runs only these rules. One rule per table because each has its own stems.
 
 
-for _exp in JOBS:
+for _table, (_exp, _ds) in TABLES.items():
 
     rule:
         name:
-            f"figures_{_exp}"
+            f"figures_{_table}"
         input:
-            table=f"results/tables/{_exp}.csv",
+            table=f"results/tables/{_table}.csv",
         output:
-            [reported(f, _exp) for f in figure_files(_exp)],
+            [reported(f, _exp) for f in figure_files(_table)],
         log:
-            f"results/logs/figures/{_exp}.log",
+            f"results/logs/figures/{_table}.log",
         benchmark:
-            f"results/benchmarks/figures/{_exp}.tsv"
+            f"results/benchmarks/figures/{_table}.tsv"
         message:
-            f"Plotting experiment {_exp}"
+            f"Plotting table {_table}"
         params:
             name=_exp,
-            experiment=exp_cfg(_exp),
+            experiment=table_cfg(_table, plot=True),
         threads: res("figures", "threads")
         resources:
             mem_mb=res("figures", "mem_mb"),

@@ -1,4 +1,4 @@
-"""Snakemake entry: collect one experiment's job JSONs into results/tables/{experiment}.csv."""
+"""Snakemake entry: collect one table's job JSONs into results/tables/{table}.csv."""
 
 from _common import run_logged
 
@@ -9,7 +9,7 @@ def main(log) -> None:
     """Call convexbn.experiments.aggregate."""
     from convexbn.experiments import aggregate
 
-    name = snakemake.wildcards.experiment
+    name = snakemake.params.name
     log.info("aggregating %d job results of %s", len(snakemake.input), name)
     aggregate(name, dict(snakemake.params.experiment), list(snakemake.input), snakemake.output[0])
 

@@ -97,7 +97,7 @@ def default_config() -> dict[str, Any]:
         scale like 1/n), momentum 0.9, float32 ("lr" overrides lr_factor when given);
         predictor: "network" (A4: reconstructed BN net; "generator" = generator gates).
     experiments.main_comparison  (claim 6)
-        datasets: [cifar10, cifar100, fashion_mnist]; seeds: [0, 1, 2];
+        datasets: [digits, fashion_mnist, cifar10, cifar100]; seeds: [0, 1, 2];
         methods: sgd, convex_full, convex_truncated (k chosen on validation from ks);
         ks: [16, 64, 256] candidates for the truncated model; convex: P = 64, max_seconds 600 (full),
         120 per k (truncated); trace_points: 20 accuracy checkpoints (warm-started solver pieces);
@@ -163,7 +163,7 @@ def default_config() -> dict[str, Any]:
                 "predictor": "network",
             },
             "main_comparison": {
-                "datasets": ["cifar10", "cifar100", "fashion_mnist"],
+                "datasets": ["digits", "fashion_mnist", "cifar10", "cifar100"],
                 "seeds": [0, 1, 2],
                 "methods": ["sgd", "convex_full", "convex_truncated"],
                 "arrangements": 64,

@@ -19,6 +19,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+# Real-data experiments get one table per dataset (so a dataset missing offline never blocks another's).
+from convexbn.experiments import REAL_DATA_EXPERIMENTS  # noqa: E402
+
 #: How the methods are named in legends and tables.
 METHOD_LABELS: dict[str, str] = {
     "sgd": "SGD (BN network)",
@@ -152,6 +155,8 @@ def table_stems(name: str, exp_cfg: dict[str, Any]) -> list[str]:
              "truncation": "truncation_table", "main_comparison": "main_accuracy_table", "variants": "variants_table"}
     if name not in stems:
         raise ValueError(f"unknown experiment {name!r}")
+    if name in REAL_DATA_EXPERIMENTS:  # one table per dataset: a dataset missing offline never blocks another's table
+        return [f"{stems[name]}_{d}" for d in exp_cfg.get("datasets", [])]
     return [stems[name]]
 
 
@@ -325,13 +330,13 @@ def plot_implicit_bias(summary: pd.DataFrame, trace: pd.DataFrame, ds: str, out_
     _save(fig, out_dir, f"implicit_bias_energy_{ds}")
 
 
-def table_implicit_bias(summary: pd.DataFrame, out_dir: str) -> None:
+def table_implicit_bias(summary: pd.DataFrame, out_dir: str, stem: str = "implicit_bias_table") -> None:
     """Top-fraction energy and accuracies of GD vs convex per dataset."""
     cols = ["dataset", "method", "n", "rank", "beta", "top_fraction", "top_energy_init", "top_energy", "train_acc",
             "test_acc", "objective", "device"]
     df = summary[[c for c in cols if c in summary.columns]].sort_values(["dataset", "method"])
     df = df.assign(method=df["method"].map(lambda m: METHOD_LABELS.get(m, m)))
-    _write_table(df, out_dir, "implicit_bias_table",
+    _write_table(df, out_dir, stem,
                  "Share of the first-layer energy in the top singular directions: GD-trained BN network (at "
                  "initialisation and after training) vs the exact convex solution (settings ours).")
 
@@ -372,7 +377,7 @@ def plot_truncation(summary: pd.DataFrame, ds: str, out_dir: str) -> None:
     _save(fig, out_dir, f"truncation_accuracy_vs_k_{ds}")
 
 
-def table_truncation(summary: pd.DataFrame, out_dir: str) -> None:
+def table_truncation(summary: pd.DataFrame, out_dir: str, stem: str = "truncation_table") -> None:
     """Per dataset: every k (accuracies) with the validation choice flagged, plus the SGD reference."""
     rows = []
     for ds, s in summary.groupby("dataset"):
@@ -386,7 +391,7 @@ def table_truncation(summary: pd.DataFrame, out_dir: str) -> None:
             rows.append({"dataset": ds, "method": METHOD_LABELS["sgd"], "k": None, "chosen on validation": "",
                          "train acc": r["train_acc"], "val acc": r.get("val_acc"), "test acc": r["test_acc"],
                          "solver status": None})
-    _write_table(pd.DataFrame(rows), out_dir, "truncation_table",
+    _write_table(pd.DataFrame(rows), out_dir, stem,
                  "Accuracy of the convex model with whitening truncated to k directions; k chosen on the "
                  "validation split, never on the test set (settings ours).")
 
@@ -431,7 +436,7 @@ def _pm(v: pd.Series, scale: float = 100.0) -> str:
     return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
 
 
-def table_main(summary: pd.DataFrame, out_dir: str) -> None:
+def table_main(summary: pd.DataFrame, out_dir: str, stem: str = "main_accuracy_table") -> None:
     """Final test/train accuracy mean ± std over seeds per dataset × method, with time and device."""
     rows = []
     for (ds, method), g in summary.groupby(["dataset", "method"], sort=False):
@@ -442,7 +447,7 @@ def table_main(summary: pd.DataFrame, out_dir: str) -> None:
                      "time (s)": _pm(_col(g, "seconds"), 1.0), "solver status": ", ".join(
                          sorted({str(v) for v in _col(g, "solver_status").dropna()})),
                      "device": _devices(g) or ""})
-    _write_table(pd.DataFrame(rows), out_dir, "main_accuracy_table",
+    _write_table(pd.DataFrame(rows), out_dir, stem,
                  "Final test accuracy (mean ± std over seeds) of the SGD-trained BN network, the exact convex model "
                  "and the truncated convex model (k on validation), all on the device listed (settings ours).")
 
@@ -499,19 +504,22 @@ def make_figures(name: str, exp_cfg: dict[str, Any], table_csv: str, out_dir: st
     elif name == "whitening_invariance":
         plot_whitening(summary, out_dir)
         table_whitening(summary, out_dir)
-    elif name == "implicit_bias":
-        for ds in exp_cfg.get("datasets", sorted(set(summary["dataset"]))):
-            plot_implicit_bias(summary, trace, ds, out_dir)
-        table_implicit_bias(summary, out_dir)
-    elif name == "truncation":
-        for ds in exp_cfg.get("datasets", sorted(set(summary["dataset"]))):
-            plot_truncation(summary, ds, out_dir)
-        table_truncation(summary, out_dir)
-    elif name == "main_comparison":
-        for ds in exp_cfg.get("datasets", sorted(set(summary["dataset"]))):
-            for x in ("epoch", "time"):
-                plot_main(summary, trace, ds, x, out_dir)
-        table_main(summary, out_dir)
+    elif name in REAL_DATA_EXPERIMENTS:
+        datasets = exp_cfg.get("datasets", sorted(set(summary["dataset"])))
+        for ds, stem in zip(datasets, table_stems(name, {"datasets": datasets})):
+            s_ds = summary[summary["dataset"] == ds]
+            if s_ds.empty:
+                raise ValueError(f"{table_csv}: no rows for dataset {ds!r} of experiment {name}")
+            if name == "implicit_bias":
+                plot_implicit_bias(summary, trace, ds, out_dir)
+                table_implicit_bias(s_ds, out_dir, stem)
+            elif name == "truncation":
+                plot_truncation(summary, ds, out_dir)
+                table_truncation(s_ds, out_dir, stem)
+            else:
+                for x in ("epoch", "time"):
+                    plot_main(summary, trace, ds, x, out_dir)
+                table_main(s_ds, out_dir, stem)
     elif name == "variants":
         plot_variants(summary, out_dir)
         table_variants(summary, out_dir)
