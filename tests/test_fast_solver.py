@@ -253,3 +253,101 @@ def test_conic_fallback_polish_matches_oracle():
     obj, viol = c2_primal(U, Y, beta, M, res[0][:, 0].T[..., None], res[0][:, 1].T[..., None])
     assert viol <= 1e-12
     assert abs(obj - oracle_c2(U, Y, beta, M)) <= 1e-6 * obj
+
+
+def test_vstep_with_precomputed_offsets_and_float32():
+    """The v-step gives the same result with the cached 0/−∞ mask offsets and (to fp32 accuracy) in float32."""
+    from convexbn.solver import _vstep
+
+    rng = np.random.default_rng(21)
+    n, P, C, rho = 50, 9, 1, 3.0
+    M = torch.as_tensor(rng.random((n, 1, P, 1)) < 0.5, dtype=torch.float64)
+    Y4 = torch.as_tensor(rng.standard_normal((n, 1, 1, C)))
+    A = torch.as_tensor(rng.standard_normal((n, 2, P, C)))
+    e0 = torch.zeros(n, 1, 1, C, dtype=torch.float64)
+    V, e = _vstep(M, Y4, A, e0, rho)
+    off = torch.zeros_like(M).masked_fill_(M == 0, -np.inf)
+    V2, e2 = _vstep(M, Y4, A, e0, rho, off=off)
+    assert torch.equal(V, V2) and torch.equal(e, e2)
+    V32, _ = _vstep(M.float(), Y4.float(), A.float(), e0.float(), rho, off=off.float())
+    assert V32.dtype == torch.float32
+    assert torch.allclose(V32.double(), V, atol=1e-5)
+
+
+def test_null_basis_qr_and_lstsq_helpers():
+    """The QR null-space basis is orthonormal and annihilates G_A, also for dependent rows; gelsy solves LS."""
+    from convexbn.solver import _lstsq, _null_basis_qr
+
+    rng = np.random.default_rng(22)
+    G = rng.standard_normal((4, 9))
+    G = np.vstack([G, G[0] + 2 * G[1]])  # a dependent row: rank 4, null space of dimension 5
+    N = _null_basis_qr(G)
+    assert N.shape == (9, 5)
+    assert np.allclose(N.T @ N, np.eye(5), atol=1e-12)
+    assert np.abs(G @ N).max() <= 1e-12
+    A = rng.standard_normal((9, 4))
+    b = rng.standard_normal(9)
+    assert np.allclose(_lstsq(A, b), np.linalg.lstsq(A, b, rcond=None)[0], atol=1e-12)
+
+
+def test_dual_pg_gives_valid_and_better_bounds():
+    """Batched pricing multipliers stay ≥ 0, their bounds are the true norms and never worse than the start."""
+    from convexbn.solver import _dual_pg
+
+    U, Y, M, _ = instance(80, 4, 10, seed=23)
+    n, q = U.shape
+    P = M.shape[1]
+    lam = np.random.default_rng(23).standard_normal(n)
+    mu0 = np.zeros((n, 2, P))
+    mu, bound = _dual_pg(U, M, lam, mu0, iters=15)
+    assert (mu >= 0).all()
+    S = 2.0 * M - 1.0
+    for s, sg in enumerate((1.0, -1.0)):
+        for i in range(P):
+            true = np.linalg.norm(U.T @ (sg * M[:, i] * lam + S[:, i] * mu[:, s, i]))
+            assert true == pytest.approx(bound[s, i], rel=1e-10)
+            assert true <= np.linalg.norm(U.T @ (sg * M[:, i] * lam)) * (1 + 1e-12)
+    assert (bound < np.linalg.norm(U.T @ (M * lam[:, None]), axis=0)[None]).any()  # it does improve
+
+
+def test_fit_hessian_update_matches_rebuild():
+    """The Householder-updated face Hessian Tᵀ H T equals a fresh (FN)ᵀ(FN) after rows are added."""
+    from convexbn.solver import _fit_hessian, _null_basis_qr, _shrink_basis
+
+    U, _, M, _ = instance(70, 5, 4, seed=24)
+    q = U.shape[1]
+    blocks = [(0, 0), (1, 2), (0, 3)]
+    S = 2.0 * M - 1.0
+    Fs = np.stack([(1.0 if s == 0 else -1.0) * M[:, i] for s, i in blocks], 1)
+    nullb = {b: _null_basis_qr((S[:3, b[1]:b[1] + 1] * U[:3])) for b in blocks}
+    cache: dict = {}
+    trans: dict = {}
+    fresh: set = set(blocks)
+    Ns = [nullb[b] for b in blocks]
+    _fit_hessian(U, Ns, Fs, [N.shape[1] for N in Ns], blocks, cache, trans, fresh)
+    for b, row in zip(blocks[:2], (10, 20)):  # two blocks gain a row, the third keeps its face
+        _shrink_basis(nullb, b, S[row, b[1]] * U[row], trans)
+    Ns = [nullb[b] for b in blocks]
+    dims = [N.shape[1] for N in Ns]
+    H_upd = _fit_hessian(U, Ns, Fs, dims, blocks, cache, trans, set())
+    FN = (U @ np.hstack(Ns)) * np.repeat(Fs, dims, axis=1)
+    assert dims == [q - 4, q - 4, q - 3]
+    assert np.allclose(H_upd, FN.T @ FN, atol=1e-11)
+    assert not trans
+
+
+def test_float64_solve_runs_admm_in_float32_then_upcasts_if_polish_fails(monkeypatch):
+    """ADMM runs in float32 before a float64 polish; if polishing fails it continues in float64."""
+    import convexbn.solver as solver_mod
+
+    U, Y, M, _ = instance(60, 3, 12, seed=25)
+    sol = solve_c2_fast(U, Y, 0.3, M)
+    assert sol.status == "optimal" and sol.dtype == "float64"
+    assert sol.extra["admm_dtype"] == "float32"
+    assert sol.cone_violation <= 1e-12
+    monkeypatch.setattr(solver_mod, "_active_set_polish", lambda *a, **k: None)
+    monkeypatch.setattr(solver_mod, "_polish_conic", lambda *a, **k: None)
+    sol2 = solve_c2_fast(U, Y, 0.3, M, max_iter=400)
+    assert sol2.extra["admm_dtype"] == "float64"
+    assert sol2.iterations == 400 and sol2.status == "max_iter"
+    assert 0 <= sol2.gap < 1e-3  # ADMM kept converging in float64 (honest, uncertified gap)

@@ -760,8 +760,9 @@ def _run_closed_form(exp_cfg: dict[str, Any], job: str, device: str) -> dict[str
         finals.append(float(tr.final_objective))
         if tr.final_objective < best:
             best, fit_gd = float(tr.final_objective), _fit_of(tr.model, X)
+    # fits relative to ‖Y‖ when the closed-form fit is (near) zero, i.e. for β ≥ ‖y_±‖
     rel = lambda a, b: None if a is None or b is None else float(  # noqa: E731
-        np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
+        np.linalg.norm(a - b) / max(np.linalg.norm(b), np.linalg.norm(Y), 1e-12))
     p_cf = cf.objective
     metrics = {
         "output": out_kind, "beta": beta, "n": n, "d": d,

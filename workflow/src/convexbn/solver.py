@@ -11,7 +11,10 @@ Method.
    columns the w-step is a group soft-threshold of U'ᵀ(v − λ) (one GEMM for all blocks and
    classes); the v-step is row-separable: rows outside a mask give v = min(0, a), rows inside solve
    a scalar monotone piecewise-linear equation for the row residual e (safeguarded Newton,
-   `_vstep`). Over-relaxation 1.6 and residual balancing of ρ.
+   `_vstep`; entries outside the masks are removed by adding a cached 0/−∞ offset, v4). Over-relaxation
+   1.6 and residual balancing of ρ. For a float64 solve with polish the ADMM phase runs in float32
+   (v4: it only has to reach residual ~1e-2; the polish and the certificate are float64) and switches
+   to float64 if a polish attempt fails.
 2. Polish (v3), started as soon as the number of active blocks settles (count changes ≤ 15 %
    between checks and primal residual < 1e-2): per class, a primal active-set Newton method
    (`_active_set_polish`). Each active block is projected exactly onto its cone (restricted-row
@@ -22,7 +25,11 @@ Method.
    released; blocks that reach zero leave; when nothing changes, every zero block is priced
    (cheap bound from the ADMM multipliers, then restricted NNLS only where that bound exceeds β)
    and blocks whose projected steepest-descent direction beats β enter (column generation).
-   Iterates stay exactly feasible. The returned multipliers (face multipliers for active blocks,
+   Iterates stay exactly feasible. v4: the fit Hessian of the face coordinates is carried from
+   round to round as Tᵀ H T when blocks only gained rows (Householder basis updates, `_fit_hessian`),
+   null bases and face multipliers use pivoted QR / gelsy instead of SVDs, and before pricing all
+   zero blocks' multipliers are improved together by batched projected gradient (`_dual_pg`), so the
+   per-block NNLS runs only for the few blocks still above β. The returned multipliers (face multipliers for active blocks,
    NNLS multipliers for priced zero blocks) certify the class directly. Fallback when the
    active-set method does not finish (v2): a restricted conic solve (Clarabel called directly with
    the kq × kq fit Hessian, no CVXPY) seeding the face Newton `_polish_class`.
@@ -736,6 +743,12 @@ def _active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: f
         return None
     nullb: dict[tuple[int, int], np.ndarray] = {}
     mu_last: dict[tuple[int, int], np.ndarray] = {}
+    # fit Hessian (FN)ᵀ(FN) of the previous round and the basis changes since then (v4): when every
+    # block kept its basis or only lost columns by a Householder update (N ← N T_b), the new one is
+    # Tᵀ H T, O(D²·d) instead of O(n·D²); any fresh basis or block change forces a full rebuild
+    hcache: dict[str, Any] = {}
+    trans: dict[tuple[int, int], np.ndarray] = {}
+    fresh: set[tuple[int, int]] = set()
 
     def basis(b: tuple[int, int]) -> np.ndarray:
         if b not in nullb:
@@ -744,6 +757,7 @@ def _active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: f
                 nullb[b] = np.eye(q)
             else:
                 nullb[b] = _null_basis_qr(G[b][A])
+            fresh.add(b)
         return nullb[b]
 
     def colsign(bl: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -766,9 +780,10 @@ def _active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: f
         dims = [N.shape[1] for N in Ns]
         offs = np.cumsum([0] + dims)
         Fs, Ss = colsign(blocks)
-        FN = (Ut @ np.hstack(Ns)) * np.repeat(Fs, dims, axis=1) if offs[-1] else np.zeros((n, 0))
-        grad = FN.T @ r
-        H = FN.T @ FN
+        Hfit = _fit_hessian(Ut, Ns, Fs, dims, blocks, hcache, trans, fresh)
+        H = Hfit.copy()
+        FtR = Ut.T @ (Fs * r[:, None])  # (q, k): F_bᵀ r of every block
+        grad = np.concatenate([Ns[j].T @ FtR[:, j] for j in range(len(blocks))]) if blocks else np.zeros(0)
         for j, b in enumerate(blocks):
             sl = slice(offs[j], offs[j + 1])
             nb = float(np.linalg.norm(w[b]))
@@ -792,20 +807,21 @@ def _active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: f
         # ratio test over the rows outside the working sets, per block
         alpha: dict[tuple[int, int], float] = {}
         hit: dict[tuple[int, int], int] = {}
-        GD = (Ut @ np.stack([D[b] for b in blocks], 1)) * Ss
-        GW = (Ut @ np.stack([w[b] for b in blocks], 1)) * Ss
+        k = len(blocks)
+        Dm = np.stack([D[b] for b in blocks], 1)
+        GDW = (Ut @ np.hstack([Dm, np.stack([w[b] for b in blocks], 1)])) * np.hstack([Ss, Ss])
+        GD, GW = GDW[:, :k], GDW[:, k:]
+        neg = GD < -1e-15 * rown[:, None] * np.maximum(np.linalg.norm(Dm, axis=0), 1e-300)[None, :]
         for jb, b in enumerate(blocks):
-            gd = GD[:, jb]
-            sl_ = GW[:, jb]
-            neg = gd < -1e-15 * rown * max(float(np.linalg.norm(D[b])), 1e-300)
-            if act[b].size:
-                neg[act[b]] = False
+            neg[act[b], jb] = False
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.where(neg, np.maximum(GW, 0.0) / -GD, np.inf)
+        jmin = ratios.argmin(0)
+        rmin = ratios[jmin, np.arange(k)]
+        for jb, b in enumerate(blocks):
             alpha[b] = 1.0
-            if neg.any():
-                ratios = np.maximum(sl_[neg], 0.0) / -gd[neg]
-                j = int(np.argmin(ratios))
-                if ratios[j] < 1.0:
-                    alpha[b], hit[b] = float(ratios[j]), int(np.flatnonzero(neg)[j])
+            if rmin[jb] < 1.0:
+                alpha[b], hit[b] = float(rmin[jb]), int(jmin[jb])
         face_done = dec <= 1e-18 * max(1.0, abs(fval))
         if not face_done:
             # per-block truncated Newton direction (every block stops at its own first blocking row)
@@ -832,7 +848,7 @@ def _active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: f
                 if step == 1.0:
                     for b, j in hit.items():
                         if alpha[b] < 1.0 and G[b][j] @ w[b] <= 1e-12 * rown[j] * np.linalg.norm(w[b]):
-                            _shrink_basis(nullb, b, G[b][j])
+                            _shrink_basis(nullb, b, G[b][j], trans)
                             act[b] = np.append(act[b], j)
                             added = True
                             if trace is not None:
@@ -851,9 +867,10 @@ def _active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: f
         # face problem solved: multipliers, release negative ones
         released = False
         mult: dict[tuple[int, int], np.ndarray] = {}
-        for b in blocks:
+        FtR = Ut.T @ (colsign(blocks)[0] * r[:, None])  # (q, k): F_bᵀ r of every block in one GEMM
+        for jb, b in enumerate(blocks):
             nb = float(np.linalg.norm(w[b]))
-            rhs = Fm[b].T @ r + beta * w[b] / nb
+            rhs = FtR[:, jb] + beta * w[b] / nb
             A = act[b]
             mu = _lstsq(G[b][A].T, rhs) if A.size else np.zeros(0)
             if mu.size and mu.min() < -1e-10 * max(1.0, float(np.abs(mu).max())):
@@ -965,7 +982,42 @@ def _dual_pg(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, mu: np.ndarray,
     return np.where(better[None], x, mu), np.where(better, b1, b0)
 
 
-def _shrink_basis(cache: dict[Any, np.ndarray], key: Any, g: np.ndarray) -> None:
+def _fit_hessian(Ut: np.ndarray, Ns: list[np.ndarray], Fs: np.ndarray, dims: list[int],
+                 blocks: list[tuple[int, int]], cache: dict[str, Any], trans: dict[Any, np.ndarray],
+                 fresh: set[Any]) -> np.ndarray:
+    """(FN)ᵀ(FN) of the face coordinates, FN = [σ_b D_b U' N_b], updated from the previous round when possible.
+
+    `trans[b]` (d_old × d_new) maps the previous basis of block b to the current one (Householder
+    updates); `fresh` holds blocks whose basis was rebuilt. Both are consumed (cleared). The cached
+    matrix is reused as Tᵀ H T only when the block list is unchanged and no basis is fresh.
+    """
+    D = int(sum(dims))
+    same = (cache.get("blocks") == blocks and not (fresh & set(blocks))
+            and all((trans[b].shape[1] if b in trans else old) == d
+                    for b, old, d in zip(blocks, cache.get("dims", []), dims)))
+    if same:
+        H0, odims = cache["H"], cache["dims"]
+        ooffs = np.cumsum([0] + list(odims))
+        cols = [H0[:, ooffs[j]:ooffs[j + 1]] @ trans[b] if b in trans else H0[:, ooffs[j]:ooffs[j + 1]]
+                for j, b in enumerate(blocks)]
+        HT = np.hstack(cols) if cols else np.zeros((0, 0))
+        rows = [trans[b].T @ HT[ooffs[j]:ooffs[j + 1]] if b in trans else HT[ooffs[j]:ooffs[j + 1]]
+                for j, b in enumerate(blocks)]
+        H = np.vstack(rows) if rows else np.zeros((0, 0))
+        H = 0.5 * (H + H.T)
+    elif D:
+        FN = (Ut @ np.hstack(Ns)) * np.repeat(Fs, dims, axis=1)
+        H = FN.T @ FN
+    else:
+        H = np.zeros((0, 0))
+    trans.clear()
+    fresh.clear()
+    cache["blocks"], cache["dims"], cache["H"] = list(blocks), list(dims), H
+    return H
+
+
+def _shrink_basis(cache: dict[Any, np.ndarray], key: Any, g: np.ndarray,
+                  trans: dict[Any, np.ndarray] | None = None) -> None:
     """Update a cached orthonormal null-space basis N after adding the row g: N ← N·Householder.
 
     The columns 2.. of the Householder reflector that maps v = Nᵀg to a multiple of e₁ span the
@@ -985,6 +1037,8 @@ def _shrink_basis(cache: dict[Any, np.ndarray], key: Any, g: np.ndarray) -> None
     u[0] += math.copysign(nv, v[0] if v[0] != 0 else 1.0)
     Hh = np.eye(len(v)) - (2.0 / float(u @ u)) * np.outer(u, u)
     cache[key] = N @ Hh[:, 1:]
+    if trans is not None:  # record the change of coordinates N_old → N_new for the Hessian update
+        trans[key] = trans[key] @ Hh[:, 1:] if key in trans else Hh[:, 1:]
 
 
 class _BlockMats(dict):
