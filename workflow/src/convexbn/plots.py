@@ -381,7 +381,8 @@ def table_truncation(summary: pd.DataFrame, out_dir: str, stem: str = "truncatio
     """Per dataset: every k (accuracies) with the validation choice flagged, plus the SGD reference."""
     rows = []
     for ds, s in summary.groupby("dataset"):
-        cv = s[s["method"] == "convex"].assign(kn=lambda d: _k_numeric(d)).sort_values("kn")
+        # requested k at or above the rank all give the full whitening: one row for that k
+        cv = s[s["method"] == "convex"].assign(kn=lambda d: _k_numeric(d)).sort_values("kn").drop_duplicates("kn")
         best_k = cv.loc[cv["val_acc"].idxmax(), "kn"] if cv["val_acc"].notna().any() else None
         for _, r in cv.iterrows():
             rows.append({"dataset": ds, "method": "Convex (truncated)", "k": int(r["kn"]),
