@@ -19,6 +19,7 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,25 +65,24 @@ def default_beta(U: np.ndarray, Y: np.ndarray, masks: np.ndarray, frac: float = 
 
 
 def cvxpy_c2(U: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solver: str) -> tuple[float, float, str]:
-    """(seconds incl. compile, objective, status) of (C2) modelled in CVXPY the standard way."""
-    import cvxpy as cp
+    """(seconds incl. construction and compile, objective, status) of (C2) through the project's CVXPY oracle."""
+    from convexbn.programs import solve_c2
 
-    from convexbn.solvers import solve_problem
-
-    q, P = U.shape[1], masks.shape[1]
-    Mf = masks.astype(float)
-    S = 2.0 * Mf - 1.0
     t0 = time.perf_counter()
-    obj_total, status = 0.0, "optimal"
-    for c in range(Y.shape[1]):
-        u, up = cp.Variable((q, P)), cp.Variable((q, P))
-        f = cp.sum(cp.multiply(Mf, U @ (u - up)), axis=1)
-        obj = 0.5 * cp.sum_squares(f - Y[:, c]) + beta * (cp.sum(cp.norm(u, axis=0)) + cp.sum(cp.norm(up, axis=0)))
-        prob = cp.Problem(cp.Minimize(obj), [cp.multiply(S, U @ u) >= 0, cp.multiply(S, U @ up) >= 0])
-        rec = solve_problem(prob, solver, accurate=True)
-        status = rec.status if rec.status != "optimal" else status
-        obj_total += float(prob.value) if prob.value is not None else math.nan
-    return time.perf_counter() - t0, obj_total, status
+    _, _, rec = solve_c2(U, Y, beta, masks, solver=solver)
+    return time.perf_counter() - t0, rec.objective if rec.objective is not None else math.nan, rec.status
+
+
+def _best_time(step: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Best wall time of `step()` over `repeats` runs (CUDA synchronised)."""
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def gemm_seconds(n: int, q: int, width: int, dtype: torch.dtype, threads: int, device: torch.device,
@@ -93,15 +93,7 @@ def gemm_seconds(n: int, q: int, width: int, dtype: torch.dtype, threads: int, d
     try:
         U = torch.randn(n, q, dtype=dtype, device=device)
         W = torch.randn(q, width, dtype=dtype, device=device)
-        best = math.inf
-        for _ in range(repeats):
-            t = time.perf_counter()
-            Z = U @ W
-            U.T @ Z
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t)
-        return best
+        return _best_time(lambda: U.T @ (U @ W), repeats, device)
     finally:
         torch.set_num_threads(old)
 
@@ -115,16 +107,12 @@ def gemm_chunked_seconds(n: int, q: int, width: int, dtype: torch.dtype, threads
         U = torch.randn(chunk, q, dtype=dtype, device=device)
         W = torch.randn(q, width, dtype=dtype, device=device)
         acc = torch.zeros(q, width, dtype=dtype, device=device)
-        best = math.inf
-        for _ in range(2):
-            t = time.perf_counter()
+
+        def passes() -> None:
             for _a in range(0, n, chunk):
-                Z = U @ W
-                acc.addmm_(U.T, Z)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t)
-        return best
+                acc.addmm_(U.T, U @ W)
+
+        return _best_time(passes, 2, device)
     finally:
         torch.set_num_threads(old)
 
