@@ -7,7 +7,7 @@ speed-up ratios, certified gaps, cone violations and peak memory, and writes it 
 Targets (issue): E1/E2 exact (C2) n = 500 … 5 000, q = 51, P = 100 (≥ 100× CVXPY+Clarabel to gap
 ≤ 1e-6, violation ≤ 1e-9); G1 gated relaxation n = 5 000, q = 51, P = 200 (≤ 3× a one-thread
 GEMM-bound pass count); C1 n = 50 000, k = 100, P = 4 096, 10 classes (gradient ≤ 2× GEMM time,
-memory ≤ 8 GB). Each ratio is measured in the same run as its baseline.
+memory ≤ 8 GB); C2 one β of that model to gap 1e-4 (≤ 25 min on 2 cores). Each ratio is measured in the same run as its baseline.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from convexbn.solver import (
 from convexbn.solvers import mosek_available
 from convexbn.whitening import whiten
 
+CASES = ["E", "G1", "C1", "C2", "threads"]
 COLUMNS = ["case", "n", "q", "P", "C", "solver", "threads", "seconds", "baseline_seconds", "ratio",
            "objective", "rel_obj_diff", "gap", "cone_violation", "status", "iterations", "peak_rss_gb", "note"]
 
@@ -180,17 +181,30 @@ def bench_gated(n: int, P: int, d: int, tol: float) -> list[dict]:
                 note=f"ratio = time / ({passes} passes x 1-thread GEMM {g1 * 1e3:.2f} ms); target <= 3")]
 
 
+def cifar_instance(n: int, k: int, P: int, C: int, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CIFAR-shaped synthetic instance: U' (n, k+1), one-hot labels of a planted ReLU teacher, generators, masks.
+
+    X has k latent features with a decaying spectrum (whitening removes it); U' = QR([X − mean, 1]) has
+    orthonormal columns without an SVD of a 50 000-row matrix; masks = (U' g_i ≥ 0) computed in chunks.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, k)) * (np.arange(1, k + 1) ** -0.5)
+    teacher = np.maximum(X @ rng.standard_normal((k, 32)) + 0.5, 0) @ rng.standard_normal((32, C))
+    Y = np.eye(C)[np.argmax(teacher + 0.5 * rng.standard_normal((n, C)), axis=1)]
+    U, _ = np.linalg.qr(np.hstack([X - X.mean(0), np.ones((n, 1))]))
+    G = rng.standard_normal((k + 1, P))
+    masks = np.empty((n, P), dtype=bool)
+    for a in range(0, n, 4096):
+        masks[a:a + 4096] = U[a:a + 4096] @ G >= 0
+    return U, Y, G, masks
+
+
 def bench_cifar_gradient(n: int, k: int, P: int, C: int, chunk: int) -> list[dict]:
     """C1: one full gradient at CIFAR shape (fp32, masks recomputed from generators per chunk)."""
-    rng = np.random.default_rng(0)
+    U, Y, G, _ = cifar_instance(n, k, P, C)
     q = k + 1
-    # orthonormal U' without an SVD of a 50 000-row matrix: QR of a Gaussian with a constant column
-    A = rng.standard_normal((n, q)).astype(np.float64)
-    A[:, -1] = 1.0
-    U, _ = np.linalg.qr(A)
-    G = rng.standard_normal((q, P))
-    W = rng.standard_normal((P, q, C)) * 1e-2
-    Y = np.eye(C)[rng.integers(0, C, n)]
+    W = np.random.default_rng(1).standard_normal((P, q, C)) * 1e-2
     dev = resolve_device(None)
     nth = choose_threads(n, q, P * C, dev)
     t_grad = gated_gradient_time(U, W, Y, generators=G, dtype="float32", chunk=chunk, threads=nth)
@@ -198,6 +212,25 @@ def bench_cifar_gradient(n: int, k: int, P: int, C: int, chunk: int) -> list[dic
     return [row(case="C1", n=n, q=q, P=P, C=C, solver="fast-gradient", threads=nth, seconds=t_grad,
                 baseline_seconds=t_gemm, ratio=t_grad / t_gemm, peak_rss_gb=peak_rss_gb(),
                 note="one forward+adjoint pass, fp32, masks from generators; ratio target <= 2, memory <= 8 GB")]
+
+
+def bench_cifar_solve(n: int, k: int, P: int, C: int, tol: float, budget: float, classes: int | None) -> list[dict]:
+    """C2: one β of the exact (C2) at CIFAR shape, working-set mode, stopped at `budget` seconds."""
+    U, Y, _, masks = cifar_instance(n, k, P, C)
+    if classes is not None:
+        Y = Y[:, :classes]
+    beta = 0.1 * max(float(np.linalg.norm(U.T @ (masks[:, a:a + 512] * Y[:, c:c + 1]), axis=0).max())
+                     for c in range(Y.shape[1]) for a in range(0, P, 512))
+    dev = resolve_device(None)
+    t = time.perf_counter()
+    sol = solve_c2_fast(U, Y, beta, masks, tol=tol, max_seconds=budget, device=dev, verbose=True, working_set=True)
+    sec = time.perf_counter() - t
+    done = sorted({h["class"] for h in sol.history if h["entering"] == 0 and h["status"] == "optimal"})
+    return [row(case="C2", n=n, q=k + 1, P=P, C=Y.shape[1], solver="fast (working set)", threads=sol.threads,
+                seconds=sec, objective=sol.objective, gap=sol.gap, cone_violation=sol.cone_violation,
+                status=sol.status, iterations=sol.iterations, peak_rss_gb=peak_rss_gb(),
+                note=f"beta = 0.1 max bound; budget {budget:.0f} s; classes certified {len(done)}/{Y.shape[1]}; "
+                     f"neurons {sol.neurons}; target gap <= {tol:g} in <= 1500 s")]
 
 
 def thread_rows(n: int, q: int, width: int) -> list[dict]:
@@ -217,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes only (about 3 minutes)")
     ap.add_argument("--out", default=None, help="CSV path (default benchmarks/results[_quick].csv)")
     ap.add_argument("--tol", type=float, default=1e-6, help="relative gap the fast solver must certify")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["E", "G1", "C1", "threads"], help="cases to skip")
-    ap.add_argument("--cases", nargs="*", default=None, choices=["E", "G1", "C1", "threads"],
+    ap.add_argument("--skip", nargs="*", default=[], choices=CASES, help="cases to skip")
+    ap.add_argument("--cases", nargs="*", default=None, choices=CASES,
                     help="run only these cases (e.g. --cases E)")
     ap.add_argument("--sizes", nargs="*", type=int, default=None,
                     help="n values for case E (default: 200 500 with --quick, else 500 1000 2000 5000)")
@@ -226,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-csv", default=None,
                     help="with --no-baseline: take case-E baseline times from this earlier results CSV "
                          "(same instances: the instance seed is n)")
+    ap.add_argument("--c2-budget", type=float, default=1500.0, help="seconds for case C2 (target: 25 min)")
+    ap.add_argument("--c2-classes", type=int, default=None, help="case C2 on the first K classes only")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     baselines = ["CLARABEL"] + (["MOSEK"] if mosek_available()[0] else [])
@@ -242,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.no_baseline:
         exact = [(n, False) for n, _ in exact]
     if args.cases is not None:
-        args.skip = [c for c in ["E", "G1", "C1", "threads"] if c not in args.cases]
+        args.skip = [c for c in CASES if c not in args.cases]
     if "threads" not in args.skip:
         rows += thread_rows(5000, 51, 200)
     if "E" not in args.skip:
@@ -255,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     if "C1" not in args.skip:
         print(f"... CIFAR-shape gradient n={cifar[0]}", file=sys.stderr, flush=True)
         rows += bench_cifar_gradient(*cifar)
+    if "C2" not in args.skip:
+        print(f"... CIFAR-shape exact solve n={cifar[0]}", file=sys.stderr, flush=True)
+        rows += bench_cifar_solve(*cifar[:4], tol=1e-4, budget=args.c2_budget, classes=args.c2_classes)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS)
     w.writeheader()

@@ -351,3 +351,71 @@ def test_float64_solve_runs_admm_in_float32_then_upcasts_if_polish_fails(monkeyp
     assert sol2.extra["admm_dtype"] == "float64"
     assert sol2.iterations == 400 and sol2.status == "max_iter"
     assert 0 <= sol2.gap < 1e-3  # ADMM kept converging in float64 (honest, uncertified gap)
+
+
+def test_working_set_matches_cvxpy_and_dense():
+    """Column generation on pattern subsets reaches the same certified optimum as the dense solver and CVXPY."""
+    U, Y, M, _ = instance(40, 3, 30, C=2, seed=31)
+    beta = 0.15
+    p_star = oracle_c2(U, Y, beta, M)
+    ws = solve_c2_fast(U, Y, beta, M, tol=1e-8, working_set=True)
+    assert ws.extra["mode"] == "working_set"
+    assert_certified(ws, U, Y, beta, M, p_star)
+    dense = solve_c2_fast(U, Y, beta, M, tol=1e-8, working_set=False)
+    assert ws.objective == pytest.approx(dense.objective, rel=1e-7)
+
+
+def test_working_set_grows_from_a_small_start():
+    """Started from 2 patterns per class it must add the violating ones until pricing finds none."""
+    from convexbn.solver import _solve_c2_working_set, resolve_device
+    import time
+
+    U, Y, M, _ = instance(40, 3, 30, C=1, seed=32)
+    beta = 0.1
+    sol = _solve_c2_working_set(U, Y, beta, M, 1e-8, None, None, "float64", resolve_device("cpu"), False,
+                                time.perf_counter(), 1, initial=2, add=3)
+    sizes = [h["patterns"] for h in sol.history]
+    assert sizes[0] == 2 and sizes[-1] > 2 and sol.history[-1]["entering"] == 0
+    assert_certified(sol, U, Y, beta, M, oracle_c2(U, Y, beta, M))
+
+
+def test_working_set_stopped_early_is_honest():
+    """A working-set solve stopped by max_iter reports its status and a gap that bounds the true one."""
+    U, Y, M, _ = instance(40, 3, 30, C=2, seed=33)
+    p_star = oracle_c2(U, Y, 0.1, M)
+    sol = solve_c2_fast(U, Y, 0.1, M, tol=1e-8, max_iter=3, working_set=True)
+    assert sol.status == "max_iter"
+    assert sol.gap > 1e-8
+    assert sol.dual <= p_star * (1 + 1e-9)
+    if sol.cone_violation <= 1e-12:
+        assert (sol.objective - p_star) / sol.objective <= sol.gap + 1e-12
+
+
+def test_price_patterns_bounds_are_valid_and_exact_where_needed():
+    """Bounds never undercut the exact cone-projection norm; blocks above β get the exact value."""
+    from convexbn.solver import _project_cone, price_patterns
+
+    U, Y, M, _ = instance(60, 3, 20, seed=34)
+    assert M.shape[1] > 6
+    lam = np.random.default_rng(34).standard_normal(U.shape[0])
+    beta = 0.5 * float(np.linalg.norm(U.T @ (M * lam[:, None]), axis=0).mean())
+    bound = price_patterns(U, M, lam, beta, skip=np.array([0, 5]), tol=1e-8, chunk=7)
+    assert np.isnan(bound[:, [0, 5]]).all()
+    for s, sg in enumerate((1.0, -1.0)):
+        for i in set(range(M.shape[1])) - {0, 5}:
+            G = (2.0 * M[:, i:i + 1] - 1.0) * U
+            d, _ = _project_cone(G, sg * U.T @ (M[:, i] * lam), first=U.shape[0])
+            exact = float(np.linalg.norm(d))
+            assert bound[s, i] >= exact * (1 - 1e-9) - 1e-12
+            if bound[s, i] > beta * (1 + 1e-8):
+                assert bound[s, i] == pytest.approx(exact, rel=1e-8)
+
+
+def test_many_patterns_switch_to_working_set():
+    from convexbn.solver import WORKING_SET_PATTERNS
+
+    U, Y, M, _ = instance(400, 2, WORKING_SET_PATTERNS + 40, seed=35)
+    assert M.shape[1] > WORKING_SET_PATTERNS
+    sol = solve_c2_fast(U, Y, 0.5, M, tol=1e-6)
+    assert sol.extra.get("mode") == "working_set"
+    assert sol.status == "optimal"

@@ -70,6 +70,11 @@ CONE_TOL = 1e-9
 #: Run the ADMM phase of a float64 solve in float32 (the polish and certificate stay float64).
 _ADMM_FP32 = True
 _TINY = 1e-300
+#: Above this many bytes of dense (C2) state, solve_c2_fast switches to the working-set mode (8 GB target).
+DENSE_C2_BYTES = 6e9
+#: Above this many patterns solve_c2_fast also switches to the working-set mode: the dense ADMM state grows
+#: with every pattern, most of which end inactive (n = 5 000, P = 512, C = 10: dense 90 iterations in 390 s).
+WORKING_SET_PATTERNS = 256
 
 
 @dataclass
@@ -1138,12 +1143,15 @@ def solve_c2_fast(
     polish: bool = True,
     verbose: bool = False,
     threads: int | None = None,
+    working_set: bool | None = None,
 ) -> FastSolution:
     """Solve (C2) (scalar or decoupled vector output) to relative duality gap `tol` with a certificate.
 
     Stops when certified (gap ≤ tol, cone violation ≤ 1e-9·scale), or at `max_iter` FISTA steps /
     `max_seconds`; the returned gap and violation are always computed from explicit points (module
-    docstring), so a stopped-early run reports its true, larger gap.
+    docstring), so a stopped-early run reports its true, larger gap. `working_set` (default: when the
+    dense state would exceed DENSE_C2_BYTES or P > WORKING_SET_PATTERNS) solves class by class on growing pattern subsets instead
+    (`_solve_c2_working_set`); warm starts and `polish=False` apply to the dense mode only.
     """
     t0 = time.perf_counter()
     Ut = _check_inputs(Ut, beta, loss)
@@ -1158,12 +1166,14 @@ def solve_c2_fast(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
     nthreads = threads or choose_threads(n, q, 2 * P * C, dev)
-    mem = n * 2 * P * C * (8 if dt == torch.float64 else 4) * 8
-    if mem > 16e9:
-        raise ValueError(
-            f"solve_c2_fast keeps ~8 arrays of n·2P·C = {n * 2 * P * C:,} numbers ({mem / 1e9:.1f} GB); "
-            "use fewer patterns, truncate the whitening, or solve_gated_fast for the gated relaxation"
-        )
+    if working_set is None:
+        working_set = dense_c2_bytes(n, P, C) > DENSE_C2_BYTES or P > WORKING_SET_PATTERNS
+    if working_set:
+        with _threads(nthreads), _blas_threads(nthreads):
+            sol = _solve_c2_working_set(Ut, Y, float(beta), masks, tol, max_seconds, max_iter, dtype, dev,
+                                        verbose, t0, nthreads)
+        sol.threads = nthreads
+        return sol
     with _threads(nthreads), _blas_threads(nthreads):
         sol = _solve_c2(Ut, Y, float(beta), masks, tol, max_seconds, max_iter, dt, dev, warm_start,
                         polish, verbose, t0)
@@ -1343,6 +1353,152 @@ def _solve_c2(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, tol
                "polish_seconds": seconds_polish},
     )
 
+
+
+def dense_c2_bytes(n: int, P: int, C: int) -> float:
+    """Approximate peak bytes of the dense (C2) solver: about 8 float64 arrays of n·2P·C numbers."""
+    return 64.0 * n * 2 * P * C
+
+
+def price_patterns(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, beta: float, *, skip: np.ndarray | None = None,
+                   tol: float = 1e-6, pg_iters: int = 20, chunk: int = 256, stop_after: int | None = None,
+                   exact: bool = True) -> np.ndarray:
+    """Certified upper bounds (2, P) on min_{μ ≥ 0} ‖U'ᵀ(±D_i λ + S_i μ)‖ for every pattern not in `skip`.
+
+    A block is dual feasible for the residual λ when its bound is ≤ β. Per chunk of patterns: μ = 0,
+    then batched projected gradient (`_dual_pg`), then for blocks still above β(1 + tol/4) the exact
+    cone projection (`_project_cone`, Moreau: the bound becomes the projection norm). Exact
+    projections run in order of decreasing bound; with `stop_after`, they stop once that many blocks
+    are proven above β (column generation only needs the worst few; the rest keep their PG bound);
+    `exact=False` skips them (valid, looser bounds). Skipped patterns get NaN. Memory O(n · chunk).
+    """
+    n, q = Ut.shape
+    P = masks.shape[1]
+    bound = np.full((2, P), np.nan)
+    thr = beta * (1 + 0.25 * tol)
+    rown = np.linalg.norm(Ut, axis=1) + 1e-300
+    out = np.setdiff1d(np.arange(P), np.asarray(skip if skip is not None else [], dtype=int))
+    grads: dict[int, np.ndarray] = {}
+    for a in range(0, len(out), chunk):
+        idx = out[a:a + chunk]
+        m = masks[:, idx].astype(np.float64)
+        g = Ut.T @ (m * lam[:, None])  # (q, k): U'ᵀ D_i λ, the μ = 0 value of both signs
+        b0 = np.linalg.norm(g, axis=0)
+        bound[:, idx] = b0
+        need = b0 > thr
+        if need.any() and pg_iters > 0:
+            sub = idx[need]
+            _, b = _dual_pg(Ut, masks[:, sub], lam, np.zeros((n, 2, len(sub))), pg_iters)
+            bound[:, sub] = b
+            for j in np.flatnonzero((b > thr).any(0)):
+                grads[int(sub[j])] = g[:, np.flatnonzero(need)[j]]
+    todo = [(s, i) for i in grads for s in range(2) if bound[s, i] > thr] if exact else []
+    todo.sort(key=lambda b: -bound[b])
+    found = 0
+    for s, i in todo:
+        G = (2.0 * masks[:, i:i + 1] - 1.0) * Ut
+        d, _ = _project_cone(G, (1.0 if s == 0 else -1.0) * grads[i], rown, accept_below=thr)
+        bound[s, i] = min(bound[s, i], float(np.linalg.norm(d)))
+        if bound[s, i] > thr:
+            found += 1
+            if stop_after is not None and found >= stop_after:
+                break
+    return bound
+
+
+def _solve_c2_working_set(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, tol: float,
+                          max_seconds: float | None, max_iter: int | None, dtype: str, dev: torch.device,
+                          verbose: bool, t0: float, threads: int, initial: int = 64, add: int = 32
+                          ) -> FastSolution:
+    """(C2) class by class by column generation: dense solves on a growing pattern subset, priced on all.
+
+    For class c the working set starts with the `initial` patterns of largest ‖U'ᵀ D_i y_c‖; each round
+    solves (C2) restricted to it with the dense solver (warm-started, to gap tol/4), prices every other
+    pattern at the new residual (`price_patterns`) and adds the `add` most violating ones. When no
+    pattern violates its dual constraint the class is done; its certificate combines the restricted
+    solve's multipliers (patterns inside) with the pricing bounds (patterns outside) in one dual-feasible
+    point, scaled as in `_certificate`. Memory: masks (n·P bytes) plus one dense solve on n × 2|A|.
+    """
+    n, q = Ut.shape
+    P, C = masks.shape[1], Y.shape[1]
+    U_all = np.zeros((P, q, C))
+    Up_all = np.zeros((P, q, C))
+    primal = dual = viol = 0.0
+    history: list[dict] = []
+    iters, status, scale = 0, "optimal", 1.0
+    sg = np.array([1.0, -1.0])
+    for c in range(C):
+        y = Y[:, c]
+        b_zero = np.linalg.norm(Ut.T @ (masks * y[:, None]), axis=0)
+        A = np.sort(np.argsort(-b_zero, kind="stable")[:min(initial, P)])
+        warm: Any = None
+        budget_left = None
+        while True:
+            if max_seconds is not None:
+                budget_left = max_seconds - (time.perf_counter() - t0)
+            if budget_left is not None and budget_left <= 0:
+                sub = None
+            else:
+                left_iter = None if max_iter is None else max(1, max_iter - iters)
+                sub = solve_c2_fast(Ut, y, beta, masks[:, A], tol=0.25 * tol, max_seconds=budget_left,
+                                    max_iter=left_iter, dtype=dtype, device=dev, warm_start=warm,
+                                    threads=threads, working_set=False)
+                iters += sub.iterations
+            if sub is None:  # out of time before any solve of this class: the zero point
+                u = np.zeros((len(A), q, 1))
+                up = np.zeros((len(A), q, 1))
+                mu = np.zeros((n, 2, len(A)))
+                sub_status, sub_viol, sub_obj = "time_limit", 0.0, 0.5 * float(y @ y)
+            else:
+                u, up, mu = sub.u, sub.up, sub.extra["multipliers"][..., 0]
+                sub_status, sub_viol, sub_obj = sub.status, sub.cone_violation, sub.objective
+            mA = masks[:, A].astype(np.float64)
+            f = (mA * (Ut @ (u[:, :, 0] - up[:, :, 0]).T)).sum(1)
+            lam = y - f
+            out_of_time = sub_status == "time_limit" or (max_iter is not None and iters >= max_iter)
+            bound = price_patterns(Ut, masks, lam, beta, skip=A, tol=tol, stop_after=None if out_of_time else add,
+                                   exact=not out_of_time, pg_iters=0 if sub is None else 20)
+            viol_out = np.nan_to_num(bound, nan=0.0).max(0)  # (P,)
+            entering = np.flatnonzero(viol_out > beta * (1 + 0.25 * tol))
+            history.append({"stage": "working-set", "class": c, "patterns": int(len(A)),
+                            "entering": int(len(entering)), "objective": sub_obj, "status": sub_status,
+                            "seconds": time.perf_counter() - t0})
+            if verbose:
+                print(f"[fast c2 ws] class {c} |A|={len(A)} obj={sub_obj:.10g} sub={sub_status} "
+                      f"entering={len(entering)} t={time.perf_counter() - t0:.1f}s")
+            if len(entering) and not out_of_time:
+                new = entering[np.argsort(-viol_out[entering], kind="stable")[:add]]
+                A_new = np.union1d(A, new)
+                pos = np.searchsorted(A_new, A)
+                wu, wup = np.zeros((len(A_new), q, 1)), np.zeros((len(A_new), q, 1))
+                wu[pos], wup[pos] = u, up
+                A, warm = A_new, (wu, wup)
+                continue
+            if len(entering):  # stopped by the budget: the bounds above (PG only) still certify a gap
+                status = sub_status if sub_status != "optimal" else "time_limit"
+            elif sub_status != "optimal":
+                status = sub_status
+            break
+        base = sg[None, :, None] * mA[:, None, :] * lam[:, None, None] + (2.0 * mA - 1.0)[:, None, :] * mu
+        w_in = float(np.linalg.norm(Ut.T @ base.reshape(n, -1), axis=0).max()) if len(A) else 0.0
+        wmax = max(w_in, float(np.nan_to_num(bound, nan=0.0).max()))
+        ly, ll = float(lam @ y), float(lam @ lam)
+        smax = min(1.0, beta / max(wmax, _TINY))
+        s_c = min(max(ly / max(ll, _TINY), 0.0), smax)
+        scale = min(scale, smax)
+        nrm = np.linalg.norm(u[:, :, 0], axis=1).sum() + np.linalg.norm(up[:, :, 0], axis=1).sum()
+        primal += 0.5 * float(np.sum((y - f) ** 2)) + beta * float(nrm)
+        dual += s_c * ly - 0.5 * s_c * s_c * ll
+        viol = max(viol, sub_viol)
+        U_all[A, :, c] = u[:, :, 0]
+        Up_all[A, :, c] = up[:, :, 0]
+    gap = max(0.0, (primal - dual) / max(abs(primal), 1e-12))
+    norms = max(float(np.linalg.norm(U_all, axis=1).max()), float(np.linalg.norm(Up_all, axis=1).max()), 1.0)
+    if status == "optimal" and not (gap <= tol and viol <= CONE_TOL * norms):
+        status = "max_iter"
+    return FastSolution(u=U_all, up=Up_all, objective=primal, gap=gap, cone_violation=viol, status=status,
+                        iterations=iters, seconds=time.perf_counter() - t0, history=history, dual=dual,
+                        device=str(dev), dtype=str(dtype), extra={"mode": "working_set", "dual_scale": scale})
 
 
 def solve_c2_path(Ut: np.ndarray, Y: np.ndarray, betas: Sequence[float], masks: np.ndarray | None = None,
