@@ -166,9 +166,38 @@ def bench_exact(n: int, P: int, d: int, with_baseline: bool, baselines: list[str
     return rows
 
 
+def scnn_rfista(U: np.ndarray, Y: np.ndarray, G: np.ndarray, beta: float, ref: float, tol: float) -> list[dict]:
+    """G1 comparison: pilancilab/scnn's R-FISTA on the same gated instance (only when `import scnn` works).
+
+    scnn minimises ‖r‖²/(2n) + λ Σ‖w_i‖, so λ = β/n gives our objective divided by n; gates are our
+    generators on X = U' (no bias, no column unitisation). Its point is scored with our objective.
+    """
+    try:
+        from scnn.metrics import Metrics
+        from scnn.models import ConvexGatedReLU
+        from scnn.optimize import optimize_model
+        from scnn.regularizers import NeuronGL1
+        from scnn.solvers import RFISTA
+    except ImportError:
+        return []
+    n = U.shape[0]
+    model = ConvexGatedReLU(G, c=1)
+    t = time.perf_counter()
+    model, _ = optimize_model(model, RFISTA(model, max_iters=10000, tol=tol), Metrics(), U, Y,
+                              regularizer=NeuronGL1(beta / n), unitize_data=False, dtype="float64",
+                              return_convex=True)
+    sec = time.perf_counter() - t
+    W = np.asarray(model.parameters[0]).reshape(-1, U.shape[1])
+    f = ((U @ W.T) * (U @ np.asarray(model.G) > 0)).sum(1)
+    obj = 0.5 * float(np.sum((f - Y[:, 0]) ** 2)) + beta * float(np.linalg.norm(W, axis=1).sum())
+    return [row(case="G1", n=n, q=U.shape[1], P=G.shape[1], C=1, solver="scnn R-FISTA", threads=torch.get_num_threads(),
+                seconds=sec, objective=obj, rel_obj_diff=(obj - ref) / ref, peak_rss_gb=peak_rss_gb(),
+                note=f"pyscnn 0.0.10, tol {tol:g} on its min-norm subgradient; no certificate")]
+
+
 def bench_gated(n: int, P: int, d: int, tol: float) -> list[dict]:
-    """G1: gated relaxation time against iterations × one-thread GEMM time of one gradient."""
-    U, Y, M, _ = synthetic(n, d, P, seed=7)
+    """G1: gated relaxation time against iterations × one-thread GEMM time of one gradient (and scnn)."""
+    U, Y, M, G = synthetic(n, d, P, seed=7)
     beta = default_beta(U, Y, M)
     dev = resolve_device(None)
     sol = solve_gated_fast(U, Y, beta, M, tol=tol, max_seconds=600, chunk=n)
@@ -178,7 +207,8 @@ def bench_gated(n: int, P: int, d: int, tol: float) -> list[dict]:
     return [row(case="G1", n=n, q=U.shape[1], P=M.shape[1], C=1, solver="fast-gated", threads=sol.threads,
                 seconds=sol.seconds, baseline_seconds=bound, ratio=sol.seconds / bound, objective=sol.objective,
                 gap=sol.gap, status=sol.status, iterations=sol.iterations, peak_rss_gb=peak_rss_gb(),
-                note=f"ratio = time / ({passes} passes x 1-thread GEMM {g1 * 1e3:.2f} ms); target <= 3")]
+                note=f"ratio = time / ({passes} passes x 1-thread GEMM {g1 * 1e3:.2f} ms); target <= 3")
+            ] + scnn_rfista(U, Y, G, beta, sol.objective, tol)
 
 
 def cifar_instance(n: int, k: int, P: int, C: int, seed: int = 0

@@ -84,7 +84,8 @@ class FastSolution:
     u: np.ndarray  # (P, q, C) positive blocks u_ic
     up: np.ndarray  # (P, q, C) negative blocks u'_ic (zeros for the gated relaxation)
     objective: float  # primal objective at (u, up), paper convention
-    gap: float  # relative duality gap (primal − dual) / primal, from an explicit dual-feasible point
+    gap: float  # relative duality gap (primal − dual) / primal, from an explicit dual-feasible point; NaN when
+    #             the point violates the cones by more than CONE_TOL (its value is then no upper bound)
     cone_violation: float  # max_{i,c,j} (−(S_i U' u)_j)_+ over u and up
     status: str  # "optimal" (certified) | "max_iter" | "time_limit"
     iterations: int  # first-order iterations (FISTA steps) in total
@@ -1345,7 +1346,9 @@ def _solve_c2(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, tol
     return FastSolution(
         u=np.ascontiguousarray(Wb[:, 0].transpose(1, 0, 2)),
         up=np.ascontiguousarray(Wb[:, 1].transpose(1, 0, 2)),
-        objective=best["primal"], gap=best["gap"], cone_violation=best["violation"], status=status,
+        # an infeasible point's value is no upper bound: no gap is claimed for it (NaN; status says why)
+        objective=best["primal"], gap=best["gap"] if best["viol_ok"] else math.nan,
+        cone_violation=best["violation"], status=status,
         iterations=iters, seconds=time.perf_counter() - t0, history=history, dual=best["dual"],
         device=str(dev), dtype=str(dt).replace("torch.", ""),
         extra={"multipliers": best["mu"].cpu().numpy(), "rho": rho, "polish_attempts": polish_tries,
@@ -1496,6 +1499,8 @@ def _solve_c2_working_set(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.
     norms = max(float(np.linalg.norm(U_all, axis=1).max()), float(np.linalg.norm(Up_all, axis=1).max()), 1.0)
     if status == "optimal" and not (gap <= tol and viol <= CONE_TOL * norms):
         status = "max_iter"
+    if viol > CONE_TOL * norms:  # an infeasible point's value is no upper bound: no gap is claimed
+        gap = math.nan
     return FastSolution(u=U_all, up=Up_all, objective=primal, gap=gap, cone_violation=viol, status=status,
                         iterations=iters, seconds=time.perf_counter() - t0, history=history, dual=dual,
                         device=str(dev), dtype=str(dtype), extra={"mode": "working_set", "dual_scale": scale})
