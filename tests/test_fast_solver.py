@@ -424,3 +424,29 @@ def test_many_patterns_switch_to_working_set():
     sol = solve_c2_fast(U, Y, 0.5, M, tol=1e-6)
     assert sol.extra.get("mode") == "working_set"
     assert sol.status == "optimal"
+
+
+def test_working_set_stopped_after_a_certified_round_keeps_a_finite_gap(monkeypatch):
+    """When a later round stops early, the class falls back to the last certified feasible point."""
+    import time
+
+    import convexbn.solver as solver_mod
+
+    U, Y, M, _ = instance(40, 3, 30, C=1, seed=32)
+    p_star = oracle_c2(U, Y, 0.1, M)
+    real = solver_mod.solve_c2_fast
+    calls = []
+
+    def second_round_stops(*a, **k):
+        calls.append(1)
+        if len(calls) >= 2:
+            k.update(max_iter=1, polish=False)
+        return real(*a, **k)
+
+    monkeypatch.setattr(solver_mod, "solve_c2_fast", second_round_stops)
+    sol = solver_mod._solve_c2_working_set(U, Y, 0.1, M, 1e-8, None, None, "float64", solver_mod.resolve_device("cpu"),
+                                           False, time.perf_counter(), 1, initial=2, add=3)
+    assert len(calls) == 2 and sol.status == "max_iter"
+    assert sol.cone_violation <= 1e-9 and np.isfinite(sol.gap) and sol.gap > 1e-8
+    assert sol.dual <= p_star * (1 + 1e-9) <= sol.objective * (1 + 1e-9)
+    assert (sol.objective - p_star) / sol.objective <= sol.gap + 1e-12

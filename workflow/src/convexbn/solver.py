@@ -48,7 +48,14 @@ Method.
    only when gap ≤ tol and violation ≤ 1e-9·max(1, max‖u‖). The certificate is always evaluated in
    float64, even when iterations run in float32.
 
-Memory: the C2 solver keeps about 8 arrays of n·2P·C numbers (V, Λ, U'W, temporaries); `solve_gated_fast`
+4. Working-set mode (`_solve_c2_working_set`, automatic for P > WORKING_SET_PATTERNS or a dense state above
+   DENSE_C2_BYTES): class by class, the dense method above runs on a subset of patterns, every other
+   pattern is priced at the new residual with certified bounds (`price_patterns`: μ = 0, batched
+   projected gradient, exact cone projection where still above β) and the most violating ones join;
+   the certificate combines the subset's multipliers with the pricing bounds.
+
+Memory: the dense C2 solver keeps about 8 arrays of n·2P·C numbers (V, Λ, U'W, temporaries); the working-set
+mode keeps the masks (n·P bytes) plus one dense solve on n × 2|A|; `solve_gated_fast`
 (no cone constraints) processes rows in chunks and may recompute masks from arrangement generators,
 so its memory is O(chunk·P·C + n·q + P·q·C).
 """
@@ -1436,6 +1443,7 @@ def _solve_c2_working_set(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.
         A = np.sort(np.argsort(-b_zero, kind="stable")[:min(initial, P)])
         warm: Any = None
         budget_left = None
+        last_ok: tuple[Any, ...] | None = None  # (A, u, up, μ, violation, objective) of the last certified round
         while True:
             if max_seconds is not None:
                 budget_left = max_seconds - (time.perf_counter() - t0)
@@ -1447,7 +1455,14 @@ def _solve_c2_working_set(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.
                                     max_iter=left_iter, dtype=dtype, device=dev, warm_start=warm,
                                     threads=threads, working_set=False)
                 iters += sub.iterations
-            if sub is None:  # out of time before any solve of this class: the zero point
+            if sub is not None and sub.status == "optimal":
+                u, up, mu = sub.u, sub.up, sub.extra["multipliers"][..., 0]
+                sub_status, sub_viol, sub_obj = sub.status, sub.cone_violation, sub.objective
+                last_ok = (A, u, up, mu, sub_viol, sub_obj)
+            elif last_ok is not None:  # stopped early: certify the last round's feasible optimum instead
+                A, u, up, mu, sub_viol, sub_obj = last_ok
+                sub_status = "time_limit" if sub is None else sub.status
+            elif sub is None:  # out of time before any solve of this class: the zero point
                 u = np.zeros((len(A), q, 1))
                 up = np.zeros((len(A), q, 1))
                 mu = np.zeros((n, 2, len(A)))
@@ -1458,17 +1473,21 @@ def _solve_c2_working_set(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.
             mA = masks[:, A].astype(np.float64)
             f = (mA * (Ut @ (u[:, :, 0] - up[:, :, 0]).T)).sum(1)
             lam = y - f
-            out_of_time = sub_status == "time_limit" or (max_iter is not None and iters >= max_iter)
+            out_of_time = sub_status != "optimal" or (max_iter is not None and iters >= max_iter)
+            t_price = time.perf_counter()
             bound = price_patterns(Ut, masks, lam, beta, skip=A, tol=tol, stop_after=None if out_of_time else add,
-                                   exact=not out_of_time, pg_iters=0 if sub is None else 20)
+                                   exact=not out_of_time, pg_iters=0 if sub is None and last_ok is None else 20)
             viol_out = np.nan_to_num(bound, nan=0.0).max(0)  # (P,)
             entering = np.flatnonzero(viol_out > beta * (1 + 0.25 * tol))
             history.append({"stage": "working-set", "class": c, "patterns": int(len(A)),
                             "entering": int(len(entering)), "objective": sub_obj, "status": sub_status,
-                            "seconds": time.perf_counter() - t0})
+                            "solve_seconds": 0.0 if sub is None else sub.seconds,
+                            "pricing_seconds": time.perf_counter() - t_price, "seconds": time.perf_counter() - t0})
             if verbose:
+                h = history[-1]
                 print(f"[fast c2 ws] class {c} |A|={len(A)} obj={sub_obj:.10g} sub={sub_status} "
-                      f"entering={len(entering)} t={time.perf_counter() - t0:.1f}s")
+                      f"entering={len(entering)} solve={h['solve_seconds']:.1f}s pricing={h['pricing_seconds']:.1f}s "
+                      f"t={h['seconds']:.1f}s")
             if len(entering) and not out_of_time:
                 new = entering[np.argsort(-viol_out[entering], kind="stable")[:add]]
                 A_new = np.union1d(A, new)
