@@ -1158,8 +1158,9 @@ def solve_c2_fast(
     Stops when certified (gap ≤ tol, cone violation ≤ 1e-9·scale), or at `max_iter` FISTA steps /
     `max_seconds`; the returned gap and violation are always computed from explicit points (module
     docstring), so a stopped-early run reports its true, larger gap. `working_set` (default: when the
-    dense state would exceed DENSE_C2_BYTES or P > WORKING_SET_PATTERNS) solves class by class on growing pattern subsets instead
-    (`_solve_c2_working_set`); warm starts and `polish=False` apply to the dense mode only.
+    dense state would exceed DENSE_C2_BYTES or P > WORKING_SET_PATTERNS) solves class by class on
+    growing pattern subsets instead (`_solve_c2_working_set`); warm starts and `polish=False` apply to
+    the dense mode only.
     """
     t0 = time.perf_counter()
     Ut = _check_inputs(Ut, beta, loss)
