@@ -7,7 +7,8 @@ speed-up ratios, certified gaps, cone violations and peak memory, and writes it 
 Targets (issue): E1/E2 exact (C2) n = 500 … 5 000, q = 51, P = 100 (≥ 100× CVXPY+Clarabel to gap
 ≤ 1e-6, violation ≤ 1e-9); G1 gated relaxation n = 5 000, q = 51, P = 200 (≤ 3× a one-thread
 GEMM-bound pass count); C1 n = 50 000, k = 100, P = 4 096, 10 classes (gradient ≤ 2× GEMM time,
-memory ≤ 8 GB); C2 one β of that model to gap 1e-4 (≤ 25 min on 2 cores). Each ratio is measured in the same run as its baseline.
+memory ≤ 8 GB); C2 one β of that model to gap 1e-4 (≤ 25 min on 2 cores). Each ratio is measured
+in the same run as its baseline.
 """
 
 from __future__ import annotations
