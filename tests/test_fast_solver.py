@@ -450,3 +450,17 @@ def test_working_set_stopped_after_a_certified_round_keeps_a_finite_gap(monkeypa
     assert sol.cone_violation <= 1e-9 and np.isfinite(sol.gap) and sol.gap > 1e-8
     assert sol.dual <= p_star * (1 + 1e-9) <= sol.objective * (1 + 1e-9)
     assert (sol.objective - p_star) / sol.objective <= sol.gap + 1e-12
+
+
+def test_polish_too_large_for_memory_is_skipped_not_killed(monkeypatch):
+    """Above POLISH_MAX_BYTES the polish declines (None) and ADMM goes on: a budget status, no crash."""
+    import convexbn.solver as solver_mod
+
+    U, Y, M, _ = instance(60, 3, 12, seed=25)
+    assert solver_mod._polish_bytes(60, U.shape[1], 4) > 0
+    monkeypatch.setattr(solver_mod, "POLISH_MAX_BYTES", 1.0)
+    W = np.random.default_rng(0).standard_normal((U.shape[1], 2, M.shape[1]))
+    assert solver_mod._active_set_polish(U, M, Y[:, 0], 0.3, W) is None
+    sol = solve_c2_fast(U, Y, 0.3, M, max_iter=200)
+    assert sol.status == "max_iter" and sol.extra["polish_attempts"] >= 1
+    assert sol.cone_violation < 1e-2

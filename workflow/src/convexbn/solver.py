@@ -79,6 +79,9 @@ _ADMM_FP32 = True
 _TINY = 1e-300
 #: Above this many bytes of dense (C2) state, solve_c2_fast switches to the working-set mode (8 GB target).
 DENSE_C2_BYTES = 6e9
+#: Memory the polish may use (per-block n × q matrices and the dense face Hessian); above it the polish
+#: is skipped and ADMM goes on (a q = 785 class with ~300 active blocks was killed for memory otherwise).
+POLISH_MAX_BYTES = 4e9
 #: Above this many patterns solve_c2_fast also switches to the working-set mode: the dense ADMM state grows
 #: with every pattern, most of which end inactive (n = 5 000, P = 512, C = 10: dense 90 iterations in 390 s).
 WORKING_SET_PATTERNS = 256
@@ -558,6 +561,11 @@ def _polish_class(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float,
 # warm starts
 
 
+def _polish_bytes(n: int, q: int, blocks: int, dim: int = 0) -> float:
+    """Bytes of the polish's per-block matrices (G_b, F_b: n × q each) and a dense Hessian of size `dim`."""
+    return 16.0 * n * q * blocks + 8.0 * (n + dim) * dim
+
+
 def _restricted_conic(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float,
                       blocks: list[tuple[int, int]], rows: dict[tuple[int, int], np.ndarray]
                       ) -> tuple[dict[tuple[int, int], np.ndarray], dict[tuple[int, int], np.ndarray]] | None:
@@ -573,7 +581,7 @@ def _restricted_conic(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: fl
 
     n, q = Ut.shape
     k = len(blocks)
-    if k == 0:
+    if k == 0 or _polish_bytes(n, q, k, k * q) > POLISH_MAX_BYTES:
         return None
     F = np.hstack([(1.0 if s == 0 else -1.0) * (masks[:, i:i + 1] * Ut) for s, i in blocks])  # (n, kq)
     H = F.T @ F
@@ -742,6 +750,8 @@ def _active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: f
     if top == 0.0:
         return None
     blocks = [(s, i) for s in range(2) for i in range(P) if norms[s, i] > act_rel * top]
+    if _polish_bytes(n, q, len(blocks)) > POLISH_MAX_BYTES:
+        return None  # too large to polish densely: the caller keeps iterating ADMM
     G = _BlockMats(Ut, masks, cone=True)
     Fm = _BlockMats(Ut, masks, cone=False)
     rown = np.linalg.norm(Ut, axis=1) + 1e-300
@@ -787,10 +797,12 @@ def _active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: f
 
     fval, r = value(w)
     for _ in range(rounds):
-        if time.perf_counter() > deadline:
+        if time.perf_counter() > deadline or _polish_bytes(n, q, len(blocks)) > POLISH_MAX_BYTES:
             return None
         Ns = [basis(b) for b in blocks]
         dims = [N.shape[1] for N in Ns]
+        if _polish_bytes(n, q, len(blocks), int(sum(dims))) > POLISH_MAX_BYTES:
+            return None  # the face Hessian (and F N, n × D) would not fit
         offs = np.cumsum([0] + dims)
         Fs, Ss = colsign(blocks)
         Hfit = _fit_hessian(Ut, Ns, Fs, dims, blocks, hcache, trans, fresh)
