@@ -187,15 +187,21 @@ def test_cuda_agrees_with_cpu():
     assert gpu.objective == pytest.approx(cpu.objective, rel=1e-7)
 
 
+def _vstep_inputs(seed: int, n: int, P: int, C: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random masks M (n,1,P,1), targets Y4 (n,1,1,C) and v-step arguments A (n,2,P,C) in float64."""
+    rng = np.random.default_rng(seed)
+    M = torch.as_tensor(rng.random((n, 1, P, 1)) < 0.5, dtype=torch.float64)
+    Y4 = torch.as_tensor(rng.standard_normal((n, 1, 1, C)))
+    A = torch.as_tensor(rng.standard_normal((n, 2, P, C)))
+    return M, Y4, A
+
+
 def test_vstep_solves_row_problem_exactly():
     """The ADMM v-step returns v in the sign cones whose row residual satisfies its fixed point."""
     from convexbn.solver import _vstep
 
-    rng = np.random.default_rng(11)
     n, P, C, rho = 40, 7, 2, 0.7
-    M = torch.as_tensor(rng.random((n, 1, P, 1)) < 0.5, dtype=torch.float64)
-    Y4 = torch.as_tensor(rng.standard_normal((n, 1, 1, C)))
-    A = torch.as_tensor(rng.standard_normal((n, 2, P, C)))
+    M, Y4, A = _vstep_inputs(11, n, P, C)
     V, e = _vstep(M, Y4, A, torch.zeros(n, 1, 1, C, dtype=torch.float64), rho)
     assert bool((V[M.expand_as(V) > 0] >= 0).all()) and bool((V[M.expand_as(V) == 0] <= 0).all())
     fit = (M * (V[:, 0:1] - V[:, 1:2])).sum(2, keepdim=True) - Y4
@@ -260,11 +266,8 @@ def test_vstep_with_precomputed_offsets_and_float32():
     """The v-step gives the same result with the cached 0/−∞ mask offsets and (to fp32 accuracy) in float32."""
     from convexbn.solver import _vstep
 
-    rng = np.random.default_rng(21)
     n, P, C, rho = 50, 9, 1, 3.0
-    M = torch.as_tensor(rng.random((n, 1, P, 1)) < 0.5, dtype=torch.float64)
-    Y4 = torch.as_tensor(rng.standard_normal((n, 1, 1, C)))
-    A = torch.as_tensor(rng.standard_normal((n, 2, P, C)))
+    M, Y4, A = _vstep_inputs(21, n, P, C)
     e0 = torch.zeros(n, 1, 1, C, dtype=torch.float64)
     V, e = _vstep(M, Y4, A, e0, rho)
     off = torch.zeros_like(M).masked_fill_(M == 0, -np.inf)
