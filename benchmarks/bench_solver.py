@@ -253,8 +253,9 @@ def bench_cifar_gradient(n: int, k: int, P: int, C: int, chunk: int) -> list[dic
                 note="one forward+adjoint pass, fp32, masks from generators; ratio target <= 2, memory <= 8 GB")]
 
 
-def bench_cifar_solve(n: int, k: int, P: int, C: int, tol: float, budget: float, classes: int | None) -> list[dict]:
-    """C2: one β of the exact (C2) at CIFAR shape, working-set mode, stopped at `budget` seconds."""
+def bench_cifar_solve(n: int, k: int, P: int, C: int, tol: float, budget: float, classes: int | None,
+                      dense: bool = False) -> list[dict]:
+    """C2: one β of the exact (C2) at CIFAR shape, working-set (or dense) mode, stopped at `budget` seconds."""
     U, Y, _, masks = cifar_instance(n, k, P, C)
     if classes is not None:
         Y = Y[:, :classes]
@@ -262,10 +263,10 @@ def bench_cifar_solve(n: int, k: int, P: int, C: int, tol: float, budget: float,
                      for c in range(Y.shape[1]) for a in range(0, P, 512))
     dev = resolve_device(None)
     t = time.perf_counter()
-    sol = solve_c2_fast(U, Y, beta, masks, tol=tol, max_seconds=budget, device=dev, verbose=True, working_set=True)
+    sol = solve_c2_fast(U, Y, beta, masks, tol=tol, max_seconds=budget, device=dev, verbose=True, working_set=not dense)
     sec = time.perf_counter() - t
     done = sorted({h["class"] for h in sol.history if h["entering"] == 0 and h["status"] == "optimal"})
-    return [row(case="C2", n=n, q=k + 1, P=P, C=Y.shape[1], solver="fast (working set)", threads=sol.threads,
+    return [row(case="C2", n=n, q=k + 1, P=P, C=Y.shape[1], solver="fast (dense)" if dense else "fast (working set)", threads=sol.threads,
                 seconds=sec, objective=sol.objective, gap=sol.gap, cone_violation=sol.cone_violation,
                 status=sol.status, iterations=sol.iterations, peak_rss_gb=peak_rss_gb(),
                 note=f"beta = 0.1 max bound; budget {budget:.0f} s; classes certified {len(done)}/{Y.shape[1]}; "
@@ -300,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(same instances: the instance seed is n)")
     ap.add_argument("--c2-budget", type=float, default=1500.0, help="seconds for case C2 (target: 25 min)")
     ap.add_argument("--c2-classes", type=int, default=None, help="case C2 on the first K classes only")
+    ap.add_argument("--c2-dense", action="store_true", help="case C2 with the dense mode (for comparison)")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     baselines = ["CLARABEL"] + (["MOSEK"] if mosek_available()[0] else [])
@@ -331,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_cifar_gradient(*cifar)
     if "C2" not in args.skip:
         print(f"... CIFAR-shape exact solve n={cifar[0]}", file=sys.stderr, flush=True)
-        rows += bench_cifar_solve(*cifar[:4], tol=1e-4, budget=args.c2_budget, classes=args.c2_classes)
+        rows += bench_cifar_solve(*cifar[:4], tol=1e-4, budget=args.c2_budget, classes=args.c2_classes,
+                                  dense=args.c2_dense)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS)
     w.writeheader()
