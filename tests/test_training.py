@@ -12,6 +12,7 @@ import torch
 
 from convexbn.networks import BNMLP, evaluate_objective, predict, set_running_stats
 from convexbn.training import (
+    CheckpointMismatch,
     TrainResult,
     _batches,
     default_lr,
@@ -262,7 +263,7 @@ def test_config_mismatch_raises_with_keys_and_fix(tmp_path: Path) -> None:
         train_bn_network(X, Y, 0.2, 5, lr=0.01, epochs=2, checkpoint=ckpt)
     with pytest.raises(ValueError, match="data_sha256"):
         train_bn_network(X + 1.0, Y, 0.1, 4, lr=0.01, epochs=2, checkpoint=ckpt)
-    with pytest.raises(ValueError, match="beyond the requested"):
+    with pytest.raises(CheckpointMismatch, match="beyond the requested"):
         train_bn_network(X, Y, 0.1, 4, lr=0.01, epochs=1, checkpoint=ckpt)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

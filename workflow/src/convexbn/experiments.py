@@ -968,6 +968,8 @@ def _sgd_lr(s: dict[str, Any], n: int, beta: float) -> float | None:
 def _sgd_real(d: dict[str, Any], exp_cfg: dict[str, Any], s: dict[str, Any], seed: int, device: str,
               checkpoint: str | None) -> dict[str, Any]:
     """SGD-trained BN network on a prepared dataset; per-epoch accuracy trace with wall-clock time."""
+    from convexbn.training import CheckpointMismatch
+
     C = int(d["num_classes"])
     Xtr = np.asarray(d["X_train"], dtype=np.float64)
     beta = _beta(exp_cfg, Xtr.shape[0])
@@ -978,8 +980,8 @@ def _sgd_real(d: dict[str, Any], exp_cfg: dict[str, Any], s: dict[str, Any], see
               "Y_test": one_hot(d["y_test"], C), "checkpoint": checkpoint}
     try:
         tr = _train(*args, **kwargs)
-    except ValueError as exc:  # a checkpoint left by an earlier, different configuration: start afresh
-        if checkpoint is None or "different training configuration" not in str(exc):
+    except CheckpointMismatch as exc:  # a checkpoint left by an earlier, different configuration: start afresh
+        if checkpoint is None:
             raise
         log.warning("discarding stale checkpoint %s: %s", checkpoint, exc)
         Path(checkpoint).unlink(missing_ok=True)

@@ -60,6 +60,10 @@ LOSSES = ("squared", "cross_entropy")
 PLACEMENTS = ("before", "after")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHECKPOINT_FORMAT = 1
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint exists but was written by another training configuration (or ran past `epochs`)."""
 # Config keys that may change between a run and its resumption (they do not change the numbers).
 _RESUMABLE_KEYS = ("epochs", "device")
 # Default learning rates when lr=None (ours, a stability heuristic). The objective is a SUM over samples,
@@ -483,10 +487,10 @@ def train_bn_network(
         if diff:
             detail = "; ".join(f"{k}: saved {payload['config'].get(k, '<missing>')!r} vs requested "
                                f"{cfg.get(k, '<missing>')!r}" for k in diff)
-            raise ValueError(f"checkpoint {str(ckpt_path)!r} was written by a different training configuration "
+            raise CheckpointMismatch(f"checkpoint {str(ckpt_path)!r} was written by a different training configuration "
                              f"({detail}); delete the checkpoint to start afresh or pass another checkpoint path")
         if payload["epoch"] > epochs:
-            raise ValueError(f"checkpoint {str(ckpt_path)!r} is at epoch {payload['epoch']}, beyond the requested "
+            raise CheckpointMismatch(f"checkpoint {str(ckpt_path)!r} is at epoch {payload['epoch']}, beyond the requested "
                              f"epochs={epochs}; ask for at least {payload['epoch']} epochs or delete the checkpoint")
         if payload["config"]["device"] != cfg["device"]:
             log.warning("resuming a checkpoint written on %s on %s: numbers can differ from an uninterrupted run",
