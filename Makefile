@@ -17,33 +17,41 @@ TORCH_INDEX ?=
 SMK_ARGS    ?=
 TORCH_PIN   := $(shell grep -E '^torch==' requirements.txt)
 
-.PHONY: venv test test-fast lint format reproduce fashion-mnist figures bench clean-venv
+.PHONY: venv venv-test test test-fast lint format reproduce fashion-mnist figures bench clean-venv
 
+# Runtime install (what `make reproduce` needs): torch from the chosen index, requirements.txt, the package.
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@$(PY) -c "import torch; b = 'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU-only'; \
 	  print(f'installed torch {torch.__version__} ({b} build; CUDA device found: {torch.cuda.is_available()})')"
 	touch $@
 
-test: venv
+# Test and style tools on top (what `make test` needs).
+venv-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+test: venv-test
 	$(PY) -m pytest tests
 
-test-fast: venv
+test-fast: venv-test
 	$(PY) -m pytest tests -m "not slow and not slurm"
 
 # Style: ruff (lint + format) and snakefmt, configured in pyproject.toml; tests/test_style.py runs the checks.
-lint: venv
+lint: venv-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/snakefmt --check .
 
-format: venv
+format: venv-test
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/snakefmt .
 
