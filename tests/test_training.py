@@ -14,10 +14,10 @@ from convexbn.networks import BNMLP, evaluate_objective, predict, set_running_st
 from convexbn.training import (
     CheckpointMismatch,
     TrainResult,
-    _batches,
     default_lr,
     label_kind,
     load_checkpoint,
+    minibatches,
     train_bn_network,
 )
 
@@ -153,7 +153,7 @@ def test_sgd_with_one_batch_and_no_momentum_is_gd() -> None:
 def test_minibatches_cover_every_sample_once_and_are_large_enough() -> None:
     rng = np.random.default_rng(0)
     for n, B in [(20, 6), (7, 2), (10, 3), (9, 9)]:
-        batches = _batches(n, B, rng)
+        batches = minibatches(n, B, rng)
         if n // B <= 1:
             assert batches is None
             continue

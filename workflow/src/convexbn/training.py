@@ -69,6 +69,7 @@ __all__ = [
     "default_lr",
     "label_kind",
     "load_checkpoint",
+    "minibatches",
     "resolve_device",
     "resolve_dtype",
     "train_bn_network",
@@ -306,7 +307,7 @@ def _make_optimizer(cfg: dict[str, Any], params: list[nn.Parameter], dtype: torc
     )  # fmt: skip
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray] | None:
+def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray] | None:
     """Index arrays of ⌊n/B⌋ nearly equal batches of a fresh permutation; None means one full batch."""
     k = n // batch_size
     if k <= 1:
@@ -642,7 +643,7 @@ def _gradient_epoch(run: _Run, epochs: int, log_every_seconds: float) -> torch.T
     """One epoch of GD (one full-batch step) or SGD/Adam (one pass over fresh mini-batches); the last objective."""
     cfg = run.cfg
     mini = cfg["optimizer"] in ("sgd", "adam")
-    batches = _batches(cfg["n"], cfg["batch_size"], run.batch_rng) if mini else None
+    batches = minibatches(cfg["n"], cfg["batch_size"], run.batch_rng) if mini else None
     for b, idx in enumerate(batches if batches is not None else [None]):
         if batches is not None and time.monotonic() - run.last_log >= log_every_seconds:
             run.last_log = time.monotonic()
