@@ -14,10 +14,10 @@ from convexbn.networks import BNMLP, evaluate_objective, predict, set_running_st
 from convexbn.training import (
     CheckpointMismatch,
     TrainResult,
-    _batches,
     default_lr,
     label_kind,
     load_checkpoint,
+    minibatches,
     train_bn_network,
 )
 
@@ -130,9 +130,11 @@ def test_gd_step_differentiates_the_paper_objective_not_torch_weight_decay() -> 
     ref.train()
     Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
     out = ref(Xt)
-    obj = 0.5 * ((out - Yt) ** 2).sum() + 0.5 * beta * (
-        n * (ref.bn.weight**2).sum() + n * (ref.bn.bias**2).sum() + (ref.second.weight**2).sum()
-    ) + 0.5 * fld * (ref.first.weight**2).sum()
+    obj = (
+        0.5 * ((out - Yt) ** 2).sum()
+        + 0.5 * beta * (n * (ref.bn.weight**2).sum() + n * (ref.bn.bias**2).sum() + (ref.second.weight**2).sum())
+        + 0.5 * fld * (ref.first.weight**2).sum()
+    )
     obj.backward()
     got = dict(res.model.named_parameters())
     for name, p in ref.named_parameters():
@@ -151,7 +153,7 @@ def test_sgd_with_one_batch_and_no_momentum_is_gd() -> None:
 def test_minibatches_cover_every_sample_once_and_are_large_enough() -> None:
     rng = np.random.default_rng(0)
     for n, B in [(20, 6), (7, 2), (10, 3), (9, 9)]:
-        batches = _batches(n, B, rng)
+        batches = minibatches(n, B, rng)
         if n // B <= 1:
             assert batches is None
             continue
@@ -363,8 +365,9 @@ def test_data_validation_errors() -> None:
 
 def test_cross_entropy_runs() -> None:
     X, Y, Xs, Ys = _data(seed=14)
-    res = train_bn_network(X, Y, 0.05, 6, optimizer="adam", lr=0.02, batch_size=10, epochs=10, loss="cross_entropy",
-                           X_test=Xs, Y_test=Ys)
+    res = train_bn_network(
+        X, Y, 0.05, 6, optimizer="adam", lr=0.02, batch_size=10, epochs=10, loss="cross_entropy", X_test=Xs, Y_test=Ys
+    )
     assert res.final_objective < res.history[0]["objective"]
     assert res.final_objective == pytest.approx(evaluate_objective(res.model, X, Y, 0.05, loss="cross_entropy"))
 

@@ -12,7 +12,7 @@
 #                        slurm plugin queries job status with sacct)
 #   CONVEXBN_SLURM_NODE  node name (need not resolve: NodeAddr=127.0.0.1) (default: hostname -s)
 #
-# Why it looks the way it does (see /work/shared/slurm/README.md for the measurements):
+# Why it looks the way it does (found with Debian 12's SLURM 22.05 and Snakemake 9 with its slurm plugin):
 # - slurm.conf must live at /etc/slurm/slurm.conf: the plugin's job step strips SLURM_CONF from
 #   the environment of the srun inside each job, which then could not find a config elsewhere.
 # - No systemd: every daemon is started directly and daemonizes itself.

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from convexbn.devices import resolve_device
+
 Placement = Literal["before", "after"]
 Loss = Literal["squared", "cross_entropy", "hinge"]
 #: Data losses of the objective: ½‖F − Y‖², summed softmax cross-entropy (one-hot Y), Σ max(0, 1 − Y∘F).
@@ -45,8 +47,8 @@ class BNParams:
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when available, else CPU (the 'auto' of `convexbn.devices.resolve_device`)."""
+    return resolve_device("auto")
 
 
 def data_loss(out: torch.Tensor, Y: torch.Tensor, loss: Loss = "squared") -> torch.Tensor:
@@ -84,8 +86,9 @@ class PaperBNNet(nn.Module):
         """Weights that the optional first-layer decay λ₁ penalises (defined by subclasses)."""
         raise NotImplementedError
 
-    def objective(self, X: torch.Tensor, Y: torch.Tensor, beta: float, loss: Loss = "squared",
-                  first_layer_decay: float = 0.0) -> torch.Tensor:
+    def objective(
+        self, X: torch.Tensor, Y: torch.Tensor, beta: float, loss: Loss = "squared", first_layer_decay: float = 0.0
+    ) -> torch.Tensor:
         """Training objective on (X, Y) with a forward pass in the module's current mode."""
         val = data_loss(self(X), Y, loss) + 0.5 * beta * self.penalty(self.bn_rows(X))
         if first_layer_decay:
@@ -96,8 +99,15 @@ class PaperBNNet(nn.Module):
 class BNMLP(PaperBNNet):
     """Linear(d, m, no bias) → BatchNorm1d(m) → ReLU → Linear(m, C, no bias) (or BN after the ReLU)."""
 
-    def __init__(self, d: int, m: int, C: int = 1, placement: Placement = "before",
-                 bias_value: float | None = None, eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        d: int,
+        m: int,
+        C: int = 1,
+        placement: Placement = "before",
+        bias_value: float | None = None,
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         if placement not in ("before", "after"):
             raise ValueError(f"placement must be 'before' or 'after' the ReLU, got {placement!r}")
@@ -152,8 +162,15 @@ def scale_for_eps(W: np.ndarray, X: np.ndarray, eps: float, ratio: float = 1e12,
     return W * factor
 
 
-def load_paper_params(first: nn.Linear, bn: nn.BatchNorm1d, second: nn.Linear, params: BNParams,
-                      H: np.ndarray, bias_value: float | None = None, relu: bool = False) -> None:
+def load_paper_params(
+    first: nn.Linear,
+    bn: nn.BatchNorm1d,
+    second: nn.Linear,
+    params: BNParams,
+    H: np.ndarray,
+    bias_value: float | None = None,
+    relu: bool = False,
+) -> None:
     """Copy paper-convention `params` into (first, bn, second); H (N, d) is `first`'s input over the BN batch.
 
     First-layer columns are rescaled (the network is invariant to that) so that BN's eps is negligible:
@@ -170,9 +187,15 @@ def load_paper_params(first: nn.Linear, bn: nn.BatchNorm1d, second: nn.Linear, p
         second.weight.copy_(torch.as_tensor(params.V.T))
 
 
-def bn_mlp_from_params(params: BNParams, X: np.ndarray, placement: Placement = "before",
-                       bias_value: float | None = None, eps: float = 1e-5,
-                       dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> BNMLP:
+def bn_mlp_from_params(
+    params: BNParams,
+    X: np.ndarray,
+    placement: Placement = "before",
+    bias_value: float | None = None,
+    eps: float = 1e-5,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> BNMLP:
     """A real `BNMLP` holding `params`, with running statistics set from the training data X.
 
     For BN before the ReLU, first-layer columns are rescaled (f is invariant to that) so that eps is
@@ -201,8 +224,9 @@ def set_running_stats(net: nn.Module, X: torch.Tensor) -> None:
         if isinstance(mod, nn.modules.batchnorm._BatchNorm):
             mod.reset_running_stats()
             mod.momentum = None  # cumulative average: one pass = exact batch statistics
-            hooks.append(mod.register_forward_pre_hook(
-                lambda m, inp: counts.__setitem__(m, inp[0].numel() // inp[0].shape[1])))
+            hooks.append(
+                mod.register_forward_pre_hook(lambda m, inp: counts.__setitem__(m, inp[0].numel() // inp[0].shape[1]))
+            )
     net.train()
     try:
         net(X)
@@ -215,8 +239,9 @@ def set_running_stats(net: nn.Module, X: torch.Tensor) -> None:
     net.train(was_training)
 
 
-def evaluate_objective(net: nn.Module, X: np.ndarray, Y: np.ndarray, beta: float, loss: Loss = "squared",
-                       first_layer_decay: float = 0.0) -> float:
+def evaluate_objective(
+    net: nn.Module, X: np.ndarray, Y: np.ndarray, beta: float, loss: Loss = "squared", first_layer_decay: float = 0.0
+) -> float:
     """Objective of any `PaperBNNet` (BNMLP; BNConvNet on patches; DeepBNNet) by a train-mode forward pass.
 
     BN uses the full-batch statistics of X; the network (running statistics included) is left untouched.
