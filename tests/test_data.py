@@ -430,7 +430,7 @@ def test_fashion_mnist_reader_rejects_bad_files(tmp_path):
     _write_idx(labels, arrays["train_labels"][:-1])
     with pytest.raises(D.DataError, match="12 images but 11 labels"):
         D.load_fashion_mnist(folder)
-    labels.write_bytes(gzip.compress(b"\x00" * 100)[:20])
+    labels.write_bytes(gzip.compress(bytes([0, 0, 0x08, 1]) + struct.pack(">I", 12) + bytes(range(12)))[:20])
     with pytest.raises(D.DataError, match="cannot decompress"):
         D.load_fashion_mnist(folder)
     labels.unlink()

@@ -8,41 +8,29 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import io
 import logging
 import os
-import pickle
 import re
 import struct
 import tarfile
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from convexbn.download import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DataError, Limits, check_url, copy_verified,
+                               download_verified, file_url_path)
 from convexbn.io import atomic_writer
-
-try:  # numpy >= 2 moved the private core module; both spellings appear in pickles
-    from numpy._core.multiarray import _reconstruct as _np_reconstruct
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct as _np_reconstruct  # type: ignore[no-redef]
+from convexbn.safe_pickle import RestrictedUnpickler, _py2_pickle, restricted_loads
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-
-
-class DataError(ValueError):
-    """A dataset could not be fetched, verified or decoded; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +46,8 @@ class CifarSource:
     meta_member: str
     label_key: str
     names_key: str
+    train_images: int  # images in each training member (CIFAR-10: 5 x 10,000; CIFAR-100: 1 x 50,000)
+    test_images: int = 10_000
 
 
 CIFAR_SOURCES: dict[str, CifarSource] = {
@@ -71,6 +61,7 @@ CIFAR_SOURCES: dict[str, CifarSource] = {
         meta_member="batches.meta",
         label_key="labels",
         names_key="label_names",
+        train_images=10_000,
     ),
     "cifar100": CifarSource(
         url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
@@ -82,6 +73,7 @@ CIFAR_SOURCES: dict[str, CifarSource] = {
         meta_member="meta",
         label_key="fine_labels",
         names_key="fine_label_names",
+        train_images=50_000,
     ),
 }
 
@@ -102,8 +94,15 @@ FASHION_MNIST_FILES: dict[str, str] = {
 NORMALIZATIONS: tuple[str, ...] = ("standardize", "channel", "none")
 
 _CHUNK = 1 << 20
+#: Bytes of one CIFAR image row (32 x 32 pixels x 3 colour planes, uint8).
+CIFAR_ROW_BYTES = 3072
+#: Pickled bytes a batch may need per image beyond its pixels (CIFAR's labels and file names take ~32).
+_PER_IMAGE_OVERHEAD = 256
+#: Size cap of archive members that hold no images (batches.meta, readme.html: a few kB in CIFAR).
+_SMALL_MEMBER_BYTES = 1 << 20
+#: Most entries a CIFAR archive may list (the official ones have 9 and 5).
+_MAX_MEMBERS = 64
 _MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
-_RETRY_HTTP_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -120,15 +119,6 @@ def _check_md5(md5: str, what: str) -> str:
         raise DataError(f"{what}: {md5!r} is not an MD5 checksum (32 hexadecimal characters, "
                         "as printed by `md5sum FILE`)")
     return md5.lower()
-
-
-def _check_url(url: str, key: str) -> str:
-    """`url` after checking its scheme is http, https or file."""
-    scheme = urllib.parse.urlparse(url).scheme.lower() if isinstance(url, str) else ""
-    if scheme not in ("http", "https", "file"):
-        raise DataError(f"config key {key}: {url!r} is not an http://, https:// or file:// URL; "
-                        "give a full URL such as https://host/path/archive.tar.gz or file:///path/archive.tar.gz")
-    return url
 
 
 def file_md5(path: PathLike) -> str:
@@ -149,71 +139,32 @@ def _offline_help(name: str, filename: str) -> str:
 
 
 # --------------------------------------------------------------------------- fetching
-class _TransientError(Exception):
-    """A network failure worth retrying."""
-
-
 def _destination(name: str, dest: PathLike) -> Path:
-    """The archive path inside `dest` (a folder), or `dest` itself when it names a .tar.gz/.tgz file."""
-    dest = Path(dest)
-    if not dest.is_dir() and dest.name.endswith((".tar.gz", ".tgz")):
-        return dest
-    return dest / CIFAR_SOURCES[name].filename
+    """The archive path inside `dest` (a folder), or `dest` itself when it names a .tar.gz/.tgz file;
+    checked to be absent or a regular file in a writable folder before anything is fetched."""
+    from convexbn.io import OutputPathError, check_output_path
 
-
-def _download_into(url: str, fh: BinaryIO, timeout: float) -> tuple[str, int]:
-    """Stream `url` into `fh` (rewound first); return (md5, bytes); raise _TransientError on network trouble."""
-    fh.seek(0)
-    fh.truncate()
-    digest = hashlib.md5()
-    received = 0
-    request = urllib.request.Request(url, headers={"User-Agent": "convexbn-data/1"})
-    last_log = time.monotonic()
+    folder = Path(dest)
+    target = folder if not os.path.isdir(folder) and folder.name.endswith((".tar.gz", ".tgz")) else \
+        folder / CIFAR_SOURCES[name].filename
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            length_header = resp.headers.get("Content-Length")
-            expected = int(length_header) if length_header and length_header.isdigit() else None
-            while chunk := resp.read(_CHUNK):
-                fh.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if time.monotonic() - last_log > 5.0:
-                    total = f" of {expected / 1e6:.1f}" if expected else ""
-                    log.info("downloading %s: %.1f%s MB", url, received / 1e6, total)
-                    last_log = time.monotonic()
-    except urllib.error.HTTPError as exc:
-        if exc.code in _RETRY_HTTP_CODES:
-            raise _TransientError(f"HTTP {exc.code} {exc.reason}") from exc
-        raise DataError(f"the server refused {url}: HTTP {exc.code} {exc.reason}; check the URL") from exc
-    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
-        if urllib.parse.urlparse(url).scheme == "file":
-            raise DataError(f"cannot read {url}: {getattr(exc, 'reason', exc)}; check the path") from exc
-        reason = getattr(exc, "reason", None) or exc
-        raise _TransientError(f"{type(exc).__name__}: {reason}") from exc
-    if expected is not None and received != expected:
-        raise _TransientError(f"connection closed after {received} of {expected} bytes (truncated transfer)")
-    return digest.hexdigest(), received
+        return check_output_path(target, what=f"{name} archive destination")
+    except OutputPathError as exc:
+        raise DataError(str(exc)) from None
 
 
-def _copy_verified(name: str, archive: Path, target: Path, md5: str) -> Path:
-    """Copy a local archive to `target` atomically, hashing while copying; refuse it on an MD5 mismatch."""
-    if not archive.is_file():
-        raise DataError(f"config key data.{name}.archive: {str(archive)!r} is not an existing file; "
-                        f"fix the path, or remove the key to download from data.{name}.url")
-    if target.exists() and archive.resolve() == target.resolve():
+def _copy_local(name: str, archive: Path, target: Path, md5: str, limits: Limits, key: str) -> Path:
+    """Copy a local archive to `target` (verified in place when it already is `target`); MD5 checked."""
+    def mismatch(actual: str, size: int) -> str:
+        """The error text of a local archive with the wrong checksum."""
+        return _mismatch_message(name, str(archive), md5, actual, size, False)
+
+    if target.exists() and archive.exists() and archive.resolve() == target.resolve():
         actual = file_md5(archive)
         if actual != md5:
-            raise DataError(_mismatch_message(name, str(archive), md5, actual, archive.stat().st_size, False))
+            raise DataError(mismatch(actual, archive.stat().st_size))
         return target
-    with atomic_writer(target, suffix=".part") as fh:
-        digest = hashlib.md5()
-        with open(archive, "rb") as src:
-            while chunk := src.read(_CHUNK):
-                digest.update(chunk)
-                fh.write(chunk)
-        actual = digest.hexdigest()
-        if actual != md5:
-            raise DataError(_mismatch_message(name, str(archive), md5, actual, archive.stat().st_size, False))
+    copy_verified(archive, target, md5, limits, key, mismatch)
     log.info("using local %s archive %s (MD5 %s verified) -> %s", name, archive, md5, target)
     return target
 
@@ -231,83 +182,44 @@ def _mismatch_message(name: str, origin: str, expected: str, actual: str, size: 
 
 def fetch_cifar(name: str, dest: PathLike, url: str | None = None, md5: str | None = None,
                 archive: PathLike | None = None, retries: int = 3, timeout: float = 60.0,
-                backoff: float = 1.0) -> Path:
-    """Download (or copy from `archive`) a CIFAR archive into `dest`, verify its MD5, place it atomically."""
+                backoff: float = 1.0, max_bytes: int = DEFAULT_MAX_BYTES,
+                deadline: float = DEFAULT_DEADLINE) -> Path:
+    """Download (or copy from `archive` or a file:// URL) a CIFAR archive into `dest`, at most `max_bytes`
+    and `deadline` seconds per attempt, verify its MD5, place it atomically."""
     source = _check_name(name)
     # Without md5 the official checksum applies: a mirror or local copy must be the official file.
     expected = _check_md5(md5, f"config key data.{name}.md5") if md5 is not None else source.md5
-    if not isinstance(retries, int) or retries < 0:
-        raise DataError(f"retries={retries!r} must be a non-negative integer (retries after the first attempt)")
-    if not timeout > 0 or backoff < 0:
-        raise DataError(f"timeout={timeout!r} must be > 0 and backoff={backoff!r} must be >= 0 seconds")
+    limits = Limits(max_bytes=max_bytes, deadline=deadline, timeout=timeout, retries=retries,
+                    backoff=backoff).check()
     target = _destination(name, dest)
     if archive is not None:
-        return _copy_verified(name, Path(archive), target, expected)
-    url = _check_url(url if url is not None else source.url, f"data.{name}.url")
+        return _copy_local(name, Path(archive), target, expected, limits, f"data.{name}.archive")
+    url = check_url(url if url is not None else source.url, f"data.{name}.url")
+    local = file_url_path(url)
+    if local is not None:
+        return _copy_local(name, local, target, expected, limits, f"data.{name}.url")
     if target.is_file():
         if file_md5(target) == expected:
             log.info("%s archive already present and verified: %s", name, target)
             return target
         log.warning("%s exists but its MD5 is not %s: downloading it again", target, expected)
-    attempts = retries + 1
-    errors: list[str] = []
-    with atomic_writer(target, suffix=".part") as fh:
-        for attempt in range(1, attempts + 1):
-            try:
-                log.info("downloading %s from %s (attempt %d of %d)", name, url, attempt, attempts)
-                actual, size = _download_into(url, fh, timeout)
-                break
-            except _TransientError as exc:
-                errors.append(f"attempt {attempt}: {exc}")
-                log.warning("download of %s failed (%s)", url, exc)
-                if attempt < attempts:
-                    time.sleep(min(backoff * 2 ** (attempt - 1), 60.0))
-        else:
-            raise DataError(f"could not download {name} from {url} after {attempts} attempt(s) "
-                            f"({'; '.join(errors)}). The machine may be offline or the server unreachable. "
-                            + _offline_help(name, source.filename))
-        if actual != expected:
-            raise DataError(_mismatch_message(name, url, expected, actual, size, True))
+
+    def failure(errors: list[str]) -> str:
+        """The error text after every attempt failed."""
+        return (f"could not download {name} from {url} after {len(errors)} attempt(s) ({'; '.join(errors)}). "
+                "The machine may be offline or the server unreachable or too slow. "
+                + _offline_help(name, source.filename))
+
+    def mismatch(actual: str, size: int) -> str:
+        """The error text of a download with the wrong checksum."""
+        return _mismatch_message(name, url, expected, actual, size, True)
+
+    download_verified(url, target, expected, limits, failure, mismatch)
     log.info("%s archive saved to %s (MD5 %s verified)", name, target, expected)
     return target
 
 
 # --------------------------------------------------------------------------- loading
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that admits only the numpy array reconstruction CIFAR's python format needs."""
-
-    ALLOWED: dict[tuple[str, str], Any] = {
-        ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Return an allowed numpy global, refuse everything else with a DataError."""
-        try:
-            return self.ALLOWED[(module, name)]
-        except KeyError:
-            raise DataError(f"refusing to unpickle {module}.{name}: CIFAR batches contain only numpy arrays, "
-                            "lists, dicts and strings, so this file is not a genuine CIFAR batch (it may be "
-                            "malicious). Delete it and fetch the archive again with its MD5 verified.") from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        """Refuse persistent ids, which CIFAR never uses."""
-        raise DataError("refusing to unpickle a persistent id: not a genuine CIFAR batch; fetch the archive again")
-
-
-def restricted_loads(data: bytes) -> Any:
-    """Unpickle CIFAR bytes with `RestrictedUnpickler` (encoding='bytes', as Python-2 pickles need)."""
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any decoding failure means a corrupt member
-        raise DataError(f"cannot decode a CIFAR pickle ({type(exc).__name__}: {exc}); the archive is corrupt: "
-                        "delete it and fetch it again") from exc
-
-
 def _text_keys(obj: Mapping[Any, Any], member: str) -> dict[str, Any]:
     """A pickled dict with its bytes keys decoded to str."""
     if not isinstance(obj, dict):
@@ -321,8 +233,8 @@ def _names(values: Sequence[Any]) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _decode_batch(batch: dict[str, Any], label_key: str, member: str,
-                  image_size: int | None) -> tuple[NDArray[np.uint8], NDArray[np.int64], int]:
+def _decode_batch(batch: dict[str, Any], label_key: str, member: str, image_size: int | None,
+                  max_images: int) -> tuple[NDArray[np.uint8], NDArray[np.int64], int]:
     """Images (n,s,s,3) uint8, labels int64 and the image size of one decoded CIFAR batch."""
     for key in ("data", label_key):
         if key not in batch:
@@ -333,6 +245,9 @@ def _decode_batch(batch: dict[str, Any], label_key: str, member: str,
     if data.dtype != np.uint8 or data.ndim != 2:
         raise DataError(f"CIFAR member {member}: 'data' is {data.dtype} with shape {data.shape}, "
                         "expected uint8 (n, 3*s*s); the archive is corrupt")
+    if data.shape[0] > max_images or data.shape[1] > CIFAR_ROW_BYTES:
+        raise DataError(f"CIFAR member {member} holds {data.shape[0]:,} images of {data.shape[1]:,} bytes; CIFAR has "
+                        f"at most {max_images:,} images of {CIFAR_ROW_BYTES} bytes there: the archive is corrupt")
     side = int(round((data.shape[1] / 3) ** 0.5))
     if 3 * side * side != data.shape[1] or side == 0:
         raise DataError(f"CIFAR member {member}: rows of {data.shape[1]} bytes are not 3 square colour planes")
@@ -342,6 +257,38 @@ def _decode_batch(batch: dict[str, Any], label_key: str, member: str,
         raise DataError(f"CIFAR member {member}: {data.shape[0]} images but {labels.shape[0]} labels; corrupt archive")
     images = data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels, side
+
+
+def member_images(member: str) -> int:
+    """Most images the archive member `member` ('folder/name') holds in any CIFAR dataset (0: none)."""
+    for source in CIFAR_SOURCES.values():
+        if member == f"{source.folder}/{source.test_member}":
+            return source.test_images
+        if member in (f"{source.folder}/{m}" for m in source.train_members):
+            return source.train_images
+    return 0
+
+
+def member_byte_limit(member: str) -> int:
+    """Largest size the archive member `member` may declare: its images' pixels plus labels and names."""
+    images = member_images(member)
+    return images * (CIFAR_ROW_BYTES + _PER_IMAGE_OVERHEAD) + _SMALL_MEMBER_BYTES
+
+
+def _scan_members(tar: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
+    """The archive's entries by name, each size checked from its header before its data is read."""
+    members: dict[str, tarfile.TarInfo] = {}
+    for info in tar:
+        if len(members) >= _MAX_MEMBERS:
+            raise DataError(f"{path} lists more than {_MAX_MEMBERS} entries; a CIFAR archive has fewer than 10: "
+                            "it is not a CIFAR archive, fetch the real one")
+        name = info.name.removeprefix("./")
+        if info.size > member_byte_limit(name):
+            raise DataError(f"{path}: member {name[:80]} declares {info.size:,} bytes, more than the "
+                            f"{member_byte_limit(name):,} a CIFAR archive holds there; the archive is corrupt or "
+                            "malicious (nothing was decompressed): delete it and fetch the real one")
+        members[name] = info
+    return members
 
 
 def _infer_name(members: Mapping[str, tarfile.TarInfo], path: Path) -> str:
@@ -368,7 +315,7 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
                             "unpickle it. Delete the file and fetch the archive again.")
     try:
         with tarfile.open(path, "r:*") as tar:
-            members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+            members = _scan_members(tar, path)
             name = name or _infer_name(members, path)
             source = CIFAR_SOURCES[name]
 
@@ -381,7 +328,8 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
                                     f"(or it is incomplete); fetch the {name} archive again")
                 handle = tar.extractfile(info)
                 assert handle is not None
-                return _text_keys(restricted_loads(handle.read()), full)
+                blob = handle.read(member_byte_limit(full))  # the header's size, checked by _scan_members
+                return _text_keys(restricted_loads(blob, member_images(full) * CIFAR_ROW_BYTES or 65_536), full)
 
             meta = read(source.meta_member)
             if source.names_key not in meta:
@@ -391,10 +339,11 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
             raw_train = [read(m) for m in source.train_members]
             raw_test = read(source.test_member)
             for member, batch in zip(source.train_members, raw_train, strict=True):
-                x, y, size = _decode_batch(batch, source.label_key, member, size)
+                x, y, size = _decode_batch(batch, source.label_key, member, size, source.train_images)
                 xs.append(x)
                 ys.append(y)
-            x_test, y_test, size = _decode_batch(raw_test, source.label_key, source.test_member, size)
+            x_test, y_test, size = _decode_batch(raw_test, source.label_key, source.test_member, size,
+                                                source.test_images)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         raise DataError(f"cannot read CIFAR archive {path} ({type(exc).__name__}: {exc}): it is truncated or "
                         "corrupt. Delete it and fetch it again (fetch_cifar verifies the MD5).") from exc
@@ -421,45 +370,6 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
 
 
 # --------------------------------------------------------------------------- synthetic CIFAR
-_PurePythonPickler: Any = getattr(pickle, "_Pickler")  # noqa: B009 - pure-Python pickler, overridable dispatch
-
-
-class _Py2StylePickler(_PurePythonPickler):
-    """Protocol-2 pickler writing bytes as Python-2 strings and numpy globals as old numpy did (like CIFAR)."""
-
-    dispatch = _PurePythonPickler.dispatch.copy()
-
-    def _save_py2_string(self, obj: bytes) -> None:
-        """Write bytes as a Python-2 str opcode (SHORT_BINSTRING / BINSTRING)."""
-        if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + struct.pack("<B", len(obj)) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    def _save_py2_text(self, obj: str) -> None:
-        """Write ASCII text as a Python-2 str too (numpy's dtype codes such as 'u1' and '|')."""
-        self._save_py2_string(obj.encode("latin-1"))
-
-    dispatch[bytes] = _save_py2_string
-    dispatch[str] = _save_py2_text
-
-    def save_global(self, obj: Any, name: str | None = None) -> None:
-        """Spell numpy's array reconstructor with its historical module path."""
-        if obj is _np_reconstruct:
-            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
-            self.memoize(obj)
-            return
-        super().save_global(obj, name)
-
-
-def _py2_pickle(obj: Any) -> bytes:
-    """Pickle `obj` the way CIFAR's Python-2 batches are pickled."""
-    buf = io.BytesIO()
-    _Py2StylePickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
-
-
 def _class_templates(rng: np.random.Generator, num_classes: int, size: int) -> NDArray[np.float64]:
     """Per-class (size,size,3) signal: a coloured blob and a colour stripe at class-specific places."""
     yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
@@ -585,36 +495,53 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
-def read_idx(path: PathLike, ndim: int | None = None) -> NDArray[Any]:
-    """Read an idx file (gzip-compressed when it ends in .gz), checking its magic number and size."""
+#: Default cap on an idx file's data: Fashion-MNIST's largest (train images) holds 47,040,000 bytes.
+IDX_MAX_BYTES = 64 << 20
+
+
+def _idx_header(fh: Any, path: Path, ndim: int | None) -> tuple[np.dtype, tuple[int, ...]]:
+    """Read and check an idx header (magic, dimension count, sizes) from an open file."""
+    magic = fh.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+        raise DataError(f"{path} is not an idx file: magic bytes {magic.hex() or '(empty)'} should be "
+                        "00 00 <type 08..0e> <ndim>; use the original *-idx?-ubyte.gz files")
+    dtype, dims = _IDX_DTYPES[magic[2]], magic[3]
+    if ndim is not None and dims != ndim:
+        raise DataError(f"{path} has {dims} dimensions, expected {ndim} (idx{ndim} file); are the image and "
+                        "label files swapped?")
+    raw = fh.read(4 * dims)
+    if len(raw) < 4 * dims:
+        raise DataError(f"{path} is truncated inside its header; reinstall or re-download it")
+    return dtype, struct.unpack(f">{dims}I", raw)
+
+
+def read_idx(path: PathLike, ndim: int | None = None, max_bytes: int = IDX_MAX_BYTES) -> NDArray[Any]:
+    """Read an idx file (gzip-compressed when it ends in .gz): the header first, its declared size checked
+    against `max_bytes`, then exactly that many data bytes (never more: a bomb is not inflated)."""
     path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                raw = fh.read()
-        else:
-            raw = path.read_bytes()
+        with opener(path, "rb") as fh:
+            dtype, shape = _idx_header(fh, path, ndim)
+            expected = dtype.itemsize
+            for size in shape:
+                expected *= size
+            if expected > max_bytes:
+                raise DataError(f"{path}: header declares shape {shape} ({expected:,} data bytes), more than the "
+                                f"limit of {max_bytes:,} (Fashion-MNIST's largest file holds 47,040,000); the file is "
+                                "corrupt or not Fashion-MNIST: reinstall or re-download it")
+            raw = fh.read(expected)
+            extra = fh.read(1)
     except FileNotFoundError:
         raise DataError(f"idx file {path} does not exist; check the Fashion-MNIST folder") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot decompress {path} ({type(exc).__name__}: {exc}): truncated or corrupt; "
                         "reinstall it (apt-get install --reinstall dataset-fashion-mnist)") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path} is not an idx file: magic bytes {raw[:4].hex() or '(empty)'} should be "
-                        "00 00 <type 08..0e> <ndim>; use the original *-idx?-ubyte.gz files")
-    dtype, dims = _IDX_DTYPES[raw[2]], raw[3]
-    if ndim is not None and dims != ndim:
-        raise DataError(f"{path} has {dims} dimensions, expected {ndim} (idx{ndim} file); are the image and "
-                        "label files swapped?")
-    header = 4 + 4 * dims
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated inside its header ({len(raw)} bytes); reinstall or re-download it")
-    shape = struct.unpack(f">{dims}I", raw[4:header])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
+    if len(raw) != expected or extra:
+        held = f"{len(raw)}" if not extra else f"more than {expected}"
         raise DataError(f"{path}: header promises shape {shape} ({expected} data bytes) but the file holds "
-                        f"{len(raw) - header}; it is truncated or corrupt, reinstall or re-download it")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+                        f"{held}; it is truncated or corrupt, reinstall or re-download it")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _idx_file(directory: Path, stem: str) -> Path:
@@ -787,7 +714,7 @@ def save_prepared(path: PathLike, arrays: Mapping[str, Any]) -> None:
 def load_prepared(path: PathLike) -> dict[str, Any]:
     """Load arrays written by save_prepared (0-d values as Python scalars, string vectors as lists)."""
     target = Path(path)
-    if not target.is_file():
+    if not os.path.isfile(target):
         raise DataError(f"prepared dataset {str(target)!r} does not exist; run the data preparation step first")
     try:
         with np.load(target, allow_pickle=False) as npz:
@@ -800,8 +727,9 @@ def load_prepared(path: PathLike) -> dict[str, Any]:
                     out[key] = [str(v) for v in arr]
                 else:
                     out[key] = arr
-    except (OSError, ValueError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read prepared dataset {target} ({exc}); delete it and rerun the preparation") from exc
+    except (OSError, ValueError, EOFError, zlib.error) as exc:  # numpy's own text would suggest allow_pickle
+        raise DataError(f"cannot read prepared dataset {target}: it is not an .npz archive of plain arrays "
+                        f"({type(exc).__name__}); delete it and rerun the preparation") from exc
     return out
 
 
