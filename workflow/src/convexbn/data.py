@@ -420,8 +420,13 @@ def make_cifar_archive(path: PathLike, name: str, n_train: int, n_test: int, see
     for key, value in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(value, (int, np.integer)) or value < 0:
             raise DataError(f"{key}={value!r} must be a non-negative integer")
-    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise DataError(f"image_size={image_size!r} must be a positive integer (CIFAR uses 32)")
+    if not isinstance(image_size, (int, np.integer)) or not 1 <= image_size <= 32:
+        raise DataError(f"image_size={image_size!r} must be an integer from 1 to 32 (CIFAR's size, the most "
+                        "load_cifar accepts)")
+    most_train = source.train_images * len(source.train_members)
+    if n_train > most_train or n_test > source.test_images:
+        raise DataError(f"n_train={n_train}, n_test={n_test}: a {name} archive holds at most {most_train:,} training "
+                        f"and {source.test_images:,} test images (the most load_cifar accepts); lower them")
     rng = np.random.default_rng(seed)
     num_classes = 10 if name == "cifar10" else 100
     templates = _class_templates(rng, num_classes, int(image_size))
