@@ -267,8 +267,8 @@ def load_data(path: str, allow_3d: bool = False) -> tuple[np.ndarray, np.ndarray
                 raise CLIError(f"'{path}' has no array '{key}' (it holds: {found}); {hint}")
             try:
                 arrays[key] = archive[key]
-            except Exception as exc:  # noqa: BLE001
-                raise CLIError(f"array '{key}' in '{path}' cannot be read ({_one_line(exc)}); "
+            except Exception:  # noqa: BLE001 - numpy's text would suggest allow_pickle, never an option here
+                raise CLIError(f"array '{key}' in '{path}' cannot be read (object arrays are never unpickled); "
                                f"store plain numeric arrays") from None
     X, y = arrays["X"], arrays["y"]
     for key, arr in (("X", X), ("y", y)):
@@ -405,7 +405,7 @@ def _check_solver_name(name: str) -> None:
                        "choose auto, fast, CLARABEL, ECOS, SCS or MOSEK")
 
 
-def _failure_advice(solver: str) -> str:
+def failure_advice(solver: str) -> str:
     """What to try after `solver` returned no solution (never the solver that just failed)."""
     others = [s for s in ("CLARABEL", "ECOS", "SCS") if s != str(solver).upper()]
     return f"try --solver {' or --solver '.join(others[:2])}, or fewer --arrangements"
@@ -469,7 +469,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     write_json(out, result)
     if net_obj is None:  # the solver returned no point: nothing to reconstruct
         print(f"convexbn: error: solver {rec.solver} ended with status {rec.status} and returned no solution; "
-              f"see {out}; {_failure_advice(rec.solver)}", file=sys.stderr)
+              f"see {out}; {failure_advice(rec.solver)}", file=sys.stderr)
         return 1
     if rec.status != "optimal":
         log.warning("status %s: the solution is not certified optimal (recorded in %s)", rec.status, out)

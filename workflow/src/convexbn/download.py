@@ -259,7 +259,9 @@ def download_verified(url: str, target: Path, md5: str, limits: Limits,
                 errors.append(f"attempt {attempt}: {exc}")
                 log.warning("download of %s failed (%s)", url, exc)
                 if attempt < attempts:
-                    time.sleep(min(limits.backoff * 2 ** (attempt - 1), 60.0))
+                    delay = min(limits.backoff * 2 ** (attempt - 1), 60.0)
+                    log.info("retrying %s in %.3g s", url, delay)
+                    time.sleep(delay)
         else:
             raise DataError(on_failure(errors))
         if actual != md5:
