@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper lives nex
 from cifar_server import CifarServer, closed_port_url, write_test_archives  # noqa: E402
 
 from convexbn import data as D  # noqa: E402
+from convexbn.safe_pickle import py2_pickle  # noqa: E402
 
 FAST = {"timeout": 2.0, "backoff": 0.01}
 
@@ -246,7 +247,7 @@ def test_restricted_unpickler_refuses_code_execution(tmp_path):
             D.restricted_loads(pickle.dumps({"data": _Evil(marker)}, protocol=protocol))
     evil = pickle.dumps({b"data": _Evil(marker)}, protocol=4)
     archive = tmp_path / "evil.tar.gz"
-    meta = D._py2_pickle({b"label_names": [b"a", b"b"]})
+    meta = py2_pickle({b"label_names": [b"a", b"b"]})
     _tar_with(archive, {"cifar-10-batches-py/batches.meta": meta, "cifar-10-batches-py/data_batch_1": evil})
     with pytest.raises(D.DataError, match="refusing to unpickle"):
         D.load_cifar(archive, "cifar10")
@@ -260,10 +261,10 @@ def test_restricted_unpickler_refuses_code_execution(tmp_path):
 
 def test_restricted_unpickler_reads_python2_and_python3_arrays():
     arr = np.arange(24, dtype=np.uint8).reshape(2, 12)
-    for blob in (D._py2_pickle({b"data": arr}), pickle.dumps({b"data": arr}, protocol=4)):
+    for blob in (py2_pickle({b"data": arr}), pickle.dumps({b"data": arr}, protocol=4)):
         out = D.restricted_loads(blob)
         np.testing.assert_array_equal(out[b"data"], arr)
-    assert b"cnumpy.core.multiarray\n_reconstruct\n" in D._py2_pickle(arr)  # old numpy spelling, as in CIFAR
+    assert b"cnumpy.core.multiarray\n_reconstruct\n" in py2_pickle(arr)  # old numpy spelling, as in CIFAR
 
 
 def test_restricted_unpickler_reads_a_hand_written_python2_batch():

@@ -26,6 +26,7 @@ from cifar_server import CifarServer, write_test_archives  # noqa: E402
 
 from convexbn import cli  # noqa: E402
 from convexbn import data as D  # noqa: E402
+from convexbn.safe_pickle import py2_pickle  # noqa: E402
 from convexbn.arrangements import MAX_ARRANGEMENTS, parse_arrangement_spec, sample_arrangements  # noqa: E402
 from convexbn.download import DataError, Limits, check_url, remove_stale_parts  # noqa: E402
 from convexbn.io import OutputPathError, atomic_writer, check_output_path, write_json  # noqa: E402
@@ -331,14 +332,14 @@ class _Reduce:
 def _batch(images: int, row: int = 3, seed: int = 0) -> bytes:
     """A CIFAR-10-format batch pickle of `images` rows of `row` bytes."""
     data = np.random.default_rng(seed).integers(0, 255, (images, row), dtype=np.uint8)
-    return D._py2_pickle({b"data": data, b"labels": [i % 10 for i in range(images)]})
+    return py2_pickle({b"data": data, b"labels": [i % 10 for i in range(images)]})
 
 
 def _cifar10_tar(path: Path, replace: dict[str, bytes]) -> Path:
     """A small CIFAR-10-format archive (1x1-pixel images) with some members replaced."""
     members = {f"data_batch_{i}": _batch(4, seed=i) for i in range(1, 6)}
     members["test_batch"] = _batch(4, seed=9)
-    members["batches.meta"] = D._py2_pickle({b"label_names": [str(i).encode() for i in range(10)]})
+    members["batches.meta"] = py2_pickle({b"label_names": [str(i).encode() for i in range(10)]})
     members.update(replace)
     with tarfile.open(path, "w:gz") as tar:
         for name, payload in members.items():
@@ -355,7 +356,7 @@ def test_small_archive_loads(tmp_path: Path) -> None:
 
 def test_pickle_bomb_through_ndarray_is_refused(tmp_path: Path) -> None:
     """numpy.ndarray((230000, 3072), 'u1') would allocate 706 MB of uninitialised memory from 100 bytes."""
-    bomb = D._py2_pickle({b"data": _Reduce(np.ndarray, ((230_000, 3072), "u1")), b"labels": [0]})
+    bomb = py2_pickle({b"data": _Reduce(np.ndarray, ((230_000, 3072), "u1")), b"labels": [0]})
     assert len(bomb) < 200
     with pytest.raises(DataError, match=r"declares an array of 706,560,000 bytes \(shape \(230000, 3072\)"):
         D.restricted_loads(bomb)
@@ -369,17 +370,17 @@ def test_array_bytes_used_twice_are_refused() -> None:
     reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor, as pickles name it
     raw = bytes(range(256)) * 40
     state = (1, (len(raw),), np.dtype(np.uint8), False, raw)
-    twice = D._py2_pickle({b"a": _Reduce(reconstruct, (np.ndarray, (0,), b"b"), state),
+    twice = py2_pickle({b"a": _Reduce(reconstruct, (np.ndarray, (0,), b"b"), state),
                            b"b": _Reduce(reconstruct, (np.ndarray, (0,), b"b"), state)})
     assert len(twice) < 2 * len(raw)
     with pytest.raises(DataError, match="declares an array"):
         D.restricted_loads(twice)
-    once = D._py2_pickle({b"a": _Reduce(reconstruct, (np.ndarray, (0,), b"b"), state)})
+    once = py2_pickle({b"a": _Reduce(reconstruct, (np.ndarray, (0,), b"b"), state)})
     assert D.restricted_loads(once)[b"a"].tobytes() == raw
 
 
 def test_object_arrays_are_refused() -> None:
-    blob = D._py2_pickle(np.array([1, "a"], dtype=object))
+    blob = py2_pickle(np.array([1, "a"], dtype=object))
     with pytest.raises(DataError, match="object"):
         D.restricted_loads(blob)
 

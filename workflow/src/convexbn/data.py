@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from convexbn.download import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DataError, Limits, check_url, copy_verified,
                                download_verified, file_url_path)
 from convexbn.io import atomic_writer
-from convexbn.safe_pickle import RestrictedUnpickler, _py2_pickle, restricted_loads
+from convexbn.safe_pickle import RestrictedUnpickler, py2_pickle, restricted_loads
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def _infer_name(members: Mapping[str, tarfile.TarInfo], path: Path) -> str:
 def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None = None) -> dict[str, Any]:
     """Decode a CIFAR python tarball in memory into uint8 images (n,s,s,3), int64 labels and label names."""
     path = Path(archive_path)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise DataError(f"CIFAR archive {str(path)!r} does not exist; run fetch_cifar first or fix the path")
     if name is not None:
         _check_name(name)
@@ -451,19 +451,19 @@ def make_cifar_archive(path: PathLike, name: str, n_train: int, n_test: int, see
         parts = np.array_split(np.arange(int(n_train)), len(source.train_members))
         for i, (member, idx) in enumerate(zip(source.train_members, parts, strict=True), start=1):
             offset = int(idx[0]) if idx.size else 0
-            members.append((member, _py2_pickle(batch(x_train[idx], y_train[idx],
+            members.append((member, py2_pickle(batch(x_train[idx], y_train[idx],
                                                       f"training batch {i} of 5", offset))))
-        members.append((source.test_member, _py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
+        members.append((source.test_member, py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
         meta = {b"num_cases_per_batch": int(parts[0].size), b"num_vis": 3 * int(image_size) ** 2,
                 b"label_names": [n.encode() for n in CIFAR10_LABEL_NAMES]}
-        members.append((source.meta_member, _py2_pickle(meta)))
+        members.append((source.meta_member, py2_pickle(meta)))
         members.append(("readme.html", b"<html><body>Synthetic CIFAR-10-format data (convexbn).</body></html>\n"))
     else:
-        members.append(("train", _py2_pickle(batch(x_train, y_train, "training batch 1 of 1", 0))))
-        members.append(("test", _py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
+        members.append(("train", py2_pickle(batch(x_train, y_train, "training batch 1 of 1", 0))))
+        members.append(("test", py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
         meta = {b"fine_label_names": [f"synthetic_class_{c:03d}".encode() for c in range(100)],
                 b"coarse_label_names": [f"synthetic_superclass_{c:02d}".encode() for c in range(20)]}
-        members.append(("meta", _py2_pickle(meta)))
+        members.append(("meta", py2_pickle(meta)))
     target = Path(path)
     with atomic_writer(target, suffix=".part") as fh:
         with gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz:

@@ -168,23 +168,31 @@ def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
     """A urllib opener whose HTTP(S) connections register their sockets with `watchdog`."""
 
     class _Conn(http.client.HTTPConnection):
+        """HTTP connection watched by the deadline."""
+
         def connect(self) -> None:
             """Connect, then hand the socket to the watchdog."""
             super().connect()
             watchdog.watch(self.sock)
 
     class _TLSConn(http.client.HTTPSConnection):
+        """HTTPS connection watched by the deadline."""
+
         def connect(self) -> None:
             """Connect (TLS included), then hand the socket to the watchdog."""
             super().connect()
             watchdog.watch(self.sock)
 
     class _Handler(urllib.request.HTTPHandler):
+        """Opens http:// URLs through the watched connection."""
+
         def http_open(self, req: urllib.request.Request) -> Any:
             """Open plain HTTP through the watched connection class."""
             return self.do_open(_Conn, req)
 
     class _TLSHandler(urllib.request.HTTPSHandler):
+        """Opens https:// URLs through the watched connection."""
+
         def https_open(self, req: urllib.request.Request) -> Any:
             """Open HTTPS through the watched connection class with default certificate checks."""
             return self.do_open(_TLSConn, req, context=ssl.create_default_context())

@@ -56,12 +56,16 @@ class RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file, **kwargs)
         budget = _ArrayBudget(max_array_bytes)
 
-        class _Array(np.ndarray):  # a per-load subclass so that BUILD (__setstate__) is counted too
+        class _Array(np.ndarray):
+            """numpy.ndarray as this load sees it: a subclass so that BUILD (__setstate__) is counted too."""
+
             def __new__(cls, shape: Any, dtype: Any = float, *args: Any, **kw: Any) -> Any:
+                """An array whose bytes are claimed from the budget first."""
                 budget.claim(shape, dtype)
                 return np.ndarray.__new__(cls, shape, dtype, *args, **kw)
 
             def __setstate__(self, state: Any) -> None:
+                """Fill the array from a pickled state after claiming its bytes."""
                 if not isinstance(state, tuple) or len(state) not in (4, 5):
                     raise DataError("a CIFAR pickle holds a malformed array state; the archive is corrupt")
                 budget.claim(state[-4], state[-3])
@@ -153,11 +157,11 @@ class _Py2StylePickler(_PurePythonPickler):
         super().save_global(obj, name)
 
 
-def _py2_pickle(obj: Any) -> bytes:
+def py2_pickle(obj: Any) -> bytes:
     """Pickle `obj` the way CIFAR's Python-2 batches are pickled."""
     buf = io.BytesIO()
     _Py2StylePickler(buf, protocol=2).dump(obj)
     return buf.getvalue()
 
 
-__all__ = ["RestrictedUnpickler", "restricted_loads"]
+__all__ = ["RestrictedUnpickler", "py2_pickle", "restricted_loads"]
