@@ -461,3 +461,24 @@ def test_arrangement_counts_are_bounded() -> None:
     with pytest.raises(ValueError, match="limit"):
         sample_arrangements(A, MAX_ARRANGEMENTS + 1)
     assert sample_arrangements(A, 13, memory=1_000).masks.shape[0] == 50
+
+
+# --------------------------------------------------------------------------- through the pipeline
+def test_pipeline_refuses_a_pickle_bomb_with_a_matching_md5(tmp_path: Path) -> None:
+    """`snakemake results/data/cifar10.npz` on a bomb archive whose MD5 is in the config: the fetch
+    accepts the file (its checksum is right), preparation refuses it in one log line, no dataset."""
+    from conftest import copy_workflow, run_snakemake, write_overlay
+
+    bomb = py2_pickle({b"data": _Reduce(np.ndarray, ((230_000, 3072), "u1")), b"labels": [0]})
+    archive = _cifar10_tar(tmp_path / "cifar-10-python.tar.gz", {"data_batch_1": bomb})
+    wf = copy_workflow(tmp_path / "wf")
+    overlay = {"data": {"cifar10": {"synthetic": None, "archive": str(archive), "md5": D.file_md5(archive)}},
+               "datasets": {"cifar10": {"synthetic": False, "n_train": 10, "n_val": 0, "n_test": 4}}}
+    proc = run_snakemake(wf, "results/data/cifar10.npz", "--cores", "1", "--configfile", "config/ci.yaml",
+                         str(write_overlay(tmp_path / "bomb.yaml", overlay)), timeout=240)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    log = (wf / "results" / "logs" / "prepare" / "cifar10.log").read_text()
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "declares an array of 706,560,000 bytes" in errors[0], log[-3000:]
+    assert "Traceback" not in log
+    assert not (wf / "results" / "data" / "cifar10.npz").exists()
