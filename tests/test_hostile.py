@@ -79,6 +79,13 @@ def _object_array(folder: Path) -> str:
     return str(path)
 
 
+def _tall_data(folder: Path) -> str:
+    """100,000 samples of one feature: a width of 10^6 would need terabytes of activations."""
+    path = folder / "tall.npz"
+    np.savez(path, X=np.arange(100_000, dtype=np.float64)[:, None], y=np.zeros(100_000))
+    return str(path)
+
+
 # Each case: (id, sub-command argv with {data} / {out} / {dir} placeholders, needles, setup). `setup`
 # returns a replacement for the data or out path; everything must end with exit 2, one stderr line,
 # and the folder exactly as before.
@@ -100,6 +107,8 @@ CASES: list[tuple[str, list[str], list[str], dict[str, Setup]]] = [
     ("beta-nan", ["solve", "--beta", "nan"], ["--beta", "finite"], {}),
     ("beta-inf", ["train", "--beta", "inf", "--width", "2"], ["--beta", "finite"], {}),
     ("width-1e11", ["train", "--beta", "0.1", "--width", "1e11"], ["--width", "limit of 1,000,000"], {}),
+    ("width-memory", ["train", "--beta", "0.1", "--width", "1000000"], ["--width", "GiB", "at most"],
+     {"data": _tall_data}),
     ("width-fraction", ["train", "--beta", "0.1", "--width", "2.5"], ["--width", "not an integer"], {}),
     ("seed-1e23", ["train", "--beta", "0.1", "--width", "2", "--seed", "1e23"], ["--seed", "limit"], {}),
     ("seed-solve-huge", ["solve", "--beta", "0.1", "--seed", str(2**64)], ["--seed", "limit"], {}),
