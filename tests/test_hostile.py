@@ -182,8 +182,12 @@ def test_beta_max_is_where_the_conic_optimum_becomes_zero() -> None:
     assert oracle_at.objective == pytest.approx(zero_value, rel=1e-6)
     below = solve_two_layer(X, y, 0.5 * bmax, arr=first.extra["arrangements"], solver="CLARABEL")
     assert below.record.solver == "CLARABEL" and below.objective < zero_value * (1 - 1e-6)
+    import cvxpy as cp
+
     advice = cli.failure_advice("CLARABEL")
-    assert "CLARABEL" not in advice and "--solver" in advice
+    assert "CLARABEL" not in advice and "--solver SCS" in advice  # SCS comes with cvxpy
+    assert "ECOS" not in advice or "ECOS" in cp.installed_solvers()  # only installed solvers are suggested
+    assert "--solver CLARABEL" in cli.failure_advice("SCS")
 
 
 # --------------------------------------------------------------------------- output files

@@ -406,9 +406,14 @@ def _check_solver_name(name: str) -> None:
 
 
 def failure_advice(solver: str) -> str:
-    """What to try after `solver` returned no solution (never the solver that just failed)."""
-    others = [s for s in ("CLARABEL", "ECOS", "SCS") if s != str(solver).upper()]
-    return f"try --solver {' or --solver '.join(others[:2])}, or fewer --arrangements"
+    """What to try after `solver` returned no solution: other installed conic solvers, never `solver`."""
+    import cvxpy as cp
+
+    installed = set(cp.installed_solvers())
+    others = [s for s in ("CLARABEL", "SCS", "ECOS") if s in installed and s != str(solver).upper()]
+    if not others:
+        return "try fewer --arrangements"
+    return f"try {' or '.join(f'--solver {s}' for s in others[:2])}, or fewer --arrangements"
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
