@@ -429,6 +429,29 @@ def test_member_declaring_a_huge_size_is_refused_from_its_header(member: str, de
         D.load_cifar(archive, "cifar10")
 
 
+def test_pax_header_declaring_megabytes_is_refused(tmp_path: Path) -> None:
+    """tarfile reads a pax header whole; a header of more than 1 MiB is refused before that read."""
+    path = tmp_path / "pax.tar.gz"
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/batches.meta")
+        info.pax_headers = {"comment": "x" * (2 << 20)}
+        tar.addfile(info, io.BytesIO(b""))
+    assert path.stat().st_size < 20_000
+    with pytest.raises(DataError, match="asks to read 2,09.* bytes at once"):
+        D.load_cifar(path, "cifar10")
+
+
+def test_archive_listing_a_member_twice_is_refused(tmp_path: Path) -> None:
+    path = _cifar10_tar(tmp_path / "a.tar.gz", {})
+    with tarfile.open(path, "r:gz") as src, tarfile.open(tmp_path / "twice.tar.gz", "w:gz") as dst:
+        for info in src.getmembers():
+            dst.addfile(info, src.extractfile(info))
+        info = src.getmember("cifar-10-batches-py/test_batch")
+        dst.addfile(info, src.extractfile(info))
+    with pytest.raises(DataError, match="lists cifar-10-batches-py/test_batch twice"):
+        D.load_cifar(tmp_path / "twice.tar.gz", "cifar10")
+
+
 def test_archive_with_too_many_entries_is_refused(tmp_path: Path) -> None:
     archive = _cifar10_tar(tmp_path / "many.tar.gz", {f"junk_{i}": b"" for i in range(70)})
     with pytest.raises(DataError, match="more than 64 entries"):

@@ -1,5 +1,6 @@
-"""Datasets: CIFAR download (checksum, retries, atomic), safe loading, synthetic CIFAR archives,
-offline real datasets (scikit-learn digits, Debian's Fashion-MNIST) and array preparation.
+"""Datasets: CIFAR download (checksum, retries, atomic, bounded: convexbn.download), size-checked
+loading (restricted unpickling: convexbn.safe_pickle), synthetic CIFAR archives, offline real datasets
+(scikit-learn digits; Debian's Fashion-MNIST from convexbn.fashion_mnist) and array preparation.
 
 Every error raised here is a `DataError` whose message names the problem and the fix.
 """
@@ -12,10 +13,10 @@ import io
 import logging
 import os
 import re
-import struct
 import tarfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from numpy.typing import NDArray
 
 from convexbn.download import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DataError, Limits, check_url, copy_verified,
                                download_verified, file_url_path)
+from convexbn.fashion_mnist import (FASHION_MNIST_DEBIAN_DIR, FASHION_MNIST_FILES, FASHION_MNIST_LABEL_NAMES,
+                                    IDX_MAX_BYTES, find_fashion_mnist, load_fashion_mnist, read_idx)
 from convexbn.io import atomic_writer
 from convexbn.safe_pickle import RestrictedUnpickler, py2_pickle, restricted_loads
 
@@ -80,17 +83,6 @@ CIFAR_SOURCES: dict[str, CifarSource] = {
 CIFAR10_LABEL_NAMES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-FASHION_MNIST_LABEL_NAMES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-    "Ankle boot",
-)
-FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_FILES: dict[str, str] = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
 NORMALIZATIONS: tuple[str, ...] = ("standardize", "channel", "none")
 
 _CHUNK = 1 << 20
@@ -275,6 +267,70 @@ def member_byte_limit(member: str) -> int:
     return images * (CIFAR_ROW_BYTES + _PER_IMAGE_OVERHEAD) + _SMALL_MEMBER_BYTES
 
 
+def archive_byte_limit() -> int:
+    """Most decompressed bytes a CIFAR archive may span: every member at its limit, plus headers and
+    small extra entries (about 273 MB; the real CIFAR-10 tar holds about 186 MB)."""
+    totals = [sum(member_byte_limit(f"{s.folder}/{m}") for m in (*s.train_members, s.test_member, s.meta_member))
+              for s in CIFAR_SOURCES.values()]
+    return max(totals) + _MAX_MEMBERS * (_SMALL_MEMBER_BYTES + 1024)
+
+
+class _BoundedStream:
+    """Read-only view of a decompressed archive that refuses single reads above `max_read` bytes and
+    positions beyond `limit`: no tar header (pax, long name) or member can make tarfile inflate more."""
+
+    def __init__(self, raw: Any, limit: int, max_read: int, path: Path) -> None:
+        """Wrap the seekable stream `raw`."""
+        self.raw, self.limit, self.max_read, self.path = raw, limit, max_read, path
+
+    def _refuse(self, what: str) -> DataError:
+        """The error for a read or seek past the bounds."""
+        return DataError(f"{self.path}: {what}, beyond what a CIFAR archive holds (at most {self.limit:,} bytes "
+                         f"in all, {self.max_read:,} per header); the archive is corrupt or malicious: delete it "
+                         "and fetch the real one")
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (a size must be given and be at most `max_read`)."""
+        if size is None or size < 0 or size > self.max_read:
+            raise self._refuse(f"a header asks to read {f'{size:,}' if size and size > 0 else 'all'} bytes at once")
+        if self.raw.tell() + size > self.limit:
+            raise self._refuse("the entries reach past the archive limit")
+        return self.raw.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Seek (absolute or relative) within the limit."""
+        target = offset if whence == 0 else self.raw.tell() + offset if whence == 1 else None
+        if target is None or target > self.limit:
+            raise self._refuse("the entries reach past the archive limit")
+        return int(self.raw.seek(target))
+
+    def tell(self) -> int:
+        """The position in the decompressed stream."""
+        return int(self.raw.tell())
+
+
+@contextmanager
+def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """A plain or gzip tar archive opened for reading through a _BoundedStream."""
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        with tarfile.open(fileobj=_BoundedStream(stream, archive_byte_limit(), _CHUNK, path), mode="r:") as tar:
+            yield tar
+
+
+def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytearray:
+    """The bytes of one member, read in chunks (its declared size was checked by _scan_members)."""
+    handle = tar.extractfile(info)
+    if handle is None:
+        raise DataError(f"member {info.name} is not a regular file; the archive is not a CIFAR archive")
+    blob = bytearray()
+    while piece := handle.read(_CHUNK):
+        blob += piece
+    return blob
+
+
 def _scan_members(tar: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
     """The archive's entries by name, each size checked from its header before its data is read."""
     members: dict[str, tarfile.TarInfo] = {}
@@ -287,6 +343,9 @@ def _scan_members(tar: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo
             raise DataError(f"{path}: member {name[:80]} declares {info.size:,} bytes, more than the "
                             f"{member_byte_limit(name):,} a CIFAR archive holds there; the archive is corrupt or "
                             "malicious (nothing was decompressed): delete it and fetch the real one")
+        if name in members:
+            raise DataError(f"{path} lists {name[:80]} twice; a CIFAR archive lists each file once: it is corrupt "
+                            "or malicious, fetch the real one")
         members[name] = info
     return members
 
@@ -314,7 +373,7 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
             raise DataError(f"checksum mismatch for {path}: expected MD5 {expected}, got {actual}; refusing to "
                             "unpickle it. Delete the file and fetch the archive again.")
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with _open_tar(path) as tar:
             members = _scan_members(tar, path)
             name = name or _infer_name(members, path)
             source = CIFAR_SOURCES[name]
@@ -326,9 +385,7 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
                 if info is None or not info.isfile():
                     raise DataError(f"{path} lacks the regular file {full}: it is not {source.filename} "
                                     f"(or it is incomplete); fetch the {name} archive again")
-                handle = tar.extractfile(info)
-                assert handle is not None
-                blob = handle.read(member_byte_limit(full))  # the header's size, checked by _scan_members
+                blob = _read_member(tar, info)
                 return _text_keys(restricted_loads(blob, member_images(full) * CIFAR_ROW_BYTES or 65_536), full)
 
             meta = read(source.meta_member)
@@ -494,105 +551,6 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0) -> dict[str, A
             "label_names": [str(d) for d in range(10)], "classes": [str(d) for d in range(10)]}
 
 
-_IDX_DTYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
-}
-
-
-#: Default cap on an idx file's data: Fashion-MNIST's largest (train images) holds 47,040,000 bytes.
-IDX_MAX_BYTES = 64 << 20
-
-
-def _idx_header(fh: Any, path: Path, ndim: int | None) -> tuple[np.dtype, tuple[int, ...]]:
-    """Read and check an idx header (magic, dimension count, sizes) from an open file."""
-    magic = fh.read(4)
-    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
-        raise DataError(f"{path} is not an idx file: magic bytes {magic.hex() or '(empty)'} should be "
-                        "00 00 <type 08..0e> <ndim>; use the original *-idx?-ubyte.gz files")
-    dtype, dims = _IDX_DTYPES[magic[2]], magic[3]
-    if ndim is not None and dims != ndim:
-        raise DataError(f"{path} has {dims} dimensions, expected {ndim} (idx{ndim} file); are the image and "
-                        "label files swapped?")
-    raw = fh.read(4 * dims)
-    if len(raw) < 4 * dims:
-        raise DataError(f"{path} is truncated inside its header; reinstall or re-download it")
-    return dtype, struct.unpack(f">{dims}I", raw)
-
-
-def read_idx(path: PathLike, ndim: int | None = None, max_bytes: int = IDX_MAX_BYTES) -> NDArray[Any]:
-    """Read an idx file (gzip-compressed when it ends in .gz): the header first, its declared size checked
-    against `max_bytes`, then exactly that many data bytes (never more: a bomb is not inflated)."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            dtype, shape = _idx_header(fh, path, ndim)
-            expected = dtype.itemsize
-            for size in shape:
-                expected *= size
-            if expected > max_bytes:
-                raise DataError(f"{path}: header declares shape {shape} ({expected:,} data bytes), more than the "
-                                f"limit of {max_bytes:,} (Fashion-MNIST's largest file holds 47,040,000); the file is "
-                                "corrupt or not Fashion-MNIST: reinstall or re-download it")
-            raw = fh.read(expected)
-            extra = fh.read(1)
-    except FileNotFoundError:
-        raise DataError(f"idx file {path} does not exist; check the Fashion-MNIST folder") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot decompress {path} ({type(exc).__name__}: {exc}): truncated or corrupt; "
-                        "reinstall it (apt-get install --reinstall dataset-fashion-mnist)") from exc
-    if len(raw) != expected or extra:
-        held = f"{len(raw)}" if not extra else f"more than {expected}"
-        raise DataError(f"{path}: header promises shape {shape} ({expected} data bytes) but the file holds "
-                        f"{held}; it is truncated or corrupt, reinstall or re-download it")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _idx_file(directory: Path, stem: str) -> Path:
-    """`stem`.gz in `directory`, or the uncompressed `stem`, whichever exists."""
-    for candidate in (directory / f"{stem}.gz", directory / stem):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"{directory} lacks {stem}.gz (or {stem}); install Debian's Fashion-MNIST with "
-                    f"`apt-get install dataset-fashion-mnist` (files in {FASHION_MNIST_DEBIAN_DIR}) or point "
-                    "the config at a folder holding the four *-idx?-ubyte.gz files")
-
-
-def find_fashion_mnist() -> Path | None:
-    """Debian's Fashion-MNIST folder when package dataset-fashion-mnist is installed, else None."""
-    if all((FASHION_MNIST_DEBIAN_DIR / f"{stem}.gz").is_file() for stem in FASHION_MNIST_FILES.values()):
-        return FASHION_MNIST_DEBIAN_DIR
-    return None
-
-
-def load_fashion_mnist(directory: PathLike | None = None) -> dict[str, Any]:
-    """Fashion-MNIST from its four idx files: uint8 images (n,28,28), int64 labels, label names."""
-    if directory is None:
-        found = find_fashion_mnist()
-        if found is None:
-            raise DataError("Fashion-MNIST not found: install it with `apt-get install dataset-fashion-mnist` "
-                            f"(files land in {FASHION_MNIST_DEBIAN_DIR}) or pass the folder holding the idx files")
-        directory = found
-    folder = Path(directory)
-    if not folder.is_dir():
-        raise DataError(f"Fashion-MNIST folder {str(folder)!r} does not exist; fix the path or install "
-                        "`dataset-fashion-mnist` and use its default location")
-    arrays = {key: read_idx(_idx_file(folder, stem), 3 if key.endswith("images") else 1)
-              for key, stem in FASHION_MNIST_FILES.items()}
-    for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.shape[0] != labels.shape[0]:
-            raise DataError(f"Fashion-MNIST {split}: {images.shape[0]} images but {labels.shape[0]} labels; "
-                            "the files do not belong together")
-        if labels.size and labels.max() >= len(FASHION_MNIST_LABEL_NAMES):
-            raise DataError(f"Fashion-MNIST {split} labels reach {labels.max()}, expected 0..9; corrupt file")
-    return {"name": "fashion_mnist",
-            "X_train": arrays["train_images"].astype(np.uint8), "y_train": arrays["train_labels"].astype(np.int64),
-            "X_test": arrays["test_images"].astype(np.uint8), "y_test": arrays["test_labels"].astype(np.int64),
-            "label_names": list(FASHION_MNIST_LABEL_NAMES), "classes": list(FASHION_MNIST_LABEL_NAMES)}
-
-
 # --------------------------------------------------------------------------- preparation
 def stratified_subset(y: NDArray[Any], count: int, rng: np.random.Generator) -> NDArray[np.int64]:
     """Sorted indices of `count` samples whose class proportions follow `y` (largest remainders)."""
@@ -739,8 +697,9 @@ def load_prepared(path: PathLike) -> dict[str, Any]:
 
 
 __all__ = [
-    "CIFAR_SOURCES", "CIFAR10_LABEL_NAMES", "FASHION_MNIST_DEBIAN_DIR", "FASHION_MNIST_LABEL_NAMES",
-    "NORMALIZATIONS", "CifarSource", "DataError", "RestrictedUnpickler", "fetch_cifar", "file_md5",
-    "find_fashion_mnist", "load_cifar", "load_digits_split", "load_fashion_mnist", "load_prepared",
-    "make_cifar_archive", "prepare_arrays", "read_idx", "restricted_loads", "save_prepared", "stratified_subset",
+    "CIFAR_ROW_BYTES", "CIFAR_SOURCES", "CIFAR10_LABEL_NAMES", "FASHION_MNIST_DEBIAN_DIR", "FASHION_MNIST_FILES",
+    "FASHION_MNIST_LABEL_NAMES", "IDX_MAX_BYTES", "NORMALIZATIONS", "CifarSource", "DataError",
+    "RestrictedUnpickler", "archive_byte_limit", "fetch_cifar", "file_md5", "find_fashion_mnist", "load_cifar",
+    "load_digits_split", "load_fashion_mnist", "load_prepared", "make_cifar_archive", "member_byte_limit",
+    "member_images", "prepare_arrays", "read_idx", "restricted_loads", "save_prepared", "stratified_subset",
 ]

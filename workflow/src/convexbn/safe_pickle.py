@@ -112,7 +112,7 @@ def _plain(obj: Any) -> Any:
     return view(obj)
 
 
-def restricted_loads(data: bytes, max_array_bytes: int | None = None) -> Any:
+def restricted_loads(data: bytes | bytearray, max_array_bytes: int | None = None) -> Any:
     """Unpickle CIFAR bytes with `RestrictedUnpickler` (encoding='bytes', as Python-2 pickles need); arrays
     may hold at most min(len(data), max_array_bytes) bytes in total."""
     limit = len(data) if max_array_bytes is None else min(len(data), int(max_array_bytes))
