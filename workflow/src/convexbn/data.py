@@ -269,7 +269,7 @@ def member_byte_limit(member: str) -> int:
 
 def archive_byte_limit() -> int:
     """Most decompressed bytes a CIFAR archive may span: every member at its limit, plus headers and
-    small extra entries (about 273 MB; the real CIFAR-10 tar holds about 186 MB)."""
+    small extra entries (274,194,432 bytes)."""
     totals = [sum(member_byte_limit(f"{s.folder}/{m}") for m in (*s.train_members, s.test_member, s.meta_member))
               for s in CIFAR_SOURCES.values()]
     return max(totals) + _MAX_MEMBERS * (_SMALL_MEMBER_BYTES + 1024)
