@@ -320,6 +320,20 @@ def test_stale_partial_downloads_are_removed_at_the_next_fetch(mirror, tmp_path:
     assert remove_stale_parts(tmp_path / "cifar-100-python.tar.gz") == [keep[0]]
 
 
+def test_over_long_names_in_data_paths_are_one_line(tmp_path: Path) -> None:
+    """300-character names: a local archive, a CIFAR archive to load, a Fashion-MNIST folder."""
+    long = tmp_path / LONG_NAME
+    for call, pattern in ((lambda: D.fetch_cifar("cifar10", tmp_path / "raw", archive=long), "too long"),
+                          (lambda: D.load_cifar(long), "does not exist"),
+                          (lambda: D.load_fashion_mnist(long), "does not exist"),
+                          (lambda: D.load_prepared(long), "does not exist"),
+                          (lambda: D.fetch_cifar("c" * 300, tmp_path), "unknown CIFAR dataset")):
+        with pytest.raises(DataError, match=pattern) as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert _listing(tmp_path) == []
+
+
 def test_fetch_destination_that_is_a_fifo_is_refused(mirror, tmp_path: Path) -> None:
     _, md5s = mirror
     fifo = tmp_path / "cifar-10-python.tar.gz"

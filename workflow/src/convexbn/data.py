@@ -101,7 +101,8 @@ _MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 def _check_name(name: str) -> CifarSource:
     """The CifarSource of `name`, or a DataError listing the valid names."""
     if name not in CIFAR_SOURCES:
-        raise DataError(f"unknown CIFAR dataset {name!r}: use one of {', '.join(sorted(CIFAR_SOURCES))}")
+        shown = repr(name) if len(str(name)) <= 60 else repr(str(name)[:40] + "...")
+        raise DataError(f"unknown CIFAR dataset {shown}: use one of {', '.join(sorted(CIFAR_SOURCES))}")
     return CIFAR_SOURCES[name]
 
 
@@ -151,7 +152,7 @@ def _copy_local(name: str, archive: Path, target: Path, md5: str, limits: Limits
         """The error text of a local archive with the wrong checksum."""
         return _mismatch_message(name, str(archive), md5, actual, size, False)
 
-    if target.exists() and archive.exists() and archive.resolve() == target.resolve():
+    if os.path.exists(target) and os.path.exists(archive) and archive.resolve() == target.resolve():
         actual = file_md5(archive)
         if actual != md5:
             raise DataError(mismatch(actual, archive.stat().st_size))
@@ -190,7 +191,7 @@ def fetch_cifar(name: str, dest: PathLike, url: str | None = None, md5: str | No
     local = file_url_path(url)
     if local is not None:
         return _copy_local(name, local, target, expected, limits, f"data.{name}.url")
-    if target.is_file():
+    if os.path.isfile(target):
         if file_md5(target) == expected:
             log.info("%s archive already present and verified: %s", name, target)
             return target

@@ -91,7 +91,7 @@ def read_idx(path: PathLike, ndim: int | None = None, max_bytes: int = IDX_MAX_B
 def _idx_file(directory: Path, stem: str) -> Path:
     """`stem`.gz in `directory`, or the uncompressed `stem`, whichever exists."""
     for candidate in (directory / f"{stem}.gz", directory / stem):
-        if candidate.is_file():
+        if os.path.isfile(candidate):
             return candidate
     raise DataError(f"{directory} lacks {stem}.gz (or {stem}); install Debian's Fashion-MNIST with "
                     f"`apt-get install dataset-fashion-mnist` (files in {FASHION_MNIST_DEBIAN_DIR}) or point "
@@ -114,7 +114,7 @@ def load_fashion_mnist(directory: PathLike | None = None) -> dict[str, Any]:
                             f"(files land in {FASHION_MNIST_DEBIAN_DIR}) or pass the folder holding the idx files")
         directory = found
     folder = Path(directory)
-    if not folder.is_dir():
+    if not os.path.isdir(folder):
         raise DataError(f"Fashion-MNIST folder {str(folder)!r} does not exist; fix the path or install "
                         "`dataset-fashion-mnist` and use its default location")
     arrays = {key: read_idx(_idx_file(folder, stem), 3 if key.endswith("images") else 1)
