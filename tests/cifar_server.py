@@ -12,9 +12,15 @@ Usage (any test module in tests/ can import it):
 Modes: "ok" (the file as is), "corrupt" (same length, some bytes flipped), "truncate" (announces the
 full Content-Length but closes the connection after `fraction` of the body), "short" (serves only
 `fraction` of the file with a matching Content-Length: a truncated file delivered "successfully"),
-"error" (answers HTTP `status`), "hang" (accepts the request and never answers until the server stops).
+"error" (answers HTTP `status`), "hang" (accepts the request and never answers until the server stops),
+"drip" (announces the file's length, then sends one body byte every `drip_interval` seconds),
+"drip_headers" (sends the status line, then one header byte every `drip_interval` seconds, never
+finishing the headers), "endless" (no Content-Length, 64 KiB chunks of zeros without end).
+The last three stop by themselves after `send_limit` bytes, so that a client that fails to stop
+them ends anyway and a test can tell (`bytes_sent` reaches `send_limit`).
 `fail_first=N` answers 503 to the first N requests, then behaves per `mode`. `requests` lists the
-paths requested so far. `closed_port_url()` gives a URL on 127.0.0.1 where nothing listens.
+paths requested so far; `bytes_sent` counts the bytes the slow and endless modes wrote.
+`closed_port_url()` gives a URL on 127.0.0.1 where nothing listens.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-MODES = ("ok", "corrupt", "truncate", "short", "error", "hang")
+MODES = ("ok", "corrupt", "truncate", "short", "error", "hang", "drip", "drip_headers", "endless")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -53,6 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "error":
             self.send_error(status, "injected error")
+            return
+        if mode in ("drip", "drip_headers", "endless"):
+            self._send_slowly(mode)
             return
         relative = unquote(urlparse(self.path).path).lstrip("/")
         target = (owner.directory / relative).resolve()
@@ -81,6 +90,35 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+    def _send_slowly(self, mode: str) -> None:
+        """Drip the body or the headers, or stream zeros without end, until `send_limit` bytes or a hang-up."""
+        owner = self.server.owner
+        try:
+            if mode == "drip_headers":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                self.wfile.flush()
+                piece, delay = b"X", owner.drip_interval
+            elif mode == "drip":
+                self.send_response(200)
+                self.send_header("Content-Length", str(owner.send_limit * 2))
+                self.end_headers()
+                piece, delay = b"\x00", owner.drip_interval
+            else:
+                self.send_response(200)
+                self.end_headers()
+                piece, delay = bytes(1 << 16), 0.0
+            while owner.bytes_sent < owner.send_limit and not owner._stopping.is_set():
+                self.wfile.write(piece)
+                self.wfile.flush()
+                with owner._lock:
+                    owner.bytes_sent += len(piece)
+                if delay:
+                    owner._stopping.wait(delay)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+
 class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer that knows its CifarServer."""
 
@@ -93,13 +131,15 @@ class CifarServer:
     """A real HTTP server on 127.0.0.1 (free port) serving `directory`, usable as a context manager."""
 
     def __init__(self, directory: str | Path, *, mode: str = "ok", fail_first: int = 0, status: int = 503,
-                 fraction: float = 0.5, hang_seconds: float = 30.0) -> None:
+                 fraction: float = 0.5, hang_seconds: float = 30.0, drip_interval: float = 0.02,
+                 send_limit: int = 3000) -> None:
         """Configure the server; nothing listens until start() or `with`."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         self.directory = Path(directory).resolve()
         self.mode, self.fail_first, self.status = mode, fail_first, status
         self.fraction, self.hang_seconds = fraction, hang_seconds
+        self.drip_interval, self.send_limit, self.bytes_sent = drip_interval, send_limit, 0
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()

@@ -149,7 +149,7 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize("kind,args,needles", [
     ("missing", None, ["does not exist"]),
-    ("text", None, ["cannot read", "npz"]),
+    ("text", None, ["not a NumPy .npz"]),
     ("npy", None, ["single array"]),
     ("no_X", None, ["no array 'X'", "numpy.savez"]),
     ("no_y", None, ["no array 'y'"]),

@@ -1,5 +1,8 @@
 """Snakemake entry: decode and subset one named dataset into results/data/{ds}.npz."""
 
+import logging
+import sys
+
 from _common import run_logged
 
 snakemake = globals()["snakemake"]
@@ -14,12 +17,18 @@ def raw_location(ds_cfg: dict, source_cfg: dict, inputs: list[str]) -> str | Non
 
 def main(log) -> None:
     """Call convexbn.experiments.build_dataset."""
+    from convexbn.data import DataError
     from convexbn.experiments import build_dataset
 
     ds, cfg = snakemake.wildcards.ds, dict(snakemake.params.dataset)
     raw = raw_location(cfg, dict(snakemake.params.source), list(snakemake.input))
     log.info("dataset %s of kind %s (raw: %s): %s", ds, cfg.get("kind"), raw, cfg)
-    build_dataset(ds, cfg, raw, snakemake.output[0])
+    try:
+        build_dataset(ds, cfg, raw, snakemake.output[0])
+    except DataError as exc:  # the message names the problem and the fix: one line, no traceback
+        log.error("prepare %s: %s", ds, exc)
+        logging.shutdown()
+        sys.exit(1)
 
 
 run_logged(snakemake, "prepare", main)

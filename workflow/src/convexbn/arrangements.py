@@ -8,6 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Most activation patterns a program may use, sampled or enumerated: every pattern adds a block of
+#: (d + 1)·C variables and an (n, d + 1) constraint matrix to the convex program, so beyond this the
+#: program alone needs more memory than a workstation has.
+MAX_ARRANGEMENTS = 200_000
+_WHY = ("every pattern adds a block of variables and an n-row constraint to the convex program, so memory "
+        "grows with the count")
+
 
 @dataclass(frozen=True)
 class Arrangements:
@@ -38,7 +45,7 @@ def arrangement_upper_bound(n: int, q: int, cap: int | None = None) -> int:
 
 
 def parse_arrangement_spec(spec: str | int) -> str | int:
-    """Validate an arrangement spec: 'exact' (any case) or a positive integer count (int or digit string)."""
+    """Validate an arrangement spec: 'exact' (any case) or an integer count in [1, MAX_ARRANGEMENTS]."""
     if isinstance(spec, str) and spec.strip().lower() == "exact":
         return "exact"
     bad = f"arrangements {spec!r} is neither 'exact' nor a positive integer count; use 'exact' or e.g. 500"
@@ -46,11 +53,27 @@ def parse_arrangement_spec(spec: str | int) -> str | int:
         raise ValueError(bad)
     try:
         count = int(spec)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(bad) from None
     if count < 1:
         raise ValueError(f"arrangements must be 'exact' or an integer >= 1, got {spec!r}")
+    check_arrangement_count(count)
     return count
+
+
+def check_arrangement_count(count: int, n: int | None = None, q: int | None = None,
+                            memory: int | None = None) -> None:
+    """Refuse more than MAX_ARRANGEMENTS patterns, or (given n, q and a byte budget) patterns whose masks
+    (n bytes each) and generators (8·q bytes each) alone would exceed `memory`; the message says why."""
+    if count > MAX_ARRANGEMENTS:
+        raise ValueError(f"arrangements {count:,} exceeds the limit of {MAX_ARRANGEMENTS:,} patterns ({_WHY}); "
+                         f"use at most {MAX_ARRANGEMENTS:,} (a few hundred suffice in the paper's experiments)")
+    if n is not None and q is not None and memory is not None:
+        need = count * (int(n) + 8 * int(q))
+        if need > memory:
+            fit = max(1, memory // (int(n) + 8 * int(q)))
+            raise ValueError(f"arrangements {count:,} for n={n} points of rank {q} need {need:,} bytes for the "
+                             f"patterns alone, more than the {memory:,} allowed ({_WHY}); use at most {fit:,}")
 
 
 def dedupe_masks(masks: np.ndarray, generators: np.ndarray, drop_empty: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -66,20 +89,33 @@ def dedupe_masks(masks: np.ndarray, generators: np.ndarray, drop_empty: bool = T
     return masks[:, keep], generators[:, keep]
 
 
-def sample_arrangements(A: np.ndarray, count: int, seed: int = 0, dedupe: bool = True) -> Arrangements:
-    """Draw `count` Gaussian generators g ~ N(0, I_q) and keep the distinct non-empty patterns 1[A g ≥ 0]."""
+def sample_arrangements(A: np.ndarray, count: int, seed: int = 0, dedupe: bool = True,
+                        memory: int | None = None) -> Arrangements:
+    """Draw `count` Gaussian generators g ~ N(0, I_q) and keep the distinct non-empty patterns 1[A g ≥ 0].
+
+    `count` is bounded by MAX_ARRANGEMENTS and, with `memory` (bytes; default a quarter of the machine's
+    memory), by what the masks and generators need; the products A g are formed in column chunks.
+    """
     if count < 1:
         raise ValueError(f"sample_arrangements: count must be >= 1, got {count}")
     A = np.asarray(A, dtype=np.float64)
+    if memory is None:
+        from convexbn.io import physical_memory_bytes
+
+        memory = physical_memory_bytes() // 4
+    check_arrangement_count(int(count), A.shape[0], A.shape[1], memory)
     rng = np.random.default_rng(seed)
     G = rng.standard_normal((A.shape[1], int(count)))
-    masks = A @ G >= 0
+    masks = np.empty((A.shape[0], int(count)), dtype=bool)
+    step = max(1, (64 << 20) // (8 * max(A.shape[0], 1)))  # ~64 MiB of float64 products at a time
+    for start in range(0, int(count), step):
+        masks[:, start:start + step] = A @ G[:, start:start + step] >= 0
     if dedupe:
         masks, G = dedupe_masks(masks, G)
     return Arrangements(masks=masks, generators=G, exact=False)
 
 
-def exact_arrangements(A: np.ndarray, max_count: int = 200_000, tol: float = 1e-10) -> Arrangements:
+def exact_arrangements(A: np.ndarray, max_count: int = MAX_ARRANGEMENTS, tol: float = 1e-10) -> Arrangements:
     """Enumerate every pattern 1[A g ≥ 0], g ∈ R^q, via the rays of the central arrangement.
 
     Every full-dimensional cell of {a_iᵀ g = 0} has an edge on the intersection line of some
@@ -134,7 +170,7 @@ def exact_arrangements(A: np.ndarray, max_count: int = 200_000, tol: float = 1e-
     return Arrangements(masks=masks, generators=G, exact=True)
 
 
-def arrangements_for(A: np.ndarray, spec: str | int, seed: int = 0, max_exact: int = 200_000) -> Arrangements:
+def arrangements_for(A: np.ndarray, spec: str | int, seed: int = 0, max_exact: int = MAX_ARRANGEMENTS) -> Arrangements:
     """`spec` = "exact" (enumerate all) or an integer count of Gaussian samples (seeded)."""
     parsed = parse_arrangement_spec(spec)
     if parsed == "exact":

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
+import stat
 import sys
+import zipfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -65,21 +68,43 @@ def _one_line(text: str) -> str:
 
 # ------------------------------------------------------------------------------------ argument types
 
-def _number(label: str, cast: Callable[[str], float], low: float, strict: bool = False
-            ) -> Callable[[str], Any]:
-    """argparse type: a finite number (`cast` = float or int) >= low, or > low when `strict`."""
+#: Largest accepted --width: a width-m network on d features holds m·(d + C + 2) parameters plus
+#: (n, m) activations, so 10^6 neurons already need gigabytes for modest n and d.
+MAX_WIDTH = 1_000_000
+#: Seeds must fit the 64-bit integers torch.manual_seed and numpy accept.
+MAX_SEED = 2**63 - 1
+
+
+def _as_int(text: str) -> int:
+    """An integer written plainly or in integral scientific notation ('1e3' → 1000); ValueError otherwise."""
+    try:
+        return int(text)
+    except ValueError:
+        val = float(text)  # ValueError for non-numbers
+        if not math.isfinite(val) or not val.is_integer():
+            raise ValueError(text) from None
+        return int(val)
+
+
+def _number(label: str, cast: Callable[[str], float], low: float, strict: bool = False,
+            high: float | None = None, why: str = "") -> Callable[[str], Any]:
+    """argparse type: a finite number (`cast` = float or int) >= low (> low when `strict`), <= high."""
     what = "an integer" if cast is int else "a number"
     bound = f" {'>' if strict else '>='} {low:g}"
+    convert = _as_int if cast is int else float
 
     def parse(text: str) -> Any:
         """Convert `text`, or raise an ArgumentTypeError naming the option and the allowed range."""
         try:
-            val = cast(text)
-        except ValueError:
+            val = convert(text)
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"{label} {text!r} is not {what}; give e.g. {max(low, 0) + 1:g}") from None
         if not math.isfinite(val) or val < low or (strict and val == low):
             raise argparse.ArgumentTypeError(f"{label} must be {'a finite number' if cast is float else what}"
                                              f"{bound}, got {text!r}")
+        if high is not None and val > high:
+            raise argparse.ArgumentTypeError(f"{label} {text!r} exceeds the limit of {high:,}{why}; give at most "
+                                             f"{high:,}")
         return val
     return parse
 
@@ -94,14 +119,36 @@ def _pos_float(label: str) -> Callable[[str], Any]:
     return _number(label, float, 0.0, strict=True)
 
 
-def _pos_int(label: str) -> Callable[[str], Any]:
-    """argparse type: an integer >= 1."""
-    return _number(label, int, 1)
+def _pos_int(label: str, high: int | None = None, why: str = "") -> Callable[[str], Any]:
+    """argparse type: an integer >= 1 (and <= high when given, `why` saying why)."""
+    return _number(label, int, 1, high=high, why=why)
 
 
 def _seed(label: str) -> Callable[[str], Any]:
-    """argparse type: a seed, an integer >= 0 (what numpy and torch accept)."""
-    return _number(label, int, 0)
+    """argparse type: a seed, an integer in [0, 2^63 - 1] (what numpy and torch accept)."""
+    return _number(label, int, 0, high=MAX_SEED, why=" (seeds are 64-bit integers)")
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """`--opt -inf` → `--opt=-inf`: argparse reads a value that starts with '-' and is not a plain
+    negative number ('-inf', '-nan', '-1e5') as an option, which would give a misleading error."""
+    out: list[str] = []
+    for arg in argv:
+        prev = out[-1] if out else ""
+        if prev.startswith("--") and prev != "--" and "=" not in prev and arg.startswith("-") and _is_float(arg):
+            out[-1] = f"{prev}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _is_float(text: str) -> bool:
+    """Whether float() accepts `text`."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _arrangement_spec(text: str) -> str | int:
@@ -131,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--truncate", type=_pos_int("--truncate"), default=None,
                    help="keep the top-K singular directions of the whitening (explicit regulariser)")
     s.add_argument("--solver", default="auto",
-                   help="auto (MOSEK if licensed, else CLARABEL), fast, MOSEK, CLARABEL, SCS, ECOS, ...")
+                   help="auto (MOSEK if licensed, else CLARABEL), fast, MOSEK, CLARABEL, ECOS, SCS or QOCO")
     s.add_argument("--seed", type=_seed("--seed"), default=0, help="seed of sampled arrangements")
     s.add_argument("--loss", default="squared", choices=LOSS_CHOICES, help="data loss")
     s.add_argument("--bias", default="unit", choices=("unit", "ones"),
@@ -147,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a two-layer BN ReLU network on the paper's objective.")
     t.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) or (n, C)")
     t.add_argument("--beta", required=True, type=_nonneg_float("--beta"), help="weight decay β >= 0")
-    t.add_argument("--width", required=True, type=_pos_int("--width"), help="hidden neurons m >= 1")
+    t.add_argument("--width", required=True, help=f"hidden neurons, 1 <= m <= {MAX_WIDTH:,}",
+                   type=_pos_int("--width", MAX_WIDTH, " (parameters and activations grow with the width)"))
     t.add_argument("--optimizer", default="gd", choices=OPTIMIZERS, help="optimiser")
     t.add_argument("--lr", type=_pos_float("--lr"), default=None, help="learning rate (default: per optimiser)")
     t.add_argument("--epochs", type=_pos_int("--epochs"), default=100, help="epochs (GD: steps)")
@@ -163,21 +211,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------ inputs
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_data_path(path: str, hint: str) -> Path:
+    """The data file, after checking that it exists, is a regular file and its name is valid."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CLIError(f"data file '{path}' does not exist; pass an existing .npz file ({hint})") from None
+    except OSError as exc:
+        shown = path if len(path) <= 80 else path[:60] + "..."
+        raise CLIError(f"data file '{shown}' cannot be opened ({os.strerror(exc.errno or 0)}); "
+                       "pass the path of an existing .npz file") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CLIError(f"data path '{path}' is not a file; pass an .npz file ({hint})")
+    return Path(path)
+
+
+def _open_npz(p: Path, path: str, hint: str) -> Any:
+    """np.load of `p` after checking its magic bytes and the sizes its zip directory declares."""
+    with open(p, "rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    if head.startswith(_NPY_MAGIC):
+        raise CLIError(f"'{path}' holds a single array, not an .npz archive with X and y; {hint}")
+    if not head.startswith(b"PK"):
+        raise CLIError(f"'{path}' is not a NumPy .npz archive (a zip file); {hint}")
+    from convexbn.io import physical_memory_bytes
+
+    try:
+        with zipfile.ZipFile(p) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise CLIError(f"'{path}' is not a readable .npz archive (damaged zip file); {hint}") from None
+    budget = physical_memory_bytes() // 4
+    if declared > budget:
+        raise CLIError(f"'{path}' declares {declared:,} bytes of arrays, more than a quarter of this machine's "
+                       f"memory ({budget:,} bytes); use a smaller data set or a larger machine")
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception:  # noqa: BLE001 - any unreadable file is a user error here
+        raise CLIError(f"cannot read '{path}' as a NumPy .npz archive of numeric arrays; {hint}") from None
+
+
 def load_data(path: str, allow_3d: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Read X and y from an .npz file with one-line, fix-naming errors (CLIError)."""
-    hint = f"save the data with numpy.savez('{path}', X=X, y=y)"
-    p = Path(path)
-    if not p.exists():
-        raise CLIError(f"data file '{path}' does not exist; pass an existing .npz file ({hint})")
-    if not p.is_file():
-        raise CLIError(f"data path '{path}' is not a file; pass an .npz file ({hint})")
-    try:
-        archive = np.load(p, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-        raise CLIError(f"cannot read '{path}' as a NumPy .npz archive ({type(exc).__name__}: "
-                       f"{_one_line(exc)}); {hint}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise CLIError(f"'{path}' holds a single array, not an .npz archive with X and y; {hint}")
+    hint = f"save the data with numpy.savez('{path if len(path) <= 80 else 'data.npz'}', X=X, y=y)"
+    p = _check_data_path(path, hint)
+    archive = _open_npz(p, path, hint)
     arrays: dict[str, np.ndarray] = {}
     with archive:
         for key in ("X", "y"):
@@ -186,8 +267,8 @@ def load_data(path: str, allow_3d: bool = False) -> tuple[np.ndarray, np.ndarray
                 raise CLIError(f"'{path}' has no array '{key}' (it holds: {found}); {hint}")
             try:
                 arrays[key] = archive[key]
-            except Exception as exc:  # noqa: BLE001
-                raise CLIError(f"array '{key}' in '{path}' cannot be read ({_one_line(exc)}); "
+            except Exception:  # noqa: BLE001 - numpy's text would suggest allow_pickle, never an option here
+                raise CLIError(f"array '{key}' in '{path}' cannot be read (object arrays are never unpickled); "
                                f"store plain numeric arrays") from None
     X, y = arrays["X"], arrays["y"]
     for key, arr in (("X", X), ("y", y)):
@@ -213,12 +294,14 @@ def load_data(path: str, allow_3d: bool = False) -> tuple[np.ndarray, np.ndarray
     return X, y
 
 
-def _check_out(path: str) -> Path:
-    """The output path, refusing an existing directory."""
-    out = Path(path)
-    if out.is_dir():
-        raise CLIError(f"--out '{path}' is a directory; give a file name such as result.json")
-    return out
+def check_out(path: str, inputs: tuple[str, ...] = ()) -> Path:
+    """The --out path after the checks of convexbn.io.check_output_path, as a one-line CLIError."""
+    from convexbn.io import OutputPathError, check_output_path
+
+    try:
+        return check_output_path(path, inputs, what="--out")
+    except OutputPathError as exc:
+        raise CLIError(_one_line(exc)) from None
 
 
 def _rel_gap(a: float | None, b: float | None) -> float | None:
@@ -290,14 +373,53 @@ def _precheck_solve(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray) -> N
         check_loss_targets(Y if Y.ndim == 2 else Y[:, None], args.loss)
     except ValueError as exc:
         raise CLIError(_one_line(exc)) from None
+    if args.truncate is not None:
+        _check_truncate(args, X)
     # "exact" with astronomically many patterns is refused by convexbn.arrangements (a ValueError
     # naming --arrangements N / --truncate K), before any program is built.
+
+
+def _check_truncate(args: argparse.Namespace, X: np.ndarray) -> None:
+    """Refuse --truncate K above the rank r of the centred data: it would silently mean 'full rank'."""
+    from convexbn.whitening import whiten
+
+    if args.variant == "cnn":
+        from convexbn.variants import cnn_whitening, extract_patches_1d
+
+        rank = cnn_whitening(extract_patches_1d(X, args.patch_size, args.patch_stride)).rank
+    else:
+        rank = whiten(X).rank
+    if args.truncate > rank:
+        raise CLIError(f"--truncate {args.truncate} exceeds the rank {rank} of the centred data, so nothing would "
+                       f"be truncated; give --truncate between 1 and {rank}, or leave it out for the full rank")
+
+
+#: CVXPY solvers that cannot handle the programs' second-order cones (kept out of the offered choices).
+UNSUITABLE_SOLVERS = ("OSQP", "HIGHS")
+
+
+def _check_solver_name(name: str) -> None:
+    """Refuse solvers that are installed but cannot solve these conic programs."""
+    if name.strip().upper() in UNSUITABLE_SOLVERS:
+        raise CLIError(f"--solver {name} cannot solve these programs (they need second-order cones); "
+                       "choose auto, fast, CLARABEL, ECOS, SCS or MOSEK")
+
+
+def failure_advice(solver: str) -> str:
+    """What to try after `solver` returned no solution: other installed conic solvers, never `solver`."""
+    import cvxpy as cp
+
+    installed = set(cp.installed_solvers())
+    others = [s for s in ("CLARABEL", "SCS", "ECOS") if s in installed and s != str(solver).upper()]
+    if not others:
+        return "try fewer --arrangements"
+    return f"try {' or '.join(f'--solver {s}' for s in others[:2])}, or fewer --arrangements"
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
     """`convexbn solve`: solve, certify by a forward pass, write RESULT.json."""
     t0 = time.perf_counter()
-    out = _check_out(args.out)
+    out = check_out(args.out, (args.data,))
     X, y = load_data(args.data, allow_3d=args.variant == "cnn")
     _precheck_solve(args, X, y)
     from convexbn.solvers import SolverError, resolve_solver
@@ -306,6 +428,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         solver, reason = "closed-form", "closed form (rank(JX) = n-1), no numerical solver"
         log.info("solver %s (%s)", solver, reason)
     else:  # validate here for a one-line error; the library logs the solver it uses and why
+        _check_solver_name(args.solver)
         try:
             solver, reason = resolve_solver(args.solver)
         except SolverError as exc:
@@ -351,7 +474,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     write_json(out, result)
     if net_obj is None:  # the solver returned no point: nothing to reconstruct
         print(f"convexbn: error: solver {rec.solver} ended with status {rec.status} and returned no solution; "
-              f"see {out}; try --solver CLARABEL or fewer --arrangements", file=sys.stderr)
+              f"see {out}; {failure_advice(rec.solver)}", file=sys.stderr)
         return 1
     if rec.status != "optimal":
         log.warning("status %s: the solution is not certified optimal (recorded in %s)", rec.status, out)
@@ -362,10 +485,24 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ train
 
+def _check_width_memory(width: int, X: np.ndarray, y: np.ndarray) -> None:
+    """Refuse a width whose weights and (n, width) activations would not fit in half the memory."""
+    from convexbn.io import physical_memory_bytes
+
+    n, d = X.shape[0], int(np.prod(X.shape[1:]))
+    classes = 1 if y.ndim == 1 else y.shape[1]
+    need = 8 * width * (d + classes + 2 + 6 * n)  # weights + a few (n, width) activations and gradients
+    budget = physical_memory_bytes() // 2
+    if need > budget:
+        fit = max(1, budget // (8 * (d + classes + 2 + 6 * n)))
+        raise CLIError(f"--width {width} needs about {need / 2**30:,.1f} GiB for n={n}, d={d}, more than half of "
+                       f"this machine's memory ({budget / 2**30:.1f} GiB); give --width at most {fit:,}")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     """`convexbn train`: train the non-convex BN network, write final objective, history, provenance."""
     t0 = time.perf_counter()
-    out = _check_out(args.out)
+    out = check_out(args.out, (args.data,))
     X, y = load_data(args.data)
     if args.loss == "cross_entropy":
         from convexbn.programs import check_loss_targets
@@ -374,6 +511,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             check_loss_targets(y if y.ndim == 2 else y[:, None], "cross_entropy")
         except ValueError as exc:
             raise CLIError(_one_line(exc)) from None
+    _check_width_memory(args.width, X, y)
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -422,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging()
     parser = build_parser()
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        args = parser.parse_args(join_negative_values(list(argv) if argv is not None else sys.argv[1:]))
         return int(args.func(args))
     except CLIError as exc:
         print(f"convexbn: error: {_one_line(exc)}", file=sys.stderr)

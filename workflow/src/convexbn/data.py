@@ -1,5 +1,6 @@
-"""Datasets: CIFAR download (checksum, retries, atomic), safe loading, synthetic CIFAR archives,
-offline real datasets (scikit-learn digits, Debian's Fashion-MNIST) and array preparation.
+"""Datasets: CIFAR download (checksum, retries, atomic, bounded: convexbn.download), size-checked
+loading (restricted unpickling: convexbn.safe_pickle), synthetic CIFAR archives, offline real datasets
+(scikit-learn digits; Debian's Fashion-MNIST from convexbn.fashion_mnist) and array preparation.
 
 Every error raised here is a `DataError` whose message names the problem and the fix.
 """
@@ -8,41 +9,31 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import io
 import logging
 import os
-import pickle
 import re
-import struct
 import tarfile
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from convexbn.download import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DataError, Limits, check_url, copy_verified,
+                               download_verified, file_url_path)
+from convexbn.fashion_mnist import (FASHION_MNIST_DEBIAN_DIR, FASHION_MNIST_FILES, FASHION_MNIST_LABEL_NAMES,
+                                    IDX_MAX_BYTES, find_fashion_mnist, load_fashion_mnist, read_idx)
 from convexbn.io import atomic_writer
-
-try:  # numpy >= 2 moved the private core module; both spellings appear in pickles
-    from numpy._core.multiarray import _reconstruct as _np_reconstruct
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct as _np_reconstruct  # type: ignore[no-redef]
+from convexbn.safe_pickle import RestrictedUnpickler, py2_pickle, restricted_loads
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-
-
-class DataError(ValueError):
-    """A dataset could not be fetched, verified or decoded; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +49,8 @@ class CifarSource:
     meta_member: str
     label_key: str
     names_key: str
+    train_images: int  # images in each training member (CIFAR-10: 5 x 10,000; CIFAR-100: 1 x 50,000)
+    test_images: int = 10_000
 
 
 CIFAR_SOURCES: dict[str, CifarSource] = {
@@ -71,6 +64,7 @@ CIFAR_SOURCES: dict[str, CifarSource] = {
         meta_member="batches.meta",
         label_key="labels",
         names_key="label_names",
+        train_images=10_000,
     ),
     "cifar100": CifarSource(
         url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
@@ -82,35 +76,33 @@ CIFAR_SOURCES: dict[str, CifarSource] = {
         meta_member="meta",
         label_key="fine_labels",
         names_key="fine_label_names",
+        train_images=50_000,
     ),
 }
 
 CIFAR10_LABEL_NAMES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-FASHION_MNIST_LABEL_NAMES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-    "Ankle boot",
-)
-FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_FILES: dict[str, str] = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
 NORMALIZATIONS: tuple[str, ...] = ("standardize", "channel", "none")
 
 _CHUNK = 1 << 20
+#: Bytes of one CIFAR image row (32 x 32 pixels x 3 colour planes, uint8).
+CIFAR_ROW_BYTES = 3072
+#: Pickled bytes a batch may need per image beyond its pixels (CIFAR's labels and file names take ~32).
+_PER_IMAGE_OVERHEAD = 256
+#: Size cap of archive members that hold no images (batches.meta, readme.html: a few kB in CIFAR).
+_SMALL_MEMBER_BYTES = 1 << 20
+#: Most entries a CIFAR archive may list (the official ones have 9 and 5).
+_MAX_MEMBERS = 64
 _MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
-_RETRY_HTTP_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 # --------------------------------------------------------------------------- small helpers
 def _check_name(name: str) -> CifarSource:
     """The CifarSource of `name`, or a DataError listing the valid names."""
     if name not in CIFAR_SOURCES:
-        raise DataError(f"unknown CIFAR dataset {name!r}: use one of {', '.join(sorted(CIFAR_SOURCES))}")
+        shown = repr(name) if len(str(name)) <= 60 else repr(str(name)[:40] + "...")
+        raise DataError(f"unknown CIFAR dataset {shown}: use one of {', '.join(sorted(CIFAR_SOURCES))}")
     return CIFAR_SOURCES[name]
 
 
@@ -120,15 +112,6 @@ def _check_md5(md5: str, what: str) -> str:
         raise DataError(f"{what}: {md5!r} is not an MD5 checksum (32 hexadecimal characters, "
                         "as printed by `md5sum FILE`)")
     return md5.lower()
-
-
-def _check_url(url: str, key: str) -> str:
-    """`url` after checking its scheme is http, https or file."""
-    scheme = urllib.parse.urlparse(url).scheme.lower() if isinstance(url, str) else ""
-    if scheme not in ("http", "https", "file"):
-        raise DataError(f"config key {key}: {url!r} is not an http://, https:// or file:// URL; "
-                        "give a full URL such as https://host/path/archive.tar.gz or file:///path/archive.tar.gz")
-    return url
 
 
 def file_md5(path: PathLike) -> str:
@@ -149,71 +132,32 @@ def _offline_help(name: str, filename: str) -> str:
 
 
 # --------------------------------------------------------------------------- fetching
-class _TransientError(Exception):
-    """A network failure worth retrying."""
-
-
 def _destination(name: str, dest: PathLike) -> Path:
-    """The archive path inside `dest` (a folder), or `dest` itself when it names a .tar.gz/.tgz file."""
-    dest = Path(dest)
-    if not dest.is_dir() and dest.name.endswith((".tar.gz", ".tgz")):
-        return dest
-    return dest / CIFAR_SOURCES[name].filename
+    """The archive path inside `dest` (a folder), or `dest` itself when it names a .tar.gz/.tgz file;
+    checked to be absent or a regular file in a writable folder before anything is fetched."""
+    from convexbn.io import OutputPathError, check_output_path
 
-
-def _download_into(url: str, fh: BinaryIO, timeout: float) -> tuple[str, int]:
-    """Stream `url` into `fh` (rewound first); return (md5, bytes); raise _TransientError on network trouble."""
-    fh.seek(0)
-    fh.truncate()
-    digest = hashlib.md5()
-    received = 0
-    request = urllib.request.Request(url, headers={"User-Agent": "convexbn-data/1"})
-    last_log = time.monotonic()
+    folder = Path(dest)
+    target = folder if not os.path.isdir(folder) and folder.name.endswith((".tar.gz", ".tgz")) else \
+        folder / CIFAR_SOURCES[name].filename
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            length_header = resp.headers.get("Content-Length")
-            expected = int(length_header) if length_header and length_header.isdigit() else None
-            while chunk := resp.read(_CHUNK):
-                fh.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if time.monotonic() - last_log > 5.0:
-                    total = f" of {expected / 1e6:.1f}" if expected else ""
-                    log.info("downloading %s: %.1f%s MB", url, received / 1e6, total)
-                    last_log = time.monotonic()
-    except urllib.error.HTTPError as exc:
-        if exc.code in _RETRY_HTTP_CODES:
-            raise _TransientError(f"HTTP {exc.code} {exc.reason}") from exc
-        raise DataError(f"the server refused {url}: HTTP {exc.code} {exc.reason}; check the URL") from exc
-    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
-        if urllib.parse.urlparse(url).scheme == "file":
-            raise DataError(f"cannot read {url}: {getattr(exc, 'reason', exc)}; check the path") from exc
-        reason = getattr(exc, "reason", None) or exc
-        raise _TransientError(f"{type(exc).__name__}: {reason}") from exc
-    if expected is not None and received != expected:
-        raise _TransientError(f"connection closed after {received} of {expected} bytes (truncated transfer)")
-    return digest.hexdigest(), received
+        return check_output_path(target, what=f"{name} archive destination")
+    except OutputPathError as exc:
+        raise DataError(str(exc)) from None
 
 
-def _copy_verified(name: str, archive: Path, target: Path, md5: str) -> Path:
-    """Copy a local archive to `target` atomically, hashing while copying; refuse it on an MD5 mismatch."""
-    if not archive.is_file():
-        raise DataError(f"config key data.{name}.archive: {str(archive)!r} is not an existing file; "
-                        f"fix the path, or remove the key to download from data.{name}.url")
-    if target.exists() and archive.resolve() == target.resolve():
+def _copy_local(name: str, archive: Path, target: Path, md5: str, limits: Limits, key: str) -> Path:
+    """Copy a local archive to `target` (verified in place when it already is `target`); MD5 checked."""
+    def mismatch(actual: str, size: int) -> str:
+        """The error text of a local archive with the wrong checksum."""
+        return _mismatch_message(name, str(archive), md5, actual, size, False)
+
+    if os.path.exists(target) and os.path.exists(archive) and archive.resolve() == target.resolve():
         actual = file_md5(archive)
         if actual != md5:
-            raise DataError(_mismatch_message(name, str(archive), md5, actual, archive.stat().st_size, False))
+            raise DataError(mismatch(actual, archive.stat().st_size))
         return target
-    with atomic_writer(target, suffix=".part") as fh:
-        digest = hashlib.md5()
-        with open(archive, "rb") as src:
-            while chunk := src.read(_CHUNK):
-                digest.update(chunk)
-                fh.write(chunk)
-        actual = digest.hexdigest()
-        if actual != md5:
-            raise DataError(_mismatch_message(name, str(archive), md5, actual, archive.stat().st_size, False))
+    copy_verified(archive, target, md5, limits, key, mismatch)
     log.info("using local %s archive %s (MD5 %s verified) -> %s", name, archive, md5, target)
     return target
 
@@ -231,83 +175,44 @@ def _mismatch_message(name: str, origin: str, expected: str, actual: str, size: 
 
 def fetch_cifar(name: str, dest: PathLike, url: str | None = None, md5: str | None = None,
                 archive: PathLike | None = None, retries: int = 3, timeout: float = 60.0,
-                backoff: float = 1.0) -> Path:
-    """Download (or copy from `archive`) a CIFAR archive into `dest`, verify its MD5, place it atomically."""
+                backoff: float = 1.0, max_bytes: int = DEFAULT_MAX_BYTES,
+                deadline: float = DEFAULT_DEADLINE) -> Path:
+    """Download (or copy from `archive` or a file:// URL) a CIFAR archive into `dest`, at most `max_bytes`
+    and `deadline` seconds per attempt, verify its MD5, place it atomically."""
     source = _check_name(name)
     # Without md5 the official checksum applies: a mirror or local copy must be the official file.
     expected = _check_md5(md5, f"config key data.{name}.md5") if md5 is not None else source.md5
-    if not isinstance(retries, int) or retries < 0:
-        raise DataError(f"retries={retries!r} must be a non-negative integer (retries after the first attempt)")
-    if not timeout > 0 or backoff < 0:
-        raise DataError(f"timeout={timeout!r} must be > 0 and backoff={backoff!r} must be >= 0 seconds")
+    limits = Limits(max_bytes=max_bytes, deadline=deadline, timeout=timeout, retries=retries,
+                    backoff=backoff).check()
     target = _destination(name, dest)
     if archive is not None:
-        return _copy_verified(name, Path(archive), target, expected)
-    url = _check_url(url if url is not None else source.url, f"data.{name}.url")
-    if target.is_file():
+        return _copy_local(name, Path(archive), target, expected, limits, f"data.{name}.archive")
+    url = check_url(url if url is not None else source.url, f"data.{name}.url")
+    local = file_url_path(url)
+    if local is not None:
+        return _copy_local(name, local, target, expected, limits, f"data.{name}.url")
+    if os.path.isfile(target):
         if file_md5(target) == expected:
             log.info("%s archive already present and verified: %s", name, target)
             return target
         log.warning("%s exists but its MD5 is not %s: downloading it again", target, expected)
-    attempts = retries + 1
-    errors: list[str] = []
-    with atomic_writer(target, suffix=".part") as fh:
-        for attempt in range(1, attempts + 1):
-            try:
-                log.info("downloading %s from %s (attempt %d of %d)", name, url, attempt, attempts)
-                actual, size = _download_into(url, fh, timeout)
-                break
-            except _TransientError as exc:
-                errors.append(f"attempt {attempt}: {exc}")
-                log.warning("download of %s failed (%s)", url, exc)
-                if attempt < attempts:
-                    time.sleep(min(backoff * 2 ** (attempt - 1), 60.0))
-        else:
-            raise DataError(f"could not download {name} from {url} after {attempts} attempt(s) "
-                            f"({'; '.join(errors)}). The machine may be offline or the server unreachable. "
-                            + _offline_help(name, source.filename))
-        if actual != expected:
-            raise DataError(_mismatch_message(name, url, expected, actual, size, True))
+
+    def failure(errors: list[str]) -> str:
+        """The error text after every attempt failed."""
+        return (f"could not download {name} from {url} after {len(errors)} attempt(s) ({'; '.join(errors)}). "
+                "The machine may be offline or the server unreachable or too slow. "
+                + _offline_help(name, source.filename))
+
+    def mismatch(actual: str, size: int) -> str:
+        """The error text of a download with the wrong checksum."""
+        return _mismatch_message(name, url, expected, actual, size, True)
+
+    download_verified(url, target, expected, limits, failure, mismatch)
     log.info("%s archive saved to %s (MD5 %s verified)", name, target, expected)
     return target
 
 
 # --------------------------------------------------------------------------- loading
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that admits only the numpy array reconstruction CIFAR's python format needs."""
-
-    ALLOWED: dict[tuple[str, str], Any] = {
-        ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Return an allowed numpy global, refuse everything else with a DataError."""
-        try:
-            return self.ALLOWED[(module, name)]
-        except KeyError:
-            raise DataError(f"refusing to unpickle {module}.{name}: CIFAR batches contain only numpy arrays, "
-                            "lists, dicts and strings, so this file is not a genuine CIFAR batch (it may be "
-                            "malicious). Delete it and fetch the archive again with its MD5 verified.") from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        """Refuse persistent ids, which CIFAR never uses."""
-        raise DataError("refusing to unpickle a persistent id: not a genuine CIFAR batch; fetch the archive again")
-
-
-def restricted_loads(data: bytes) -> Any:
-    """Unpickle CIFAR bytes with `RestrictedUnpickler` (encoding='bytes', as Python-2 pickles need)."""
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any decoding failure means a corrupt member
-        raise DataError(f"cannot decode a CIFAR pickle ({type(exc).__name__}: {exc}); the archive is corrupt: "
-                        "delete it and fetch it again") from exc
-
-
 def _text_keys(obj: Mapping[Any, Any], member: str) -> dict[str, Any]:
     """A pickled dict with its bytes keys decoded to str."""
     if not isinstance(obj, dict):
@@ -321,8 +226,8 @@ def _names(values: Sequence[Any]) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _decode_batch(batch: dict[str, Any], label_key: str, member: str,
-                  image_size: int | None) -> tuple[NDArray[np.uint8], NDArray[np.int64], int]:
+def _decode_batch(batch: dict[str, Any], label_key: str, member: str, image_size: int | None,
+                  max_images: int) -> tuple[NDArray[np.uint8], NDArray[np.int64], int]:
     """Images (n,s,s,3) uint8, labels int64 and the image size of one decoded CIFAR batch."""
     for key in ("data", label_key):
         if key not in batch:
@@ -333,6 +238,9 @@ def _decode_batch(batch: dict[str, Any], label_key: str, member: str,
     if data.dtype != np.uint8 or data.ndim != 2:
         raise DataError(f"CIFAR member {member}: 'data' is {data.dtype} with shape {data.shape}, "
                         "expected uint8 (n, 3*s*s); the archive is corrupt")
+    if data.shape[0] > max_images or data.shape[1] > CIFAR_ROW_BYTES:
+        raise DataError(f"CIFAR member {member} holds {data.shape[0]:,} images of {data.shape[1]:,} bytes; CIFAR has "
+                        f"at most {max_images:,} images of {CIFAR_ROW_BYTES} bytes there: the archive is corrupt")
     side = int(round((data.shape[1] / 3) ** 0.5))
     if 3 * side * side != data.shape[1] or side == 0:
         raise DataError(f"CIFAR member {member}: rows of {data.shape[1]} bytes are not 3 square colour planes")
@@ -342,6 +250,105 @@ def _decode_batch(batch: dict[str, Any], label_key: str, member: str,
         raise DataError(f"CIFAR member {member}: {data.shape[0]} images but {labels.shape[0]} labels; corrupt archive")
     images = data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels, side
+
+
+def member_images(member: str) -> int:
+    """Most images the archive member `member` ('folder/name') holds in any CIFAR dataset (0: none)."""
+    for source in CIFAR_SOURCES.values():
+        if member == f"{source.folder}/{source.test_member}":
+            return source.test_images
+        if member in (f"{source.folder}/{m}" for m in source.train_members):
+            return source.train_images
+    return 0
+
+
+def member_byte_limit(member: str) -> int:
+    """Largest size the archive member `member` may declare: its images' pixels plus labels and names."""
+    images = member_images(member)
+    return images * (CIFAR_ROW_BYTES + _PER_IMAGE_OVERHEAD) + _SMALL_MEMBER_BYTES
+
+
+def archive_byte_limit() -> int:
+    """Most decompressed bytes a CIFAR archive may span: every member at its limit, plus headers and
+    small extra entries (274,194,432 bytes)."""
+    totals = [sum(member_byte_limit(f"{s.folder}/{m}") for m in (*s.train_members, s.test_member, s.meta_member))
+              for s in CIFAR_SOURCES.values()]
+    return max(totals) + _MAX_MEMBERS * (_SMALL_MEMBER_BYTES + 1024)
+
+
+class _BoundedStream:
+    """Read-only view of a decompressed archive that refuses single reads above `max_read` bytes and
+    positions beyond `limit`: no tar header (pax, long name) or member can make tarfile inflate more."""
+
+    def __init__(self, raw: Any, limit: int, max_read: int, path: Path) -> None:
+        """Wrap the seekable stream `raw`."""
+        self.raw, self.limit, self.max_read, self.path = raw, limit, max_read, path
+
+    def _refuse(self, what: str) -> DataError:
+        """The error for a read or seek past the bounds."""
+        return DataError(f"{self.path}: {what}, beyond what a CIFAR archive holds (at most {self.limit:,} bytes "
+                         f"in all, {self.max_read:,} per header); the archive is corrupt or malicious: delete it "
+                         "and fetch the real one")
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (a size must be given and be at most `max_read`)."""
+        if size is None or size < 0 or size > self.max_read:
+            raise self._refuse(f"a header asks to read {f'{size:,}' if size and size > 0 else 'all'} bytes at once")
+        if self.raw.tell() + size > self.limit:
+            raise self._refuse("the entries reach past the archive limit")
+        return self.raw.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Seek (absolute or relative) within the limit."""
+        target = offset if whence == 0 else self.raw.tell() + offset if whence == 1 else None
+        if target is None or target > self.limit:
+            raise self._refuse("the entries reach past the archive limit")
+        return int(self.raw.seek(target))
+
+    def tell(self) -> int:
+        """The position in the decompressed stream."""
+        return int(self.raw.tell())
+
+
+@contextmanager
+def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """A plain or gzip tar archive opened for reading through a _BoundedStream."""
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        with tarfile.open(fileobj=_BoundedStream(stream, archive_byte_limit(), _CHUNK, path), mode="r:") as tar:
+            yield tar
+
+
+def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytearray:
+    """The bytes of one member, read in chunks (its declared size was checked by _scan_members)."""
+    handle = tar.extractfile(info)
+    if handle is None:
+        raise DataError(f"member {info.name} is not a regular file; the archive is not a CIFAR archive")
+    blob = bytearray()
+    while piece := handle.read(_CHUNK):
+        blob += piece
+    return blob
+
+
+def _scan_members(tar: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
+    """The archive's entries by name, each size checked from its header before its data is read."""
+    members: dict[str, tarfile.TarInfo] = {}
+    for info in tar:
+        if len(members) >= _MAX_MEMBERS:
+            raise DataError(f"{path} lists more than {_MAX_MEMBERS} entries; a CIFAR archive has fewer than 10: "
+                            "it is not a CIFAR archive, fetch the real one")
+        name = info.name.removeprefix("./")
+        if info.size > member_byte_limit(name):
+            raise DataError(f"{path}: member {name[:80]} declares {info.size:,} bytes, more than the "
+                            f"{member_byte_limit(name):,} a CIFAR archive holds there; the archive is corrupt or "
+                            "malicious (nothing was decompressed): delete it and fetch the real one")
+        if name in members:
+            raise DataError(f"{path} lists {name[:80]} twice; a CIFAR archive lists each file once: it is corrupt "
+                            "or malicious, fetch the real one")
+        members[name] = info
+    return members
 
 
 def _infer_name(members: Mapping[str, tarfile.TarInfo], path: Path) -> str:
@@ -356,7 +363,7 @@ def _infer_name(members: Mapping[str, tarfile.TarInfo], path: Path) -> str:
 def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None = None) -> dict[str, Any]:
     """Decode a CIFAR python tarball in memory into uint8 images (n,s,s,3), int64 labels and label names."""
     path = Path(archive_path)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise DataError(f"CIFAR archive {str(path)!r} does not exist; run fetch_cifar first or fix the path")
     if name is not None:
         _check_name(name)
@@ -367,8 +374,8 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
             raise DataError(f"checksum mismatch for {path}: expected MD5 {expected}, got {actual}; refusing to "
                             "unpickle it. Delete the file and fetch the archive again.")
     try:
-        with tarfile.open(path, "r:*") as tar:
-            members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+        with _open_tar(path) as tar:
+            members = _scan_members(tar, path)
             name = name or _infer_name(members, path)
             source = CIFAR_SOURCES[name]
 
@@ -379,9 +386,8 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
                 if info is None or not info.isfile():
                     raise DataError(f"{path} lacks the regular file {full}: it is not {source.filename} "
                                     f"(or it is incomplete); fetch the {name} archive again")
-                handle = tar.extractfile(info)
-                assert handle is not None
-                return _text_keys(restricted_loads(handle.read()), full)
+                blob = _read_member(tar, info)
+                return _text_keys(restricted_loads(blob, member_images(full) * CIFAR_ROW_BYTES or 65_536), full)
 
             meta = read(source.meta_member)
             if source.names_key not in meta:
@@ -391,10 +397,11 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
             raw_train = [read(m) for m in source.train_members]
             raw_test = read(source.test_member)
             for member, batch in zip(source.train_members, raw_train, strict=True):
-                x, y, size = _decode_batch(batch, source.label_key, member, size)
+                x, y, size = _decode_batch(batch, source.label_key, member, size, source.train_images)
                 xs.append(x)
                 ys.append(y)
-            x_test, y_test, size = _decode_batch(raw_test, source.label_key, source.test_member, size)
+            x_test, y_test, size = _decode_batch(raw_test, source.label_key, source.test_member, size,
+                                                source.test_images)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         raise DataError(f"cannot read CIFAR archive {path} ({type(exc).__name__}: {exc}): it is truncated or "
                         "corrupt. Delete it and fetch it again (fetch_cifar verifies the MD5).") from exc
@@ -421,45 +428,6 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
 
 
 # --------------------------------------------------------------------------- synthetic CIFAR
-_PurePythonPickler: Any = getattr(pickle, "_Pickler")  # noqa: B009 - pure-Python pickler, overridable dispatch
-
-
-class _Py2StylePickler(_PurePythonPickler):
-    """Protocol-2 pickler writing bytes as Python-2 strings and numpy globals as old numpy did (like CIFAR)."""
-
-    dispatch = _PurePythonPickler.dispatch.copy()
-
-    def _save_py2_string(self, obj: bytes) -> None:
-        """Write bytes as a Python-2 str opcode (SHORT_BINSTRING / BINSTRING)."""
-        if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + struct.pack("<B", len(obj)) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    def _save_py2_text(self, obj: str) -> None:
-        """Write ASCII text as a Python-2 str too (numpy's dtype codes such as 'u1' and '|')."""
-        self._save_py2_string(obj.encode("latin-1"))
-
-    dispatch[bytes] = _save_py2_string
-    dispatch[str] = _save_py2_text
-
-    def save_global(self, obj: Any, name: str | None = None) -> None:
-        """Spell numpy's array reconstructor with its historical module path."""
-        if obj is _np_reconstruct:
-            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
-            self.memoize(obj)
-            return
-        super().save_global(obj, name)
-
-
-def _py2_pickle(obj: Any) -> bytes:
-    """Pickle `obj` the way CIFAR's Python-2 batches are pickled."""
-    buf = io.BytesIO()
-    _Py2StylePickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
-
-
 def _class_templates(rng: np.random.Generator, num_classes: int, size: int) -> NDArray[np.float64]:
     """Per-class (size,size,3) signal: a coloured blob and a colour stripe at class-specific places."""
     yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
@@ -510,8 +478,13 @@ def make_cifar_archive(path: PathLike, name: str, n_train: int, n_test: int, see
     for key, value in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(value, (int, np.integer)) or value < 0:
             raise DataError(f"{key}={value!r} must be a non-negative integer")
-    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise DataError(f"image_size={image_size!r} must be a positive integer (CIFAR uses 32)")
+    if not isinstance(image_size, (int, np.integer)) or not 1 <= image_size <= 32:
+        raise DataError(f"image_size={image_size!r} must be an integer from 1 to 32 (CIFAR's size, the most "
+                        "load_cifar accepts)")
+    most_train = source.train_images * len(source.train_members)
+    if n_train > most_train or n_test > source.test_images:
+        raise DataError(f"n_train={n_train}, n_test={n_test}: a {name} archive holds at most {most_train:,} training "
+                        f"and {source.test_images:,} test images (the most load_cifar accepts); lower them")
     rng = np.random.default_rng(seed)
     num_classes = 10 if name == "cifar10" else 100
     templates = _class_templates(rng, num_classes, int(image_size))
@@ -536,19 +509,19 @@ def make_cifar_archive(path: PathLike, name: str, n_train: int, n_test: int, see
         parts = np.array_split(np.arange(int(n_train)), len(source.train_members))
         for i, (member, idx) in enumerate(zip(source.train_members, parts, strict=True), start=1):
             offset = int(idx[0]) if idx.size else 0
-            members.append((member, _py2_pickle(batch(x_train[idx], y_train[idx],
+            members.append((member, py2_pickle(batch(x_train[idx], y_train[idx],
                                                       f"training batch {i} of 5", offset))))
-        members.append((source.test_member, _py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
+        members.append((source.test_member, py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
         meta = {b"num_cases_per_batch": int(parts[0].size), b"num_vis": 3 * int(image_size) ** 2,
                 b"label_names": [n.encode() for n in CIFAR10_LABEL_NAMES]}
-        members.append((source.meta_member, _py2_pickle(meta)))
+        members.append((source.meta_member, py2_pickle(meta)))
         members.append(("readme.html", b"<html><body>Synthetic CIFAR-10-format data (convexbn).</body></html>\n"))
     else:
-        members.append(("train", _py2_pickle(batch(x_train, y_train, "training batch 1 of 1", 0))))
-        members.append(("test", _py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
+        members.append(("train", py2_pickle(batch(x_train, y_train, "training batch 1 of 1", 0))))
+        members.append(("test", py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
         meta = {b"fine_label_names": [f"synthetic_class_{c:03d}".encode() for c in range(100)],
                 b"coarse_label_names": [f"synthetic_superclass_{c:02d}".encode() for c in range(20)]}
-        members.append(("meta", _py2_pickle(meta)))
+        members.append(("meta", py2_pickle(meta)))
     target = Path(path)
     with atomic_writer(target, suffix=".part") as fh:
         with gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz:
@@ -577,88 +550,6 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0) -> dict[str, A
         random_state=int(seed), stratify=digits.target)
     return {"name": "digits", "X_train": x_train, "y_train": y_train, "X_test": x_test, "y_test": y_test,
             "label_names": [str(d) for d in range(10)], "classes": [str(d) for d in range(10)]}
-
-
-_IDX_DTYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
-}
-
-
-def read_idx(path: PathLike, ndim: int | None = None) -> NDArray[Any]:
-    """Read an idx file (gzip-compressed when it ends in .gz), checking its magic number and size."""
-    path = Path(path)
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                raw = fh.read()
-        else:
-            raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"idx file {path} does not exist; check the Fashion-MNIST folder") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot decompress {path} ({type(exc).__name__}: {exc}): truncated or corrupt; "
-                        "reinstall it (apt-get install --reinstall dataset-fashion-mnist)") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path} is not an idx file: magic bytes {raw[:4].hex() or '(empty)'} should be "
-                        "00 00 <type 08..0e> <ndim>; use the original *-idx?-ubyte.gz files")
-    dtype, dims = _IDX_DTYPES[raw[2]], raw[3]
-    if ndim is not None and dims != ndim:
-        raise DataError(f"{path} has {dims} dimensions, expected {ndim} (idx{ndim} file); are the image and "
-                        "label files swapped?")
-    header = 4 + 4 * dims
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated inside its header ({len(raw)} bytes); reinstall or re-download it")
-    shape = struct.unpack(f">{dims}I", raw[4:header])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: header promises shape {shape} ({expected} data bytes) but the file holds "
-                        f"{len(raw) - header}; it is truncated or corrupt, reinstall or re-download it")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _idx_file(directory: Path, stem: str) -> Path:
-    """`stem`.gz in `directory`, or the uncompressed `stem`, whichever exists."""
-    for candidate in (directory / f"{stem}.gz", directory / stem):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"{directory} lacks {stem}.gz (or {stem}); install Debian's Fashion-MNIST with "
-                    f"`apt-get install dataset-fashion-mnist` (files in {FASHION_MNIST_DEBIAN_DIR}) or point "
-                    "the config at a folder holding the four *-idx?-ubyte.gz files")
-
-
-def find_fashion_mnist() -> Path | None:
-    """Debian's Fashion-MNIST folder when package dataset-fashion-mnist is installed, else None."""
-    if all((FASHION_MNIST_DEBIAN_DIR / f"{stem}.gz").is_file() for stem in FASHION_MNIST_FILES.values()):
-        return FASHION_MNIST_DEBIAN_DIR
-    return None
-
-
-def load_fashion_mnist(directory: PathLike | None = None) -> dict[str, Any]:
-    """Fashion-MNIST from its four idx files: uint8 images (n,28,28), int64 labels, label names."""
-    if directory is None:
-        found = find_fashion_mnist()
-        if found is None:
-            raise DataError("Fashion-MNIST not found: install it with `apt-get install dataset-fashion-mnist` "
-                            f"(files land in {FASHION_MNIST_DEBIAN_DIR}) or pass the folder holding the idx files")
-        directory = found
-    folder = Path(directory)
-    if not folder.is_dir():
-        raise DataError(f"Fashion-MNIST folder {str(folder)!r} does not exist; fix the path or install "
-                        "`dataset-fashion-mnist` and use its default location")
-    arrays = {key: read_idx(_idx_file(folder, stem), 3 if key.endswith("images") else 1)
-              for key, stem in FASHION_MNIST_FILES.items()}
-    for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.shape[0] != labels.shape[0]:
-            raise DataError(f"Fashion-MNIST {split}: {images.shape[0]} images but {labels.shape[0]} labels; "
-                            "the files do not belong together")
-        if labels.size and labels.max() >= len(FASHION_MNIST_LABEL_NAMES):
-            raise DataError(f"Fashion-MNIST {split} labels reach {labels.max()}, expected 0..9; corrupt file")
-    return {"name": "fashion_mnist",
-            "X_train": arrays["train_images"].astype(np.uint8), "y_train": arrays["train_labels"].astype(np.int64),
-            "X_test": arrays["test_images"].astype(np.uint8), "y_test": arrays["test_labels"].astype(np.int64),
-            "label_names": list(FASHION_MNIST_LABEL_NAMES), "classes": list(FASHION_MNIST_LABEL_NAMES)}
 
 
 # --------------------------------------------------------------------------- preparation
@@ -787,7 +678,7 @@ def save_prepared(path: PathLike, arrays: Mapping[str, Any]) -> None:
 def load_prepared(path: PathLike) -> dict[str, Any]:
     """Load arrays written by save_prepared (0-d values as Python scalars, string vectors as lists)."""
     target = Path(path)
-    if not target.is_file():
+    if not os.path.isfile(target):
         raise DataError(f"prepared dataset {str(target)!r} does not exist; run the data preparation step first")
     try:
         with np.load(target, allow_pickle=False) as npz:
@@ -800,14 +691,16 @@ def load_prepared(path: PathLike) -> dict[str, Any]:
                     out[key] = [str(v) for v in arr]
                 else:
                     out[key] = arr
-    except (OSError, ValueError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read prepared dataset {target} ({exc}); delete it and rerun the preparation") from exc
+    except (OSError, ValueError, EOFError, zlib.error) as exc:  # numpy's own text would suggest allow_pickle
+        raise DataError(f"cannot read prepared dataset {target}: it is not an .npz archive of plain arrays "
+                        f"({type(exc).__name__}); delete it and rerun the preparation") from exc
     return out
 
 
 __all__ = [
-    "CIFAR_SOURCES", "CIFAR10_LABEL_NAMES", "FASHION_MNIST_DEBIAN_DIR", "FASHION_MNIST_LABEL_NAMES",
-    "NORMALIZATIONS", "CifarSource", "DataError", "RestrictedUnpickler", "fetch_cifar", "file_md5",
-    "find_fashion_mnist", "load_cifar", "load_digits_split", "load_fashion_mnist", "load_prepared",
-    "make_cifar_archive", "prepare_arrays", "read_idx", "restricted_loads", "save_prepared", "stratified_subset",
+    "CIFAR_ROW_BYTES", "CIFAR_SOURCES", "CIFAR10_LABEL_NAMES", "FASHION_MNIST_DEBIAN_DIR", "FASHION_MNIST_FILES",
+    "FASHION_MNIST_LABEL_NAMES", "IDX_MAX_BYTES", "NORMALIZATIONS", "CifarSource", "DataError",
+    "RestrictedUnpickler", "archive_byte_limit", "fetch_cifar", "file_md5", "find_fashion_mnist", "load_cifar",
+    "load_digits_split", "load_fashion_mnist", "load_prepared", "make_cifar_archive", "member_byte_limit",
+    "member_images", "prepare_arrays", "read_idx", "restricted_loads", "save_prepared", "stratified_subset",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
+import stat
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -32,21 +34,138 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+class OutputPathError(ValueError):
+    """An output path that must not be written (special file, an input, unwritable folder, bad name)."""
+
+
+def _name_max(folder: Path) -> int:
+    """Longest file name (bytes) the file system of `folder` accepts (255 when it cannot say)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """The nearest folder above `path` that exists (the current folder for a bare relative name)."""
+    parent = path.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def check_output_path(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (),
+                      what: str = "output") -> Path:
+    """`path` if a result can safely be written there: absent or a regular file, not one of `inputs`,
+    every component a valid name, the nearest existing folder above it writable; else OutputPathError."""
+    out = Path(path)
+    if not str(path):
+        raise OutputPathError(f"{what} path is empty; give a file name such as result.json")
+    limit = _name_max(_existing_ancestor(out))
+    for part in out.parts:
+        if len(os.fsencode(part)) > limit:
+            raise OutputPathError(f"{what} name {part[:40]!r}... is {len(os.fsencode(part))} bytes, longer than "
+                                  f"the file system's limit of {limit}; choose a shorter file name")
+    try:
+        st = os.stat(out)
+    except FileNotFoundError:
+        st = None
+    except NotADirectoryError:
+        raise OutputPathError(f"{what} {str(path)!r}: a folder in the path is a file; fix the path") from None
+    except OSError as exc:
+        raise OutputPathError(f"{what} {str(path)!r} cannot be checked ({os.strerror(exc.errno or 0)}); "
+                              "choose another path") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise OutputPathError(f"{what} {str(path)!r} is a directory; give a file name such as result.json")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise OutputPathError(f"{what} {str(path)!r} is a special file (device, FIFO or socket), which would be "
+                              "replaced; give the path of a regular file")
+    for source in inputs:
+        try:
+            same = st is not None and os.path.samefile(out, source)
+        except OSError:
+            same = False
+        if same or os.path.abspath(out) == os.path.abspath(source):
+            raise OutputPathError(f"{what} {str(path)!r} is also an input ({str(source)!r}) and would be "
+                                  "overwritten; write the result to another file")
+    folder = _existing_ancestor(out)
+    if not folder.is_dir():
+        raise OutputPathError(f"{what} {str(path)!r}: {str(folder)!r} is not a folder; fix the path")
+    if not _writable(folder):
+        raise OutputPathError(f"{what} {str(path)!r}: folder {str(folder)!r} is not writable; choose a folder "
+                              "you can write to or fix its permissions")
+    return out
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in `folder` (probed with a nameless temporary file: root passes
+    every permission check, yet read-only mounts and pseudo file systems still refuse)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def physical_memory_bytes() -> int:
+    """Physical memory of this machine in bytes (16 GiB when the system cannot say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (OSError, ValueError, AttributeError):
+        return 16 << 30
+
+
+def _umask() -> int:
+    """The process's file-creation mask (from /proc on Linux, else by setting and restoring it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_writer(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[BinaryIO]:
-    """Yield a binary temp file next to `path`; on a clean exit fsync it and rename it over `path`, else delete it."""
+    """Yield a binary temp file next to `path`; on a clean exit fsync it and rename it over `path`, else delete it.
+
+    The file gets the mode a plain open() would give (0666 minus the umask), and an existing `path`
+    that is not a regular file (device, FIFO, socket, folder) is never replaced.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_special(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        _refuse_special(path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _refuse_special(path: Path) -> None:
+    """Raise OutputPathError when `path` exists and is not a regular file (or a link to one)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputPathError(f"refusing to replace {str(path)!r}: it is not a regular file (a device, FIFO, "
+                              "socket or folder); write to a regular file instead")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

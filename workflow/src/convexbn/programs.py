@@ -333,6 +333,33 @@ def predict_convex_gates(wh: Whitening, arr: Arrangements, u: np.ndarray, up: np
 # the two-layer BN-before-ReLU solve
 # ----------------------------------------------------------------------------------------------
 
+def beta_max(Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray) -> float:
+    """max_{i,c} ‖U'ᵀ D_i y_c‖: for β at or above it the zero network is optimal for the squared loss
+    (u = u' = 0 satisfies the optimality conditions: the dual point λ = y is feasible)."""
+    Y = as_targets(Y, Ut.shape[0])
+    G = np.einsum("np,nq,nc->pqc", np.asarray(masks, dtype=np.float64), Ut, Y, optimize=True)
+    return float(np.max(np.linalg.norm(G, axis=1), initial=0.0))
+
+
+def zero_is_optimal(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, loss: str = "squared") -> bool:
+    """Whether the zero network is a certified optimum of (C2) (squared loss and β ≥ β_max)."""
+    return loss == "squared" and float(beta) >= beta_max(Ut, Y, masks)
+
+
+def _zero_solution(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solver: str,
+                   t0: float) -> tuple[np.ndarray, np.ndarray, SolveRecord]:
+    """The zero blocks and a record certifying them, without calling a conic solver."""
+    shape = (masks.shape[1], Ut.shape[1], Y.shape[1])
+    bmax = beta_max(Ut, Y, masks)
+    reason = (f"beta {beta:g} >= beta_max {bmax:.6g}: the zero network is the certified optimum "
+              f"(no solver needed; {solver} was not called)")
+    log.info("%s", reason)
+    record = SolveRecord(solver="zero (beta >= beta_max)", status="optimal", seconds=time.perf_counter() - t0,
+                         iterations=0, objective=loss_value(np.zeros_like(Y), Y, "squared"), reason=reason,
+                         extra={"beta_max": bmax, "cone_violation": 0.0, "gap": 0.0})
+    return np.zeros(shape), np.zeros(shape), record
+
+
 def solve_two_layer(X: np.ndarray, Y: np.ndarray, beta: float, *, arrangements: str | int = "exact",
                     truncate: int | None = None, solver: str = "auto", seed: int = 0, loss: str = "squared",
                     bias: str = "unit", whitening: Whitening | None = None, arr: Arrangements | None = None,
@@ -360,7 +387,10 @@ def solve_two_layer(X: np.ndarray, Y: np.ndarray, beta: float, *, arrangements: 
     elif arr.masks.shape[0] != X.shape[0]:
         raise ValueError(f"the given arrangements have {arr.masks.shape[0]} rows but X has {X.shape[0]}")
     t_arr = time.perf_counter()
-    u, up, record = solve_c2(Ut, Y, beta, arr.masks, solver=solver, loss=loss, tol=tol, **options)
+    if zero_is_optimal(Ut, Y, beta, arr.masks, loss):
+        u, up, record = _zero_solution(Ut, Y, beta, arr.masks, solver, t0)
+    else:
+        u, up, record = solve_c2(Ut, Y, beta, arr.masks, solver=solver, loss=loss, tol=tol, **options)
     t_solve = time.perf_counter()
     extra: dict[str, Any] = {"whitening": wh, "arrangements": arr, "u": u, "up": up,
                              "certified": record.status == "optimal", "loss": loss}
