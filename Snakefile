@@ -5,6 +5,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from convexbn.experiments.grid import non_finite_numbers
+
 min_version("9.0")
 
 
@@ -13,6 +15,12 @@ configfile: "config/config.yaml"
 
 # Fails before any job starts, naming the bad key or value; also fills in schema defaults.
 validate(config, "workflow/schemas/config.schema.yaml")
+# JSON Schema bounds let NaN through (every comparison with NaN is false): reject it (and inf) here.
+_non_finite = non_finite_numbers(config)
+if _non_finite:
+    raise WorkflowError(
+        f"config keys {', '.join(_non_finite)} are NaN or infinite; give finite numbers"
+    )
 
 
 # MOSEK reads its licence location when first imported; pass it on to cluster jobs when set.

@@ -7,6 +7,7 @@ snakemake there, always through `run_snakemake` (subprocess with a timeout).
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -62,6 +63,32 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 300, env: dict[str
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-6000:]}")
     return proc
+
+
+def merge_config(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Overlay merged into base the way snakemake merges config files (nested mappings key by key)."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_config(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load_config(*overlays: str | dict[str, Any]) -> dict[str, Any]:
+    """config/config.yaml overlaid by config files (names under config/) or dicts, validated against the
+    schema with its defaults filled in, exactly as the Snakefile does before planning."""
+    from snakemake.utils import validate
+
+    with open(REPO / "config" / "config.yaml", encoding="utf-8") as fh:
+        config = yaml.safe_load(fh)
+    for overlay in overlays:
+        if isinstance(overlay, str):
+            with open(REPO / "config" / overlay, encoding="utf-8") as fh:
+                overlay = yaml.safe_load(fh)
+        merge_config(config, overlay)
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
 
 
 def only_experiments(*names: str) -> dict[str, Any]:

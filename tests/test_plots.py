@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import load_config
 from convexbn import plots
-from convexbn.experiments import EXPERIMENT_NAMES, ci_config, default_config, experiment_config
+from convexbn.experiments import EXPERIMENT_NAMES, family_of, grid, tables
+from convexbn.experiments.runner import make_figures
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 
@@ -109,37 +111,56 @@ def _rows_variants():
             for v in ("bn_after_relu", "cnn", "deep", "vector_output") for i in range(2)]
 
 
-def _rows(name, exp_cfg):
-    ds = exp_cfg.get("datasets", [])
+def _rows(name, ds):
+    ds = [ds] if ds else []
     return {"equivalence": _rows_equivalence, "closed_form": _rows_closed_form,
             "whitening_invariance": _rows_whitening, "variants": _rows_variants,
             "implicit_bias": lambda: _rows_implicit_bias(ds), "truncation": lambda: _rows_truncation(ds),
             "main_comparison": lambda: _rows_main(ds)}[name]()
 
 
+def _table_of(name, config=None):
+    """The first aggregated table of experiment `name` in the CI config."""
+    return next(t for t in tables(config or load_config("ci.yaml")).values() if t.experiment == name)
+
+
+def _draw(tmp_path, table, plot=None):
+    """Write the hand-made CSV of a table and draw it; returns the output folder."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    csv = tmp_path / f"{table.id}.csv"
+    pd.DataFrame(_rows(table.experiment, table.dataset)).to_csv(csv, index=False)
+    out = tmp_path / "figures"
+    make_figures(table.experiment, table.dataset, plot or table.plot, str(csv), str(out))
+    return out
+
+
 @pytest.mark.parametrize("name", EXPERIMENT_NAMES)
 def test_figures_and_tables_from_handwritten_csv(tmp_path, name):
-    exp_cfg = experiment_config(ci_config(), name)
-    csv = tmp_path / f"{name}.csv"
-    pd.DataFrame(_rows(name, exp_cfg)).to_csv(csv, index=False)
-    out = tmp_path / "figures"
-    plots.make_figures(name, exp_cfg, str(csv), str(out))
-    assert plots.check_outputs(name, exp_cfg, str(out)) == []
-    for stem in plots.figure_stems(name, exp_cfg):
+    table = _table_of(name)
+    out = _draw(tmp_path, table)
+    for stem in table.figures:
         assert (out / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
         assert (out / f"{stem}.png").stat().st_size > 1000
-    for stem in plots.table_stems(name, exp_cfg):
+    for stem in table.tables:
         md = (out / f"{stem}.md").read_text()
         assert md.startswith("|") and "settings ours" in md
         assert "\\begin{tabular}" in (out / f"{stem}.tex").read_text()
 
 
+def test_plot_rc_restyles_a_figure(tmp_path):
+    """An experiment's plot.rc settings reach matplotlib: a lower savefig.dpi gives a smaller PNG."""
+    table = _table_of("closed_form")
+    plain = _draw(tmp_path / "plain", table) / "closed_form_objective_vs_beta.png"
+    small = _draw(tmp_path / "small", table, {"rc": {"savefig.dpi": 40}}) / "closed_form_objective_vs_beta.png"
+    assert small.stat().st_size < plain.stat().st_size / 2
+    with pytest.raises(ValueError, match="not matplotlib rcParams"):
+        _draw(tmp_path / "bad", table, {"rc": {"lines.widht": 2}})
+
+
 def test_main_table_reports_mean_and_std_over_seeds(tmp_path):
-    exp_cfg = experiment_config(ci_config(), "main_comparison")
-    csv = tmp_path / "m.csv"
-    pd.DataFrame(_rows_main(exp_cfg["datasets"])).to_csv(csv, index=False)
-    plots.make_figures("main_comparison", exp_cfg, str(csv), str(tmp_path))
-    md = (tmp_path / f"main_accuracy_table_{exp_cfg['datasets'][0]}.md").read_text()
+    table = _table_of("main_comparison")
+    _draw(tmp_path, table)
+    md = (tmp_path / "figures" / f"main_accuracy_table_{table.dataset}.md").read_text()
     assert "81.00 ± 1.00" in md  # SGD: 0.80, 0.81, 0.82
     assert "cpu" in md and "Convex (exact, full whitening)" in md
 
@@ -149,12 +170,14 @@ def test_titles_mark_synthetic_data_and_device():
     assert "synthetic" not in plots._title("x", False)
 
 
-def test_every_stem_of_both_configs_has_a_caption():
-    for cfg in (default_config(), ci_config()):
-        for name in EXPERIMENT_NAMES:
-            exp_cfg = experiment_config(cfg, name)
-            for stem in plots.figure_stems(name, exp_cfg) + plots.table_stems(name, exp_cfg):
-                cap = REPORT / f"{stem}.rst"
+def test_every_figure_family_has_one_caption():
+    """Captions are per figure family (not per dataset copy), and every stem of the shipped configs has one."""
+    families = {fam for figs, tabs in grid.OUTPUT_FAMILIES.values() for fam in (*figs, *tabs)}
+    assert {p.stem for p in REPORT.glob("*.rst")} == families
+    for config in (load_config(), load_config("ci.yaml"), load_config("ci.yaml", "demo.yaml")):
+        for t in tables(config).values():
+            for stem in t.figures + t.tables:
+                cap = REPORT / f"{family_of(stem)}.rst"
                 assert cap.is_file(), f"missing caption {cap}"
                 assert "ours" in cap.read_text()
 
@@ -163,4 +186,4 @@ def test_csv_without_record_column_is_rejected(tmp_path):
     csv = tmp_path / "bad.csv"
     pd.DataFrame({"a": [1]}).to_csv(csv, index=False)
     with pytest.raises(ValueError, match="record"):
-        plots.make_figures("equivalence", {}, str(csv), str(tmp_path))
+        plots.read_table(str(csv))

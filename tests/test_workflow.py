@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, run_snakemake, workflow_env, write_overlay
+from conftest import REPO, copy_workflow, merge_config, run_snakemake, workflow_env, write_overlay
 
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 CONFIGS = ("config.yaml", "ci.yaml", "demo.yaml")
@@ -24,18 +24,11 @@ def load_yaml(path: Path) -> Any:
 
 
 def merged(*names: str) -> dict[str, Any]:
-    """config/config.yaml overlaid by further config files, merged the way snakemake does."""
-    def update(base: dict[str, Any], over: dict[str, Any]) -> None:
-        for key, value in over.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                update(base[key], value)
-            else:
-                base[key] = copy.deepcopy(value)
-
+    """config/config.yaml overlaid by further config files, merged the way snakemake does (no defaults)."""
     out = load_yaml(REPO / "config" / "config.yaml")
     for name in names:
-        update(out, load_yaml(REPO / "config" / name))
-    return out
+        merge_config(out, load_yaml(REPO / "config" / name))
+    return copy.deepcopy(out)
 
 
 def schema_errors(config: dict[str, Any]) -> list[str]:
@@ -70,7 +63,7 @@ def test_schema_is_valid_draft_2020_12_with_descriptions() -> None:
         walk(sub, f"$defs.{name}")
 
 
-@pytest.mark.parametrize("overlays", [(), ("ci.yaml",), ("demo.yaml",)])
+@pytest.mark.parametrize("overlays", [(), ("ci.yaml",), ("ci.yaml", "demo.yaml"), ("fashion_mnist_beta1e-4.yaml",)])
 def test_shipped_configs_pass_the_schema(overlays: tuple[str, ...]) -> None:
     """config.yaml alone and with each shipped overlay validates."""
     assert schema_errors(merged(*overlays)) == []
@@ -85,6 +78,26 @@ def test_shipped_configs_pass_the_schema(overlays: tuple[str, ...]) -> None:
     (lambda c: c["data"]["cifar10"].update(md5="nothex"), "nothex"),
     (lambda c: c["experiments"].update(not_an_experiment={}), "not_an_experiment"),
     (lambda c: c["resources"]["convex"].update(mem_mb=-5), "mem_mb"),
+    (lambda c: c["experiments"]["variants"].update(variants=["mlp"]), "mlp"),
+    (lambda c: c["experiments"]["truncation"].update(ks=["zero"]), "zero"),
+    (lambda c: c["experiments"]["equivalence"].update(n=1), "1 is less than the minimum of 2"),
+    (lambda c: c["experiments"]["variants"]["cnn"].update(n=1), "1 is less than the minimum of 2"),
+    (lambda c: c["experiments"]["variants"].update(beta=float("nan")), "nan"),
+    (lambda c: c["experiments"]["variants"].update(beta=-0.1), "-0.1"),
+    (lambda c: c["experiments"]["variants"].update(beta=float("inf")), "inf"),
+    (lambda c: c["experiments"]["closed_form"].update(betas=[0.1, float("nan")]), "nan"),
+    (lambda c: c["experiments"]["equivalence"].update(inits=0), "0 is less than the minimum of 1"),
+    (lambda c: c["experiments"]["whitening_invariance"].update(lr=0), "lr"),
+    (lambda c: c["experiments"]["truncation"]["sgd"].update(lr=0.0), "0.0"),
+    (lambda c: c["experiments"]["truncation"]["convex"].update(tol=0), "tol"),
+    (lambda c: c["experiments"]["truncation"]["convex"].update(max_iter=0), "max_iter"),
+    (lambda c: c["experiments"]["main_comparison"]["convex_full"].update(max_seconds=0), "max_seconds"),
+    (lambda c: c["experiments"]["equivalence"].update(width_factors=[1.0, 0.0]), "0.0"),
+    (lambda c: c["experiments"]["truncation"].update(arrangements=2_000_000), "2000000"),
+    (lambda c: c["experiments"]["implicit_bias"]["convex"].update(arrangements=1_000_001), "1000001"),
+    (lambda c: c["datasets"].update({"Digits-Copy": c["datasets"]["digits"]}), "Digits-Copy"),
+    (lambda c: c["experiments"]["truncation"].update(datasets=["../etc"]), "../etc"),
+    (lambda c: c["experiments"]["closed_form"].update(plot={"colour": "red"}), "colour"),
 ])
 def test_schema_rejects_bad_keys_and_values(mutate: Any, expected: str) -> None:
     """Unknown keys and bad values are schema errors that name the key or the value."""
@@ -110,11 +123,18 @@ def test_bad_config_stops_snakemake_before_any_job(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "'many' is not of type 'array'" in out and "betas" in out, out[-3000:]
     assert not (wf / "results").exists()
 
+    bad = write_overlay(tmp_path / "bad3.yaml", {"fetch": {"backoff": float("nan")}})  # no schema bound catches NaN
+    proc = run_snakemake(wf, "--cores", "1", "--configfile", "config/ci.yaml", str(bad), timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "config.fetch.backoff are NaN or infinite" in out, out[-3000:]
+    assert not (wf / "results").exists()
 
-@pytest.mark.parametrize("overlay", [None, "config/ci.yaml", "config/demo.yaml"])
-def test_dry_run_shows_the_plan(workflow_copy: Path, overlay: str | None) -> None:
+
+@pytest.mark.parametrize("overlays", [(), ("config/ci.yaml",), ("config/ci.yaml", "config/demo.yaml")])
+def test_dry_run_shows_the_plan(workflow_copy: Path, overlays: tuple[str, ...]) -> None:
     """`snakemake -n` plans every stage for the full config and the overlays."""
-    args = ["-n", "--cores", "2"] + (["--configfile", overlay] if overlay else [])
+    overlay = bool(overlays)
+    args = ["-n", "--cores", "2"] + (["--configfile", *overlays] if overlays else [])
     proc = run_snakemake(workflow_copy, *args, timeout=180, check=True)
     for rule in ("fetch_cifar", "prepare_dataset", "whiten_dataset", "run_job", "aggregate", "figures_"):
         assert rule in proc.stdout, f"{rule} missing from the plan"
@@ -200,5 +220,56 @@ def test_readme_explains_every_config_key() -> None:
     schema = load_yaml(SCHEMA_PATH)
     missing = [k for k in schema_keys(schema, schema) if f"`{k}`" not in readme]
     assert not missing, f"config/README.md does not explain: {missing[:20]}"
-    for cmd in ("snakemake --cores all", "--workflow-profile workflow/profiles/slurm", "--report"):
+    for cmd in ("snakemake --cores all", "--workflow-profile workflow/profiles/slurm", "--report",
+                "--configfile config/ci.yaml config/demo.yaml"):
         assert cmd in readme
+    assert "/work/" not in readme and "paper.md" not in readme  # no machine paths
+
+
+def test_readme_key_tables_are_generated_from_the_schema() -> None:
+    """config/README.md's "Every key" section is exactly what workflow/scripts/config_keys.py prints."""
+    import subprocess
+    import sys
+
+    script = REPO / "workflow" / "scripts" / "config_keys.py"
+    keys = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+    assert keys in (REPO / "config" / "README.md").read_text(), "regenerate: python workflow/scripts/config_keys.py"
+
+
+def test_overlays_only_override() -> None:
+    """ci.yaml repeats no value of config.yaml, and demo.yaml no value of config.yaml + ci.yaml."""
+    def repeated(base: dict[str, Any], over: dict[str, Any], where: str = "") -> list[str]:
+        out = []
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                out += repeated(base[key], value, f"{where}{key}.")
+            elif key in base and base[key] == value:
+                out.append(where + key)
+        return out
+
+    assert repeated(merged(), load_yaml(REPO / "config" / "ci.yaml")) == []
+    assert repeated(merged("ci.yaml"), load_yaml(REPO / "config" / "demo.yaml")) == []
+
+
+def test_every_number_in_the_schema_is_bounded() -> None:
+    """Every numeric property (and numeric list item) has a lower bound; β-like ones also exclude NaN."""
+    schema = load_yaml(SCHEMA_PATH)
+    unbounded = []
+
+    def walk(node: dict[str, Any], where: str) -> None:
+        types = node.get("type", [])
+        types = types if isinstance(types, list) else [types]
+        if {"number", "integer"} & set(types) and not {"minimum", "exclusiveMinimum"} & set(node):
+            unbounded.append(where)
+        if where.rsplit(".", 1)[-1] in ("beta", "beta_per_sample", "noise"):
+            assert node.get("not") == {"maximum": -1}, f"{where} lets NaN through"
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{where}.{key}")
+        for i, sub in enumerate(node.get("oneOf", [])):
+            walk(sub, f"{where}|{i}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{where}[]")
+    walk(schema, "config")
+    for name, sub in schema["$defs"].items():
+        walk(sub, f"$defs.{name}")
+    assert unbounded == [], unbounded

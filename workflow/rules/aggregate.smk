@@ -15,8 +15,7 @@ rule aggregate:
     message:
         "Aggregating table {wildcards.table} into {output}"
     params:
-        name=lambda wc: TABLES[wc.table][0],
-        experiment=lambda wc: table_cfg(wc.table),
+        name=lambda wc: TABLES[wc.table].experiment,
     threads: res("aggregate", "threads")
     resources:
         mem_mb=res("aggregate", "mem_mb"),

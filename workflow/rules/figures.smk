@@ -3,7 +3,7 @@
 # settings) re-runs only these rules. One rule per table because each has its own stems.
 
 
-for _table, (_exp, _ds) in TABLES.items():
+for _table, _t in TABLES.items():
 
     rule:
         name:
@@ -11,7 +11,7 @@ for _table, (_exp, _ds) in TABLES.items():
         input:
             table=f"results/tables/{_table}.csv",
         output:
-            [reported(f, _exp) for f in figure_files(_table)],
+            [reported(f, _t.experiment) for f in figure_files(_table)],
         log:
             f"results/logs/figures/{_table}.log",
         benchmark:
@@ -19,8 +19,9 @@ for _table, (_exp, _ds) in TABLES.items():
         message:
             f"Plotting table {_table}"
         params:
-            name=_exp,
-            experiment=table_cfg(_table, plot=True),
+            name=_t.experiment,
+            dataset=_t.dataset,
+            plot=_t.plot,
         threads: res("figures", "threads")
         resources:
             mem_mb=res("figures", "mem_mb"),

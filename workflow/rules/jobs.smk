@@ -1,8 +1,8 @@
 # Stages 4 and 5 — baselines and convex solves. One rule runs any job of the static grid that
-# convexbn.experiments.list_jobs() expands from config; convexbn.experiments.job_kind() sorts the
-# jobs into the `baselines` and `convex` targets and picks their resources. Baseline trainings
-# checkpoint every epoch under results/{experiment}/checkpoints/ (convexbn.experiments derives the
-# path from the output path) so a killed job resumes.
+# convexbn.experiments.grid expands from config; each job receives only its own parameters, so a
+# new k, seed or dataset adds jobs without re-running the others. The job's kind (baselines or
+# convex) picks the target and the resources. Baseline trainings checkpoint every epoch at the
+# path this rule passes them, so a killed job resumes.
 
 
 rule run_job:
@@ -18,9 +18,11 @@ rule run_job:
     message:
         "Experiment {wildcards.experiment}: job {wildcards.job}"
     params:
-        experiment=lambda wc: job_cfg(wc.experiment),
-        datasets=lambda wc: job_datasets(wc.experiment, wc.job),
-    threads: lambda wc: int(exp_cfg(wc.experiment)["threads"])
+        job=lambda wc: job_of(wc).params,
+        kind=lambda wc: job_of(wc).kind,
+        datasets=lambda wc: list(job_of(wc).datasets),
+        checkpoint=job_checkpoint,
+    threads: lambda wc: int(job_of(wc).params["threads"])
     resources:
         mem_mb=job_res("mem_mb"),
         runtime=job_res("runtime"),

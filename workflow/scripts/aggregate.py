@@ -6,12 +6,12 @@ snakemake = globals()["snakemake"]
 
 
 def main(log) -> None:
-    """Call convexbn.experiments.aggregate."""
-    from convexbn.experiments import aggregate
+    """Call convexbn.experiments.runner.aggregate."""
+    from convexbn.experiments.runner import aggregate
 
     name = snakemake.params.name
     log.info("aggregating %d job results of %s", len(snakemake.input), name)
-    aggregate(name, dict(snakemake.params.experiment), list(snakemake.input), snakemake.output[0])
+    aggregate(name, list(snakemake.input), snakemake.output[0])
 
 
 run_logged(snakemake, "aggregate", main)

@@ -16,9 +16,9 @@ def raw_location(ds_cfg: dict, source_cfg: dict, inputs: list[str]) -> str | Non
 
 
 def main(log) -> None:
-    """Call convexbn.experiments.build_dataset."""
+    """Call convexbn.experiments.datasets.build_dataset."""
     from convexbn.data import DataError
-    from convexbn.experiments import build_dataset
+    from convexbn.experiments.datasets import build_dataset
 
     ds, cfg = snakemake.wildcards.ds, dict(snakemake.params.dataset)
     raw = raw_location(cfg, dict(snakemake.params.source), list(snakemake.input))

@@ -6,8 +6,8 @@ snakemake = globals()["snakemake"]
 
 
 def main(log) -> None:
-    """Call convexbn.experiments.whiten_dataset."""
-    from convexbn.experiments import whiten_dataset
+    """Call convexbn.experiments.datasets.whiten_dataset."""
+    from convexbn.experiments.datasets import whiten_dataset
 
     log.info("whitening %s", snakemake.input[0])
     whiten_dataset(snakemake.input[0], snakemake.output[0], dict(snakemake.params.dataset))

@@ -272,3 +272,24 @@ def predict(net: nn.Module, X: np.ndarray) -> np.ndarray:
     out = net(torch.as_tensor(np.asarray(X), dtype=p.dtype, device=p.device))
     net.train(was_training)
     return out.double().cpu().numpy()
+
+
+def one_hot(y: np.ndarray, classes: int) -> np.ndarray:
+    """(n, C) float64 one-hot matrix of integer labels."""
+    Y = np.zeros((len(y), classes))
+    Y[np.arange(len(y)), np.asarray(y, dtype=np.int64)] = 1.0
+    return Y
+
+
+def accuracy(out: np.ndarray, y: np.ndarray) -> float:
+    """Classification accuracy of argmax outputs (C > 1) or of out > 0.5 against y ∈ {0, 1} (C = 1)."""
+    out = np.asarray(out).reshape(len(y), -1)
+    pred = out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0.5).astype(int)
+    return float(np.mean(pred == np.asarray(y)))
+
+
+def training_fit(net: nn.Module, X: np.ndarray) -> np.ndarray:
+    """Training-set outputs of a BN net with full-batch statistics (running statistics reset to X)."""
+    p = next(net.parameters())
+    set_running_stats(net, torch.as_tensor(np.asarray(X), dtype=p.dtype, device=p.device))
+    return predict(net, X)

@@ -1,6 +1,6 @@
-"""Figures and tables of every experiment, drawn ONLY from the aggregated CSV of `experiments.aggregate`.
+"""Figures and tables of every experiment, drawn ONLY from the aggregated CSVs under results/tables/.
 
-One shared style (:func:`apply_style`), headless Agg backend, PDF + PNG per figure, Markdown + LaTeX per
+One shared style (:func:`style`, restyled per experiment by its `plot.rc` config), headless Agg backend, PDF + PNG per figure, Markdown + LaTeX per
 table (pandas). Axis labels carry units; legends name the methods as the paper does ("SGD (BN
 network)", "Convex (exact)", "Convex (truncated, k)"). Figures from synthetic data say "synthetic" in
 their title. All settings shown are ours, not the paper's (paper.md §5.2).
@@ -8,9 +8,10 @@ their title. All settings shown are ours, not the paper's (paper.md §5.2).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import matplotlib
 
@@ -19,8 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-# Real-data experiments get one table per dataset (so a dataset missing offline never blocks another's).
-from convexbn.experiments import REAL_DATA_EXPERIMENTS  # noqa: E402
+from convexbn.experiments.selection import select_on_validation  # noqa: E402
 
 #: How the methods are named in legends and tables.
 METHOD_LABELS: dict[str, str] = {
@@ -49,9 +49,15 @@ DATASET_LABELS: dict[str, str] = {"digits": "digits (8×8)", "fashion_mnist": "F
                                   "cifar100": "CIFAR-100"}
 
 
-def apply_style() -> None:
-    """Apply the shared matplotlib style."""
-    plt.rcParams.update(STYLE)
+@contextlib.contextmanager
+def style(rc: dict[str, Any] | None = None) -> Iterator[None]:
+    """The shared matplotlib style overlaid by `rc` (an experiment's `plot.rc` settings) for a block."""
+    rc = dict(rc or {})
+    unknown = sorted(k for k in rc if k not in matplotlib.rcParams)
+    if unknown:
+        raise ValueError(f"plot.rc: {unknown} are not matplotlib rcParams; use names from matplotlib.rcParams")
+    with plt.rc_context({**STYLE, **rc}):
+        yield
 
 
 def _dataset_label(ds: str) -> str:
@@ -96,12 +102,16 @@ def _write_table(df: pd.DataFrame, out_dir: str, stem: str, caption: str) -> Non
     atomic_write_bytes(os.path.join(out_dir, f"{stem}.tex"), tex.encode())
 
 
-def _read(table_csv: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(summary rows, trace rows) of an aggregated CSV."""
+def read_table(table_csv: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary rows, trace rows) of an aggregated CSV; an error when it has no summary rows."""
     df = pd.read_csv(table_csv)
     if "record" not in df.columns:
-        raise ValueError(f"{table_csv} has no 'record' column; it was not written by convexbn.experiments.aggregate")
-    return df[df["record"] == "summary"].copy(), df[df["record"] == "trace"].copy()
+        raise ValueError(f"{table_csv} has no 'record' column; it was not written by "
+                         f"convexbn.experiments.runner.aggregate")
+    summary, trace = df[df["record"] == "summary"].copy(), df[df["record"] == "trace"].copy()
+    if summary.empty:
+        raise ValueError(f"{table_csv}: no summary rows; nothing to plot")
+    return summary, trace
 
 
 def _any_true(s: pd.Series | None) -> bool:
@@ -121,43 +131,6 @@ def _devices(df: pd.DataFrame) -> str | None:
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
     """Column `name` or a NaN column."""
     return df[name] if name in df.columns else pd.Series([np.nan] * len(df), index=df.index)
-
-
-# --------------------------------------------------------------------------------------------------
-# stems
-# --------------------------------------------------------------------------------------------------
-
-
-def figure_stems(name: str, exp_cfg: dict[str, Any]) -> list[str]:
-    """Figure stems (figures/{stem}.pdf|png) of an experiment."""
-    ds = list(exp_cfg.get("datasets", []))
-    if name == "equivalence":
-        return ["equivalence_objective_vs_iteration"]
-    if name == "closed_form":
-        return ["closed_form_objective_vs_beta"]
-    if name == "whitening_invariance":
-        return ["whitening_invariance_objectives"]
-    if name == "implicit_bias":
-        return [f"implicit_bias_energy_{d}" for d in ds]
-    if name == "truncation":
-        return [f"truncation_accuracy_vs_k_{d}" for d in ds]
-    if name == "main_comparison":
-        return [f"main_test_accuracy_vs_{x}_{d}" for d in ds for x in ("epoch", "time")]
-    if name == "variants":
-        return ["variants_objectives"]
-    raise ValueError(f"unknown experiment {name!r}")
-
-
-def table_stems(name: str, exp_cfg: dict[str, Any]) -> list[str]:
-    """Table stems (figures/{stem}.md|tex) of an experiment."""
-    stems = {"equivalence": "equivalence_table", "closed_form": "closed_form_table",
-             "whitening_invariance": "whitening_invariance_table", "implicit_bias": "implicit_bias_table",
-             "truncation": "truncation_table", "main_comparison": "main_accuracy_table", "variants": "variants_table"}
-    if name not in stems:
-        raise ValueError(f"unknown experiment {name!r}")
-    if name in REAL_DATA_EXPERIMENTS:  # one table per dataset: a dataset missing offline never blocks another's table
-        return [f"{stems[name]}_{d}" for d in exp_cfg.get("datasets", [])]
-    return [stems[name]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,7 +338,7 @@ def plot_truncation(summary: pd.DataFrame, ds: str, out_dir: str) -> None:
         ax.axhline(100 * sg["test_acc"].iloc[0], color=METHOD_COLORS["sgd"], ls="--", label="SGD (BN network), test")
         ax.axhline(100 * sg["train_acc"].iloc[0], color=METHOD_COLORS["sgd"], ls=":", label="SGD (BN network), train")
     if "val_acc" in cv.columns and cv["val_acc"].notna().any():
-        best = cv.loc[cv["val_acc"].idxmax()]
+        best = select_on_validation(cv.to_dict("records"), "kn")
         ax.axvline(best["kn"], color="#7f7f7f", lw=0.8)
         ax.annotate(f"k chosen on validation = {int(best['kn'])}", (best["kn"], ax.get_ylim()[0]),
                     xytext=(4, 6), textcoords="offset points", fontsize=7)
@@ -383,7 +356,7 @@ def table_truncation(summary: pd.DataFrame, out_dir: str, stem: str = "truncatio
     for ds, s in summary.groupby("dataset"):
         # requested k at or above the rank all give the full whitening: one row for that k
         cv = s[s["method"] == "convex"].assign(kn=lambda d: _k_numeric(d)).sort_values("kn").drop_duplicates("kn")
-        best_k = cv.loc[cv["val_acc"].idxmax(), "kn"] if cv["val_acc"].notna().any() else None
+        best_k = select_on_validation(cv.to_dict("records"), "kn")["kn"] if cv["val_acc"].notna().any() else None
         for _, r in cv.iterrows():
             rows.append({"dataset": ds, "method": "Convex (truncated)", "k": int(r["kn"]),
                          "chosen on validation": "yes" if r["kn"] == best_k else "", "train acc": r["train_acc"],
@@ -490,49 +463,4 @@ def table_variants(summary: pd.DataFrame, out_dir: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def make_figures(name: str, exp_cfg: dict[str, Any], table_csv: str, out_dir: str) -> None:
-    """Every figure and table of experiment `name` from its aggregated CSV."""
-    apply_style()
-    summary, trace = _read(table_csv)
-    if summary.empty:
-        raise ValueError(f"{table_csv}: no summary rows; nothing to plot")
-    if name == "equivalence":
-        plot_equivalence(summary, trace, out_dir)
-        table_equivalence(summary, out_dir)
-    elif name == "closed_form":
-        plot_closed_form(summary, out_dir)
-        table_closed_form(summary, out_dir)
-    elif name == "whitening_invariance":
-        plot_whitening(summary, out_dir)
-        table_whitening(summary, out_dir)
-    elif name in REAL_DATA_EXPERIMENTS:
-        datasets = exp_cfg.get("datasets", sorted(set(summary["dataset"])))
-        for ds, stem in zip(datasets, table_stems(name, {"datasets": datasets})):
-            s_ds = summary[summary["dataset"] == ds]
-            if s_ds.empty:
-                raise ValueError(f"{table_csv}: no rows for dataset {ds!r} of experiment {name}")
-            if name == "implicit_bias":
-                plot_implicit_bias(summary, trace, ds, out_dir)
-                table_implicit_bias(s_ds, out_dir, stem)
-            elif name == "truncation":
-                plot_truncation(summary, ds, out_dir)
-                table_truncation(s_ds, out_dir, stem)
-            else:
-                for x in ("epoch", "time"):
-                    plot_main(summary, trace, ds, x, out_dir)
-                table_main(s_ds, out_dir, stem)
-    elif name == "variants":
-        plot_variants(summary, out_dir)
-        table_variants(summary, out_dir)
-    else:
-        raise ValueError(f"unknown experiment {name!r}")
-
-
-def check_outputs(name: str, exp_cfg: dict[str, Any], out_dir: str) -> list[str]:
-    """Missing output files of an experiment (empty when all figures and tables exist)."""
-    want = [f"{s}.{e}" for s in figure_stems(name, exp_cfg) for e in ("pdf", "png")]
-    want += [f"{s}.{e}" for s in table_stems(name, exp_cfg) for e in ("md", "tex")]
-    return [w for w in want if not os.path.isfile(os.path.join(out_dir, w))]
-
-
-__all__ = ["METHOD_LABELS", "apply_style", "check_outputs", "figure_stems", "make_figures", "table_stems"]
+__all__ = ["METHOD_LABELS", "read_table", "style"]

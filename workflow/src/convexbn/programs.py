@@ -474,3 +474,71 @@ def closed_form(X: np.ndarray, Y: np.ndarray, beta: float, bias: str = "unit") -
                          objective=objective, reason="closed form (rank(JX) = n-1)")
     return ConvexResult(objective=objective, record=record, params=params, neurons=m, arrangements=0,
                         extra={"whitening": wh, "prediction": F, "certified": True, "loss": "squared"})
+
+
+def convex_outputs(Phi: np.ndarray, u: np.ndarray, up: np.ndarray, generators: np.ndarray | None = None,
+                   predictor: str = "network", chunk_elems: int = 20_000_000) -> np.ndarray:
+    """Outputs Σ_i (Φu_i)_+ − (Φu'_i)_+ (= the reconstructed BN net, A4 'network') or generator-gated ones."""
+    Phi = np.asarray(Phi, dtype=np.float64)
+    P, q, C = u.shape
+    if predictor not in ("network", "generator"):
+        raise ValueError(f"predictor={predictor!r}; choose 'network' (reconstructed BN net) or 'generator'")
+    rows = max(1, chunk_elems // max(1, P * C))
+    out = np.empty((Phi.shape[0], C))
+    flat = lambda B: np.ascontiguousarray(B.transpose(1, 0, 2)).reshape(q, P * C)  # noqa: E731  (q, P·C) for BLAS
+    Uf, Upf, Df = flat(u), flat(up), flat(u - up)
+    for s in range(0, Phi.shape[0], rows):
+        F = Phi[s:s + rows]
+        if predictor == "network":
+            a = (F @ Uf).reshape(-1, P, C)
+            b = (F @ Upf).reshape(-1, P, C)
+            out[s:s + rows] = np.maximum(a, 0).sum(1) - np.maximum(b, 0).sum(1)
+        else:
+            gates = (F @ generators >= 0).astype(np.float64)  # (n, P)
+            out[s:s + rows] = np.einsum("np,npc->nc", gates, (F @ Df).reshape(-1, P, C))
+    return out
+
+
+def block_norms(u: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """(2P, C) norms of the blocks u_i and u'_i of a (C2) solution, per class."""
+    return np.concatenate([np.linalg.norm(u, axis=1), np.linalg.norm(up, axis=1)], axis=0)
+
+
+def sparsify_blocks(Ut: np.ndarray, masks: np.ndarray, u: np.ndarray, up: np.ndarray,
+                    rel_tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray, str]:
+    """A sparsest-vertex optimal solution with the same fit and norm sum (LP over block magnitudes).
+
+    Interior-point solvers return non-sparse optima; keeping each active block's direction fixed, any
+    magnitudes t ≥ 0 reproducing the optimal fit with Σt equal to the optimum is optimal too, and a
+    vertex of that LP has at most n·C non-zero blocks.
+    """
+    from scipy.optimize import linprog
+
+    P, q, C = u.shape
+    n = Ut.shape[0]
+    norms = block_norms(u, up)
+    idx = np.argwhere(norms > rel_tol * max(float(norms.max()), 1e-300))  # (b, 2) rows: (block, class)
+    if idx.shape[0] == 0:
+        return u, up, "empty"
+    cols, mags = [], []
+    for blk, c in idx:
+        i, sgn = (blk, 1.0) if blk < P else (blk - P, -1.0)
+        vec = (u if sgn > 0 else up)[i, :, c]
+        t = float(np.linalg.norm(vec))
+        col = np.zeros((n, C))
+        col[:, c] = sgn * masks[:, i] * (Ut @ (vec / t))
+        cols.append(col.ravel())
+        mags.append(t)
+    A = np.stack(cols, axis=1)
+    t0 = np.array(mags)
+    res = linprog(np.ones(len(t0)), A_eq=A, b_eq=A @ t0, bounds=(0, None), method="highs-ds")
+    if res.status != 0 or res.x is None or res.fun > t0.sum() * (1 + 1e-9) + 1e-12:
+        return u, up, f"lp_failed:{res.message}"
+    t = np.where(res.x > 1e-12 * t0.max(), res.x, 0.0)
+    u2, up2 = np.zeros_like(u), np.zeros_like(up)
+    for (blk, c), tk, t_old in zip(idx, t, t0):
+        if blk < P:
+            u2[blk, :, c] = u[blk, :, c] / t_old * tk
+        else:
+            up2[blk - P, :, c] = up[blk - P, :, c] / t_old * tk
+    return u2, up2, "ok"

@@ -115,3 +115,29 @@ def load_whitening(path: str) -> Whitening:
     with np.load(path) as z:
         return Whitening(mean=z["mean"], V=z["V"], sigma=z["sigma"], n=int(z["n"]), rank=int(z["rank"]),
                          bias_value=float(z["bias_value"]), full_sigma=z["full_sigma"])
+
+
+def path_energy_convex(u: np.ndarray, up: np.ndarray, r: int) -> np.ndarray:
+    """Per-singular-direction energy Σ_blocks u_k²/‖u_{1:r}‖ of a convex solution (normalised to 1)."""
+    B = np.concatenate([u, up], axis=0)[:, :r, :]  # (2P, r, C)
+    B = np.moveaxis(B, 2, 1).reshape(-1, r)  # blocks × r
+    nrm = np.linalg.norm(B, axis=1)
+    keep = nrm > 0
+    E = (B[keep] ** 2 / nrm[keep, None]).sum(0)
+    return E / max(E.sum(), 1e-300)
+
+
+def path_energy_network(W: np.ndarray, gamma: np.ndarray, Vout: np.ndarray, V: np.ndarray,
+                        sigma: np.ndarray) -> np.ndarray:
+    """Per-singular-direction energy Σ_j |γ_j|‖v_j‖ ẑ_jk² of a BN net, ẑ_j ∝ Σ Vᵀ w_j (normalised to 1)."""
+    Z = sigma[:, None] * (V.T @ W)  # (r, m)
+    Zn = Z / np.maximum(np.linalg.norm(Z, axis=0, keepdims=True), 1e-300)
+    weight = np.abs(gamma) * np.linalg.norm(Vout, axis=1)
+    E = (Zn**2 * weight[None, :]).sum(1)
+    return E / max(E.sum(), 1e-300)
+
+
+def top_fraction_energy(E: np.ndarray, fraction: float) -> float:
+    """Share of the energy carried by the top `fraction` of singular directions."""
+    k = max(1, int(np.ceil(fraction * len(E))))
+    return float(np.sum(E[:k]) / max(np.sum(E), 1e-300))
