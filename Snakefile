@@ -29,6 +29,7 @@ include: "workflow/rules/whiten.smk"
 include: "workflow/rules/jobs.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
 
 
 localrules:
@@ -38,6 +39,7 @@ localrules:
     convex,
     tables,
     figures,
+    claims,
 
 
 rule all:
@@ -45,6 +47,7 @@ rule all:
     input:
         all_tables(),
         all_figures(),
+        CLAIMS_OUTPUTS,
     default_target: True
 
 
@@ -76,3 +79,9 @@ rule figures:
     """Figures (PDF + PNG) and Markdown/LaTeX tables under figures/."""
     input:
         all_figures(),
+
+
+rule claims:
+    """The claims scoreboard (figures/claims.md, .tex) and RESULTS.md."""
+    input:
+        CLAIMS_OUTPUTS,
