@@ -44,7 +44,6 @@ rule results_md:
     input:
         scoreboard="figures/claims.md",
         tables=lambda wc: [f"results/tables/{t}.csv" for t in claims_tables()],
-        rendered=lambda wc: claims_rendered(),
         jobs=lambda wc: [j for t in claims_tables() for j in table_jobs(t)],
     output:
         "RESULTS.md",
@@ -57,7 +56,7 @@ rule results_md:
     params:
         missing=claims_missing(),
         benchmarks=claims_benchmarks(),
-        configfiles=config_files(),
+        configfiles_key=CONFIGFILES_KEY,
     threads: res("figures", "threads")
     resources:
         mem_mb=res("figures", "mem_mb"),

@@ -46,11 +46,6 @@ def claims_benchmarks():
     }
 
 
-def claims_rendered():
-    """Markdown renderings (figures/*.md) of the tables RESULTS.md embeds."""
-    return [f for t in claims_tables() for f in figure_files(t) if f.endswith(".md")]
-
-
 def config_files():
     """Config files in merge order (the Snakefile's default, then each --configfile), relative when inside."""
     overlays = [str(c) for c in workflow.overwrite_configfiles]
@@ -61,3 +56,10 @@ def config_files():
         path = Path(c).resolve()
         out.append(str(path.relative_to(base)) if path.is_relative_to(base) else c)
     return out
+
+
+#: Config key (not in the schema, set here after validation) carrying this invocation's config files to the
+#: results_md script. Not a param, so an overlay that changes no result (a plot setting) does not rewrite
+#: RESULTS.md; when RESULTS.md is rewritten, it names the files of the invocation that rewrote it.
+CONFIGFILES_KEY = "_configfiles_of_this_run"
+config[CONFIGFILES_KEY] = config_files()

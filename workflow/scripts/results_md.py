@@ -1,4 +1,4 @@
-"""Snakemake entry: RESULTS.md from the scoreboard, the rendered tables, the job JSONs and benchmarks."""
+"""Snakemake entry: RESULTS.md from the scoreboard, the tables, the job JSONs and the benchmark files."""
 
 from pathlib import Path
 
@@ -15,11 +15,10 @@ def main(log) -> None:
 
     tables = read_tables(list(snakemake.input.tables))
     bench = {t: R.benchmark_seconds(paths) for t, paths in dict(snakemake.params.benchmarks).items()}
-    md_files = {Path(p).stem: Path(p).read_text(encoding="utf-8") for p in snakemake.input.rendered}
     text = R.render(scoreboard_md=Path(snakemake.input.scoreboard).read_text(encoding="utf-8"),
-                    experiment_tables=md_files, missing=dict(snakemake.params.missing), tables=tables,
+                    missing=dict(snakemake.params.missing), tables=tables,
                     bench=bench, docs=[read_json(p) for p in snakemake.input.jobs],
-                    configfiles=list(snakemake.params.configfiles), commit=R.git_state(),
+                    configfiles=list(snakemake.config.get(snakemake.params.configfiles_key, [])), commit=R.git_state(),
                     machine=R.local_machine(), now=R.now_utc())
     atomic_write_bytes(snakemake.output[0], text.encode())
     log.info("wrote %s (%d tables, %d job JSONs)", snakemake.output[0], len(tables), len(snakemake.input.jobs))

@@ -45,7 +45,8 @@ SELECTED_BY_COLUMNS: tuple[str, ...] = ("beta_selected_by", "selected_by")
 
 CLAIM_TEXT: dict[str, str] = {
     "equivalence_lower": "Exact equivalence: no non-convex run ends below the convex optimum",
-    "equivalence_reconstruction": "Exact equivalence: the reconstructed BN network's objective equals the convex optimum",
+    "equivalence_reconstruction": ("Exact equivalence: the reconstructed BN network's objective equals the "
+                                   "convex optimum"),
     "closed_form": "Closed form for n ≤ d equals the CVXPY optimum of (C2)",
     "whitening_convex": "BN whitens the data: the convex (BN) optimum is invariant to invertible transforms of X",
     "whitening_relu": "... but a plain ReLU network (no BN) is not invariant",
@@ -55,7 +56,8 @@ CLAIM_TEXT: dict[str, str] = {
     "variant_bn_after_relu": "Variant: BN after ReLU, no local search below the convex optimum",
     "variant_cnn": "Variant: CNN with BN, no local search below the convex optimum",
     "variant_deep": "Variant: deep network (last two layers), no local search below the convex optimum",
-    "variant_vector_output": "Variant: vector output (decoupled per class, A5), no local search below the convex optimum",
+    "variant_vector_output": ("Variant: vector output (decoupled per class, A5), no local search below the "
+                              "convex optimum"),
 }
 
 
@@ -87,7 +89,7 @@ def pm(values: Iterable[float], scale: float = 1.0, fmt: str = ".3g", unit: str 
         return "n/a"
     if v.size == 1:
         return f"{v[0]:{fmt}}{unit}"
-    return f"{v.mean():{fmt}} ± {v.std(ddof=1):{fmt}}{unit}"
+    return f"{v.mean():{fmt}} ± {v.std(ddof=1):{fmt.lstrip('+')}}{unit}"
 
 
 def row(key: str, *, statistic: str, criterion: str, measured: str = "–", dataset: str = "–", runs: int = 0,
@@ -336,7 +338,7 @@ def claim_truncation(table: pd.DataFrame | None, dataset: str, why: str = "table
     validated = validated and bool(k_ok)
     how = f"k: {'on validation' if k_ok else 'no validation accuracy'}; {how}"
     ok_cert, cert = certification(pd.concat([trunc, fullw]))
-    ks = ", ".join(str(int(k)) for k in col(trunc, "k").dropna())
+    ks = ", ".join(str(int(k)) for k in sorted(set(col(trunc, "k").dropna())))
     measured = (f"Δ {pm(diff, 1, '+.1f', ' pp')} (truncated k = {ks}: {pm(col(trunc, 'test_acc'), 100, '.1f', ' %')}; "
                 f"full: {pm(col(fullw, 'test_acc'), 100, '.1f', ' %')})")
     verdict = _accuracy_verdict(diff, validated, ok_cert, 0.0, strict=True)
@@ -435,7 +437,8 @@ def scoreboard(tables: Mapping[str, pd.DataFrame], expected: Sequence[str],
             if ds is None:
                 rows.append(func(None, "–", "experiment not enabled in the config"))
             else:
-                rows.append(func(*[tables.get(f"{experiment}_{ds}"), ds, _why(f"{experiment}_{ds}", expected, reasons)]))
+                stem = f"{experiment}_{ds}"
+                rows.append(func(tables.get(stem), ds, _why(stem, expected, reasons)))
     variants_table, why = get("variants")
     rows += [claim_variant(variants_table, v, why) for v in VARIANTS]
     return pd.DataFrame(rows, columns=[*COLUMNS, "key"])

@@ -24,12 +24,14 @@ MACHINE_KEYS: tuple[str, ...] = ("host", "cpu_model", "cpu_count", "memory_gb", 
 
 
 def git_state(cwd: str | os.PathLike | None = None) -> str:
-    """'<HEAD commit>' plus ' (dirty: uncommitted changes)' when the tree differs; 'unknown' without git."""
+    """'<HEAD commit>' plus ' (dirty: uncommitted changes)' when tracked files differ; 'unknown' without git."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=30)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        # RESULTS.md itself is excluded: a committed copy rewritten by an earlier run is not a code change
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)RESULTS.md"], cwd=cwd,
                                capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -119,6 +121,31 @@ def dataset_kinds(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                         columns=["dataset", "data", "tables"])
 
 
+#: Summary columns shown in RESULTS.md's experiment tables (in this order, when present and not all empty).
+TABLE_COLUMNS: tuple[str, ...] = (
+    "job", "dataset", "method", "variant", "transform", "output", "optimizer", "width", "instance", "seed", "k",
+    "beta", "beta_ratio", "lr", "epochs", "P", "status", "solver_status", "objective", "p_star", "p_closed", "p_cvxpy",
+    "rel_diff_cvxpy", "best_final_objective", "best_nonconvex", "rel_gap", "rel_gap_min", "runs_below_p_star",
+    "reconstruction_gap", "obj_change_convex", "obj_change_bn", "obj_change_relu", "top_energy_init", "top_energy",
+    "train_acc", "val_acc", "test_acc", "neurons", "solver_gap", "wall_seconds")
+
+
+def _fmt(value: Any) -> str:
+    """A table cell: 4 significant digits for floats, '' for missing."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def experiment_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per job of an aggregated table, restricted to the columns a reader compares."""
+    s = summary(df)
+    keep = [c for c in TABLE_COLUMNS if c in s.columns and s[c].notna().any()]
+    return s[keep].astype(object).map(_fmt).reset_index(drop=True)
+
+
 def md_table(df: pd.DataFrame) -> str:
     """A plain Markdown table (pipes in cells escaped)."""
     cells = [[str(v).replace("|", "\\|") for v in r] for r in df.astype(object).where(df.notna(), "").values]
@@ -131,7 +158,7 @@ def _facts_line(values: Sequence[str]) -> str:
     return ", ".join(values) if values else "not recorded"
 
 
-def render(*, scoreboard_md: str, experiment_tables: Mapping[str, str], missing: Mapping[str, str],
+def render(*, scoreboard_md: str, missing: Mapping[str, str],
            tables: Mapping[str, pd.DataFrame], bench: Mapping[str, float | None], docs: Sequence[Mapping[str, Any]],
            configfiles: Sequence[str], commit: str, machine: Mapping[str, str], now: datetime) -> str:
     """The text of RESULTS.md from the gathered facts (pure: no file or process access)."""
@@ -147,7 +174,8 @@ def render(*, scoreboard_md: str, experiment_tables: Mapping[str, str], missing:
            f"- **Commit(s) the jobs ran at:** {_facts_line([f'`{c}`' for c in job_commits])}",
            f"- **Jobs ran:** {created[0] + ' to ' + created[-1] if created else 'not recorded'}; "
            f"rendered {now.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-           f"- **Machine (jobs' provenance):** host {_facts_line(prov['host'])}; cores {_facts_line(prov['cpu_count'])}; "
+           f"- **Machine (jobs' provenance):** host {_facts_line(prov['host'])}; "
+           f"cores {_facts_line(prov['cpu_count'])}; "
            f"device {_facts_line(prov['device'])}; CPU model {_facts_line(prov['cpu_model'])}; "
            f"memory {_facts_line(prov['memory_gb'])}; GPU {_facts_line(prov['gpu'])}",
            f"- **Machine rendering this file:** {machine.get('cpu_model', 'unknown')}, {machine.get('cores', '?')} "
@@ -161,9 +189,11 @@ def render(*, scoreboard_md: str, experiment_tables: Mapping[str, str], missing:
     out += ["## Claims scoreboard", "", scoreboard_md.strip(), "",
             "## Compute time per table", "", md_table(compute_times(tables, bench)), "",
             "Job time is the sum of the jobs' own `wall_seconds`; rule wall time sums the Snakemake "
-            "`benchmark:` files of the same jobs (each includes start-up).", "", "## Experiment tables", ""]
-    for stem, text in experiment_tables.items():
-        out += [f"### {stem}", "", text.strip(), ""]
+            "`benchmark:` files of the same jobs (each includes start-up).", "", "## Experiment tables", "",
+            "One row per job (`results/tables/<table>.csv`, summary rows; accuracies are fractions). The figures "
+            "and the per-experiment tables with their captions are under `figures/` and in the report.", ""]
+    for stem, df in tables.items():
+        out += [f"### {stem}", "", md_table(experiment_table(df)), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
