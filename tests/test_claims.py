@@ -214,7 +214,8 @@ def test_scoreboard_renders_markdown_and_latex() -> None:
     assert len(rows) == len(board)
     assert all(line.count(" | ") == len(C.COLUMNS) - 1 for line in rows)
     assert "holds: 2" in md
-    assert "\\begin{longtable}" in C.to_latex(board)
+    tex = C.to_latex(board)
+    assert "\\begin{longtable}" in tex and "\\textbar{}p*\\textbar{}" in tex and " | " not in tex
 
 
 def test_verdict_must_be_allowed() -> None:
@@ -236,23 +237,26 @@ def test_results_md_render_states_config_commit_machine_and_generated_data() -> 
                                               "created": "2026-01-02T00:00:00+00:00"}}]
     text = R.render(scoreboard_md="| claim |\n|---|\n",
                     missing={"truncation_fashion_mnist": "Fashion-MNIST files not found"}, tables=tables,
-                    bench={"equivalence": 90.0}, docs=docs, configfiles=["config/config.yaml", "config/ci.yaml"],
+                    bench={"equivalence": {"seconds": 90.0, "max_rss_mb": 512.0}}, docs=docs,
+                    configfiles=["config/config.yaml", "config/ci.yaml"],
                     commit="0123abc (dirty: uncommitted changes)", machine={"cpu_model": "Xeon", "cores": "2"},
                     now=datetime(2026, 1, 3, tzinfo=timezone.utc))
     assert text.startswith("# RESULTS of `config/config.yaml + config/ci.yaml`")
     assert "0123abc (dirty" in text and "`abc`, `def`" in text and "more than one commit" in text
     assert "GPU H200" in text and "device cpu, cuda" in text and "Xeon" in text
     assert "| cifar10 | GENERATED (synthetic) | main_comparison_cifar10 |" in text
-    assert "| equivalence | 3 | 3.0 | 1.5 |" in text  # 3 jobs × 60 s of job time, 90 s of benchmark wall time
+    assert "| equivalence | 3 | 3.0 | 1.5 | 512 |" in text  # 3 jobs × 60 s of job time, 90 s of benchmark wall time
+    assert "| **total** | 15 | 9.0 | 1.5 | 512 |" in text  # + 12 cifar10 jobs × 30 s
     assert "Fashion-MNIST files not found" in text and "### equivalence" in text
 
 
 def test_results_md_helpers(tmp_path: Path) -> None:
-    """Benchmark files sum their seconds (absent ones skipped); git state outside a repository is unknown."""
-    for name, secs in (("a", 1.5), ("b", 2.5)):
-        (tmp_path / f"{name}.tsv").write_text(f"s\th:m:s\n{secs}\t0:00:01\n")
-    assert R.benchmark_seconds([str(tmp_path / "a.tsv"), str(tmp_path / "b.tsv"), str(tmp_path / "c.tsv")]) == 4.0
-    assert R.benchmark_seconds([str(tmp_path / "c.tsv")]) is None
+    """Benchmark files: seconds summed, peak memory maximised, absent ones skipped; no git repository: unknown."""
+    for name, secs, rss in (("a", 1.5, 100.0), ("b", 2.5, 300.0)):
+        (tmp_path / f"{name}.tsv").write_text(f"s\th:m:s\tmax_rss\n{secs}\t0:00:01\t{rss}\n")
+    stats = R.benchmark_stats([str(tmp_path / "a.tsv"), str(tmp_path / "b.tsv"), str(tmp_path / "c.tsv")])
+    assert stats == {"seconds": 4.0, "max_rss_mb": 300.0}
+    assert R.benchmark_stats([str(tmp_path / "c.tsv")]) is None
     assert R.git_state(tmp_path) == "unknown"
     assert set(R.local_machine()) == {"cpu_model", "cores", "memory", "gpu"}
 

@@ -14,7 +14,7 @@ def main(log) -> None:
     from convexbn.io import atomic_write_bytes, read_json
 
     tables = read_tables(list(snakemake.input.tables))
-    bench = {t: R.benchmark_seconds(paths) for t, paths in dict(snakemake.params.benchmarks).items()}
+    bench = {t: R.benchmark_stats(paths) for t, paths in dict(snakemake.params.benchmarks).items()}
     text = R.render(scoreboard_md=Path(snakemake.input.scoreboard).read_text(encoding="utf-8"),
                     missing=dict(snakemake.params.missing), tables=tables,
                     bench=bench, docs=[read_json(p) for p in snakemake.input.jobs],

@@ -471,10 +471,24 @@ def to_markdown(board: pd.DataFrame) -> str:
     return "\n".join(lines) + f"\n\nVerdicts — {verdict_counts(board)}.\n\n{CAPTION}\n"
 
 
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
+        ">": r"\textgreater{}", "|": r"\textbar{}"}
+#: Column widths of the LaTeX scoreboard (wrapped text; fits a landscape page).
+TEX_COLUMNS = "p{3cm}p{3cm}p{2.2cm}p{2.6cm}p{1.6cm}rp{2.4cm}p{1.8cm}p{1.4cm}p{2.4cm}"
+
+
+def tex_escape(text: Any) -> str:
+    """Text with LaTeX's special characters (and <, >, |) made literal."""
+    return "".join(_TEX.get(ch, ch) for ch in str(text))
+
+
 def to_latex(board: pd.DataFrame) -> str:
-    """The scoreboard as a LaTeX (booktabs) longtable with its caption."""
-    return board[list(COLUMNS)].to_latex(index=False, escape=True, longtable=True, caption=CAPTION,
-                                         label="tab:claims")
+    """The scoreboard as a LaTeX (booktabs) longtable with wrapped columns and its caption."""
+    cells = board[list(COLUMNS)].astype(object).map(tex_escape)
+    cells.columns = [tex_escape(c) for c in cells.columns]
+    return cells.to_latex(index=False, escape=False, longtable=True, caption=tex_escape(CAPTION), label="tab:claims",
+                          column_format=TEX_COLUMNS)
 
 
 def read_tables(paths: Iterable[str]) -> dict[str, pd.DataFrame]:

@@ -79,29 +79,41 @@ def provenance_facts(docs: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in facts.items()}
 
 
-def benchmark_seconds(paths: Iterable[str]) -> float | None:
-    """Sum of the wall seconds ('s' column) of the Snakemake benchmark files that exist; None if none."""
-    total, found = 0.0, False
+def benchmark_stats(paths: Iterable[str]) -> dict[str, float] | None:
+    """Summed wall seconds ('s') and largest peak memory ('max_rss', MB) of the benchmark files that exist."""
+    seconds, peak, found = 0.0, 0.0, False
     for p in paths:
         if Path(p).is_file():
             df = pd.read_csv(p, sep="\t")
             if "s" in df.columns and len(df):
-                total += float(pd.to_numeric(df["s"], errors="coerce").fillna(0).sum())
+                seconds += float(pd.to_numeric(df["s"], errors="coerce").fillna(0).sum())
+                rss = pd.to_numeric(df.get("max_rss", pd.Series(dtype=float)), errors="coerce").max()
+                peak = max(peak, float(rss) if rss == rss else 0.0)
                 found = True
-    return total if found else None
+    return {"seconds": seconds, "max_rss_mb": peak} if found else None
 
 
-def compute_times(tables: Mapping[str, pd.DataFrame], bench: Mapping[str, float | None]) -> pd.DataFrame:
-    """Per table: jobs, sum of job seconds (from the table) and of Snakemake benchmark wall time, in minutes."""
-    rows = []
+TIME_COLUMNS = ("table", "jobs", "job time (min, sum)", "rule wall time (min, benchmark files)",
+                "largest job peak memory (MB)")
+
+
+def compute_times(tables: Mapping[str, pd.DataFrame], bench: Mapping[str, dict[str, float] | None]) -> pd.DataFrame:
+    """Per table and in total: jobs, job seconds (from the table), benchmark wall time (minutes), peak memory."""
+    rows, total = [], {"jobs": 0, "job": 0.0, "wall": 0.0, "rss": 0.0}
     for stem, df in tables.items():
         s = summary(df)
-        secs = pd.to_numeric(s["wall_seconds"], errors="coerce").sum() if "wall_seconds" in s.columns else None
+        secs = float(pd.to_numeric(s["wall_seconds"], errors="coerce").sum()) if "wall_seconds" in s.columns else None
         b = bench.get(stem)
-        rows.append({"table": stem, "jobs": len(s),
-                     "job time (min, sum)": "n/a" if secs is None else f"{secs / 60:.1f}",
-                     "rule wall time (min, benchmark files)": "n/a" if b is None else f"{b / 60:.1f}"})
-    return pd.DataFrame(rows, columns=["table", "jobs", "job time (min, sum)", "rule wall time (min, benchmark files)"])
+        total["jobs"] += len(s)
+        total["job"] += secs or 0.0
+        total["wall"] += b["seconds"] if b else 0.0
+        total["rss"] = max(total["rss"], b["max_rss_mb"] if b else 0.0)
+        rows.append((stem, len(s), "n/a" if secs is None else f"{secs / 60:.1f}",
+                     "n/a" if b is None else f"{b['seconds'] / 60:.1f}",
+                     "n/a" if b is None else f"{b['max_rss_mb']:.0f}"))
+    rows.append(("**total**", total["jobs"], f"{total['job'] / 60:.1f}", f"{total['wall'] / 60:.1f}",
+                 f"{total['rss']:.0f}"))
+    return pd.DataFrame(rows, columns=list(TIME_COLUMNS))
 
 
 def dataset_kinds(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
