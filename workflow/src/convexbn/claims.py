@@ -363,9 +363,9 @@ def claim_convex_vs_sgd(table: pd.DataFrame | None, dataset: str, why: str = "ta
     validated, how = _fairness([("convex", cv_all), ("SGD", sgd_all)])
     k_rule = text_col(cv_all, "k_selected_by")
     if (k_rule != "").any():
-        k_ok = bool(k_rule.str.contains("validation").all())
+        k_ok = bool(k_rule.str.contains("validation").all())  # a row without a rule was not validated
         validated = validated and k_ok
-        how = f"k by {k_rule.iloc[0]}; {how}"
+        how = f"k by {k_rule[k_rule != ''].iloc[0]}{'' if k_ok else ' (not every seed)'}; {how}"
     ok_cert, cert = certification(cv)
     measured = (f"Δ {pm(diff, 1, '+.1f', ' pp')} (convex {pm(col(cv, 'test_acc'), 100, '.1f', ' %')}, "
                 f"SGD {pm(col(sgd, 'test_acc'), 100, '.1f', ' %')}; seeds: {len(diff)})")
@@ -424,6 +424,7 @@ def scoreboard(tables: Mapping[str, pd.DataFrame], expected: Sequence[str],
     reasons = dict(reasons or {})
 
     def get(stem: str) -> tuple[pd.DataFrame | None, str]:
+        """(the table or None, why it is absent)."""
         return tables.get(stem), _why(stem, expected, reasons)
 
     rows = [claim_equivalence_lower(*get("equivalence")), claim_equivalence_reconstruction(*get("equivalence")),
