@@ -7,7 +7,7 @@ CLAIMS_OUTPUTS = ["figures/claims.md", "figures/claims.tex", "RESULTS.md"]
 
 def table_unavailable(table):
     """Why a table's data cannot be had at planning time (None when it can)."""
-    _, ds = TABLES[table]
+    ds = TABLES[table].dataset
     if ds is None:
         return None
     kind = config["datasets"][ds]["kind"]
@@ -41,7 +41,7 @@ def claims_missing():
 def claims_benchmarks():
     """{table: Snakemake benchmark files of its jobs} (read when present)."""
     return {
-        t: [f"results/benchmarks/{TABLES[t][0]}/{Path(p).stem}.tsv" for p in table_jobs(t)]
+        t: [f"results/benchmarks/{TABLES[t].experiment}/{Path(p).stem}.tsv" for p in table_jobs(t)]
         for t in claims_tables()
     }
 
