@@ -1,4 +1,4 @@
-"""Local search on the non-convex BN network versus the convex optimum p* (paper.md §3.2-3.4, §9).
+"""Local search on the non-convex BN network versus the convex optimum p* (docs/math.md §3-4).
 
 Every BN network's objective is at least p* (the convex program is exact), so no optimiser may ever
 record a value below it; a network wider than the optimal number of neurons (m* ≤ n + 1) can reach
@@ -41,7 +41,7 @@ class Problem:
 def _make(name: str) -> Problem:
     """Build problem `name` and solve its convex program (exact arrangements or closed form)."""
     rng = np.random.default_rng({"lowdim": 0, "paper1": 0, "highdim": 1, "onehot": 2}[name])
-    if name == "paper1":  # paper.md §9 check [1] sizes: n=15, d=3, β=0.1
+    if name == "paper1":  # the toy of examples/toy.npz: n=15, d=3, β=0.1
         X, Y, beta, lr = rng.standard_normal((15, 3)), None, 0.1, 0.005
         Y = rng.standard_normal(15)
     elif name == "lowdim":

@@ -78,7 +78,7 @@ def test_scalar_reconstruction_matches_optimum(seed: int, n: int, d: int, arr: s
 
 
 def test_reference_check_1() -> None:
-    """paper.md §9 check [1]: n=15, d=3, β=0.1 gives 4.181357 (draw: default_rng(0), X then y)."""
+    """The toy of examples/toy.npz: n=15, d=3, β=0.1 gives 4.181357 (draw: default_rng(0), X then y)."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((15, 3))
     y = rng.standard_normal(15)

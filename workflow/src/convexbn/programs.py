@@ -1,6 +1,6 @@
 """The paper's exact convex programs in CVXPY (C2 scalar/vector), closed forms and reconstruction.
 
-Program (C2) of paper.md §3.2 on the whitened data U' = [U_k, c·1] (§3.1, truncation §4.2):
+Program (C2) of docs/math.md §3 on the whitened data U' = [U_k, c·1] (§2, truncation §6):
 
     min  ℓ( Σ_i D_i U' (u_i − u'_i), Y ) + β Σ_i (‖u_i‖₂ + ‖u'_i‖₂)
     s.t. (2D_i − I) U' u_i ≥ 0,  (2D_i − I) U' u'_i ≥ 0.

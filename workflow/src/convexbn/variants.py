@@ -1,6 +1,6 @@
 """Convex programs for the other architectures of the paper: BN after the ReLU, a BN-CNN, deep BN nets.
 
-Conventions are those of the whole package (paper.md §2.2): BN(h) = γ·Jh/‖Jh‖ + α·c·1 with c = 1/√N
+Conventions are those of the whole package (docs/math.md §1): BN(h) = γ·Jh/‖Jh‖ + α·c·1 with c = 1/√N
 for a batch of N rows, objective ½‖f − Y‖²_F + (β/2)·Σ(γ² + α² + ‖v‖²). Vector outputs use the
 decoupled per-class convex form (ambiguity A5): every block, hence every reconstructed neuron, feeds
 exactly one class.
@@ -200,7 +200,7 @@ def solve_bn_after_relu(
     arr: Arrangements | None = None,
     tol: float = 1e-8,
 ) -> ConvexResult:
-    """Exact convex program of the two-layer network with BN after the ReLU (paper.md §3.7).
+    """Exact convex program of the two-layer network with BN after the ReLU (docs/math.md §8).
 
     Variables per arrangement D_i of X and class k: w_i, w'_i ∈ R^d, b_i, b'_i ∈ R; objective
     ℓ(Σ_i J D_i X (w_i − w'_i) + c Σ_i (b_i − b'_i) 1, y) + β Σ_i (‖[J D_i X w_i; b_i]‖ + ‖[J D_i X w'_i; b'_i]‖)
@@ -409,7 +409,7 @@ def solve_cnn(
     device: torch.device | str | None = None,
     tol: float = 1e-8,
 ) -> ConvexResult:
-    """Exact convex program of the BN-CNN with sum pooling (paper.md §3.6) and its reconstruction.
+    """Exact convex program of the BN-CNN with sum pooling (docs/math.md §8) and its reconstruction.
 
     With U' = [U, c·1] from J_{nK} M = U Σ Vᵀ and arrangements D_i of the rows of U':
     min ℓ(Σ_i S D_i U'(u_i − u'_i), y) + β Σ_i (‖u_i‖ + ‖u'_i‖)
