@@ -300,7 +300,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
     X, y = load_data(args.data, allow_3d=args.variant == "cnn")
     _precheck_solve(args, X, y)
-    from convexbn.solvers import SolverError, resolve_solver
+    from convexbn.conic import SolverError, resolve_solver
 
     if args.variant == "closed-form":
         solver, reason = "closed-form", "closed form (rank(JX) = n-1), no numerical solver"
