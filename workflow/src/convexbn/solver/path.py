@@ -10,7 +10,8 @@ Along a decreasing path each point starts from the previous one (primal blocks, 
   lies within r_c = √(2·gap_c) of any dual-feasible θ_c; a block whose bound b(θ_c) (any μ ≥ 0) satisfies
   b(θ_c) + r_c < β has min_μ ‖U'ᵀ(σ D_i λ*_c + S_i μ)‖ < β (‖U'ᵀ D_i‖ ≤ 1), so it is zero at every optimum;
 - strong rule (sequential): a block whose bound at the previous residual is below 2β − β_prev is
-  left out of the first working set (heuristic);
+  left out of the first working set (heuristic); for steps β < β_prev / 2, where that rule keeps
+  everything, the threshold is β (blocks violating their dual constraint at the previous point);
 every block left out is priced at the final residual (`price_patterns`, exact cone projections where
 the cheap bounds exceed β) and enters when it violates its dual constraint, so every point's
 certificate covers all blocks.
@@ -91,6 +92,12 @@ def safe_screen(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, y: np.ndarra
     return s * bound + radius < beta
 
 
+def strong_threshold(beta: float, beta_prev: float) -> float:
+    """Bound below which the first working set leaves a block out: the strong rule 2β − β_prev, or β itself
+    (keep the blocks violating their dual constraint at the previous point) when β < β_prev / 2 makes that vacuous."""
+    return 2.0 * beta - beta_prev if 2.0 * beta > beta_prev else beta
+
+
 def screen_class(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, f: np.ndarray, active: np.ndarray,
                  beta: float, beta_prev: float, penalty: float) -> tuple[np.ndarray, dict[str, int]]:
     """First working set of one class at β from the previous point (fit f, active patterns, Σ‖u‖ = penalty).
@@ -100,7 +107,7 @@ def screen_class(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, f: np.ndarray
     """
     lam = y - f
     bound = block_bounds(Ut, masks, lam)
-    strong = (bound >= 2.0 * beta - beta_prev).any(0) | active
+    strong = (bound >= strong_threshold(beta, beta_prev)).any(0) | active
     safe = safe_screen(Ut, masks, lam, y, beta, 0.5 * float(lam @ lam) + beta * penalty).all(0)
     keep = strong & ~safe
     if not keep.any():  # the restricted solve needs a pattern: the most violating one
