@@ -176,10 +176,22 @@ def ratio_test(prob: FaceProblem, st: FaceState, D: dict[Block, np.ndarray]
 
 def _line_search(prob: FaceProblem, st: FaceState, ns: NewtonStep, alpha: dict[Block, float]
                  ) -> tuple[float, float, dict[Block, np.ndarray], np.ndarray, float]:
-    """Armijo backtracking along the per-block truncated direction → (step, slope, w, r, value)."""
-    slope = sum(alpha[b] * float(ns.grad[ns.offs[j]:ns.offs[j + 1]] @ ns.dz[ns.offs[j]:ns.offs[j + 1]])
-                for j, b in enumerate(st.blocks))
-    if slope >= 0:  # not a descent direction: one common step length instead
+    """Armijo backtracking along the per-block truncated direction → (step, slope, w, r, value).
+
+    With p_b = g_bᵀD_b (Σ_b p_b = −decrement < 0), the per-block truncation Σ α_b p_b can be ≥ 0. Then
+    blocks with p_b ≥ 0 step only min_b α_b while the others keep their own α_b: that slope is at most
+    min α · Σ p_b < 0, so the direction descends while every block with p_b < 0 still reaches its
+    blocking row (one common step would add a single row per round).
+    """
+    p = {b: float(ns.grad[ns.offs[j]:ns.offs[j + 1]] @ ns.dz[ns.offs[j]:ns.offs[j + 1]]) for j, b in enumerate(st.blocks)}
+    slope = sum(alpha[b] * p[b] for b in st.blocks)
+    if slope >= 0:
+        amin = min(alpha.values())
+        for b in alpha:
+            if p[b] >= 0:
+                alpha[b] = amin
+        slope = sum(alpha[b] * p[b] for b in st.blocks)
+    if slope >= 0:  # round-off: one common step length
         amin = min(alpha.values())
         for b in alpha:
             alpha[b] = amin
