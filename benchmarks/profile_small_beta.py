@@ -5,7 +5,8 @@
 
 The first form runs `--admm` ADMM iterations on one class of the digits instance (1 000 standardised
 images, one-hot, P = 256), then the active-set polish from that point with a trace, and prints the
-rounds, rows added and released, the final number of blocks and the dimension of their faces. The
+rounds, rows added and released, the final number of blocks and the dimension of their faces, and how
+many line searches took the full (truncated) Newton step or backtracked. The
 second profiles a whole `solve_c2_fast` (all classes) with cProfile and prints the top functions.
 """
 
@@ -24,7 +25,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from instances import digits_instance  # noqa: E402
 
+import convexbn.solver.polish as polish_mod  # noqa: E402
 from convexbn.solver import active_set_polish, beta_max, solve_c2_fast  # noqa: E402
+
+
+def count_line_searches() -> dict[str, int]:
+    """Wrap the polish's line search to count rounds by outcome: full step taken, backtracked; blocks truncated."""
+    counts = {"full_step": 0, "backtracked": 0, "truncated_blocks": 0}
+    inner = polish_mod._line_search
+
+    def counted(prob, st, ns, alpha):  # type: ignore[no-untyped-def]
+        """The line search, counted."""
+        counts["truncated_blocks"] += sum(1 for a in alpha.values() if a < 1.0)
+        out = inner(prob, st, ns, alpha)
+        counts["full_step" if out[0] == 1.0 else "backtracked"] += 1
+        return out
+
+    polish_mod._line_search = counted
+    return counts
 
 
 def polish_counts(k: int | None, ratio: float, admm: int, cls: int) -> dict[str, float]:
@@ -36,6 +54,7 @@ def polish_counts(k: int | None, ratio: float, admm: int, cls: int) -> dict[str,
     t_admm = time.perf_counter() - t
     W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
     trace: list = []
+    steps = count_line_searches()
     t = time.perf_counter()
     res = active_set_polish(U, M, Y[:, cls], beta, W, mu0=rough.extra["multipliers"][..., 0], trace=trace)
     t_polish = time.perf_counter() - t
@@ -44,7 +63,8 @@ def polish_counts(k: int | None, ratio: float, admm: int, cls: int) -> dict[str,
             "certified": res is not None, "rounds": len(rounds),
             "rows_added": sum(1 for x in trace if x[0] == "add"),
             "rows_released": sum(1 for x in trace if x[0] == "release"),
-            "final_blocks": rounds[-1][2] if rounds else 0, "final_face_dimension": rounds[-1][3] if rounds else 0}
+            "final_blocks": rounds[-1][2] if rounds else 0, "final_face_dimension": rounds[-1][3] if rounds else 0,
+            **steps}
 
 
 def main() -> int:
