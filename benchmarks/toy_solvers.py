@@ -1,4 +1,4 @@
-"""The paper's n = 15 toy (paper.md §9 check [1]; draw of tests/test_nonconvex_vs_convex.py) with `fast` and CLARABEL.
+"""The paper's n = 15 toy (its §9 check [1]; draw of tests/test_nonconvex_vs_convex.py) with `fast` and CLARABEL.
 
     .venv/bin/python benchmarks/toy_solvers.py
 
