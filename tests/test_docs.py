@@ -17,8 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # Written by the pipeline, so absent from a fresh clone.
 GENERATED = {"RESULTS.md"}
-# Sub-commands the README documents that land with another branch of the same release.
-PENDING_COMMANDS = {"path": "convexbn path lands with the solver package"}
 
 
 def page_text(path: Path) -> str:
@@ -87,15 +85,13 @@ def readme_commands() -> list[list[str]]:
 def test_readme_commands_are_real_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     """Each `convexbn X` in the README is a sub-command of the CLI (its --help exits 0)."""
     commands = {c[0] for c in readme_commands()}
-    assert commands >= {"solve", "train"}
+    assert commands >= {"solve", "path", "train"}
     unknown = []
     for cmd in sorted(commands):
         if main([cmd, "--help"]) != 0:
             unknown.append(cmd)
         capsys.readouterr()
-    assert set(unknown) <= set(PENDING_COMMANDS), f"README shows commands the CLI does not have: {unknown}"
-    if unknown:
-        pytest.xfail("; ".join(PENDING_COMMANDS[c] for c in unknown))
+    assert not unknown, f"README shows commands the CLI does not have: {unknown}"
 
 
 def test_readme_solve_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

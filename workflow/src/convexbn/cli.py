@@ -374,8 +374,7 @@ def _precheck_solve(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray) -> N
         check_loss_targets(Y if Y.ndim == 2 else Y[:, None], args.loss)
     except ValueError as exc:
         raise CLIError(_one_line(exc)) from None
-    if args.truncate is not None:
-        _check_truncate(args, X)
+    _check_truncate(args, X)
     # "exact" with astronomically many patterns is refused by convexbn.arrangements (a ValueError
     # naming --arrangements N / --truncate K), before any program is built.
 
@@ -384,7 +383,9 @@ def _check_truncate(args: argparse.Namespace, X: np.ndarray) -> None:
     """Refuse --truncate K above the rank r of the centred data: it would silently mean 'full rank'."""
     from convexbn.whitening import whiten
 
-    if args.variant == "cnn":
+    if args.truncate is None:
+        return
+    if getattr(args, "variant", None) == "cnn":
         from convexbn.variants import cnn_whitening, extract_patches_1d
 
         rank = cnn_whitening(extract_patches_1d(X, args.patch_size, args.patch_stride)).rank
@@ -659,12 +660,14 @@ def _run_path(args: argparse.Namespace, solver: str, wh: Any, X: np.ndarray, Y: 
 def _cmd_path(args: argparse.Namespace) -> int:
     """`convexbn path`: solve (C2) along a decreasing β path, write RESULT.json (beta_max, seconds, points)."""
     t0 = time.perf_counter()
-    out = _check_out(args.out)
+    out = check_out(args.out, (args.data,))
     X, y = load_data(args.data)
     Y = y if y.ndim == 2 else y[:, None]
+    _check_truncate(args, X)
     from convexbn.conic import SolverError, resolve_solver
     from convexbn.programs import check_loss_targets
 
+    _check_solver_name(args.solver)
     try:
         check_loss_targets(Y, "squared")
         solver, reason = resolve_solver(args.solver)

@@ -29,6 +29,8 @@ import scipy.sparse as sp
 from convexbn.arrangements import Arrangements, arrangements_for
 from convexbn.networks import LOSSES, BNParams, evaluate_objective
 from convexbn.conic import SolveRecord, resolve_solver, solve_problem
+from convexbn.devices import NEURON_RTOL
+from convexbn.solver.path import beta_max
 from convexbn.whitening import Whitening, as_data_matrix, whiten
 
 log = logging.getLogger("convexbn.programs")
@@ -278,7 +280,7 @@ def solve_c2(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solv
 # reconstruction and prediction
 # ----------------------------------------------------------------------------------------------
 
-def reconstruct_before(wh: Whitening, u: np.ndarray, up: np.ndarray, tol: float = 1e-9) -> BNParams:
+def reconstruct_before(wh: Whitening, u: np.ndarray, up: np.ndarray, tol: float = NEURON_RTOL) -> BNParams:
     """BN-before-ReLU network from (C2) blocks: one neuron per block with norm > tol·(largest norm).
 
     Block b of class c gives s = b/√‖b‖ and v = ±√‖b‖ e_c (+ for u, − for u'); then γ = ‖s_{1:k}‖,
@@ -333,16 +335,8 @@ def predict_convex_gates(wh: Whitening, arr: Arrangements, u: np.ndarray, up: np
 # the two-layer BN-before-ReLU solve
 # ----------------------------------------------------------------------------------------------
 
-def beta_max(Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray) -> float:
-    """max_{i,c} ‖U'ᵀ D_i y_c‖: for β at or above it the zero network is optimal for the squared loss
-    (u = u' = 0 satisfies the optimality conditions: the dual point λ = y is feasible)."""
-    Y = as_targets(Y, Ut.shape[0])
-    G = np.einsum("np,nq,nc->pqc", np.asarray(masks, dtype=np.float64), Ut, Y, optimize=True)
-    return float(np.max(np.linalg.norm(G, axis=1), initial=0.0))
-
-
 def zero_is_optimal(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, loss: str = "squared") -> bool:
-    """Whether the zero network is a certified optimum of (C2) (squared loss and β ≥ β_max)."""
+    """Whether the zero network is a certified optimum of (C2) (squared loss and β ≥ β_max, the exact threshold)."""
     return loss == "squared" and float(beta) >= beta_max(Ut, Y, masks)
 
 
@@ -363,7 +357,7 @@ def _zero_solution(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray
 def solve_two_layer(X: np.ndarray, Y: np.ndarray, beta: float, *, arrangements: str | int = "exact",
                     truncate: int | None = None, solver: str = "auto", seed: int = 0, loss: str = "squared",
                     bias: str = "unit", whitening: Whitening | None = None, arr: Arrangements | None = None,
-                    tol: float = 1e-6, prune_tol: float = 1e-9, **options: Any) -> ConvexResult:
+                    tol: float = 1e-6, prune_tol: float = NEURON_RTOL, **options: Any) -> ConvexResult:
     """Whiten (top-k), build arrangements (exact or N seeded samples), solve (C2), reconstruct the BN net.
 
     `record.seconds` is the wall time of the whole call (whitening, arrangements, construction,

@@ -39,6 +39,7 @@ from convexbn.programs import (
     reconstruct_before,
 )
 from convexbn.conic import SolveRecord, SolverError, resolve_solver, solve_problem
+from convexbn.devices import NEURON_RTOL
 from convexbn.whitening import BiasColumn, Whitening, as_data_matrix, whiten
 
 log = logging.getLogger("convexbn.variants")
@@ -551,7 +552,7 @@ def solve_deep_last_two(
     truncate: int | None = None,
     loss: Loss = "squared",
     tol: float = 1e-6,
-    prune_tol: float = 1e-9,
+    prune_tol: float = NEURON_RTOL,
 ) -> ConvexResult:
     """Convexify the last hidden layer and the output layer of `net` for fixed earlier layers (§3.5).
 
