@@ -18,9 +18,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 # JSON Schema bounds let NaN through (every comparison with NaN is false): reject it (and inf) here.
 _non_finite = non_finite_numbers(config)
 if _non_finite:
-    raise WorkflowError(
-        f"config keys {', '.join(_non_finite)} are NaN or infinite; give finite numbers"
-    )
+    raise WorkflowError(f"config keys {', '.join(_non_finite)} are NaN or infinite; give finite numbers")
 
 
 # MOSEK reads its licence location when first imported; pass it on to cluster jobs when set.
@@ -51,12 +49,12 @@ localrules:
 
 
 rule all:
-    """Everything: tables and figures of every enabled experiment."""
+    """Everything: tables and figures of every enabled experiment, the claims scoreboard and RESULTS.md."""
+    default_target: True
     input:
         all_tables(),
         all_figures(),
         CLAIMS_OUTPUTS,
-    default_target: True
 
 
 rule data:

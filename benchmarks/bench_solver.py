@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from convexbn.arrangements import sample_arrangements
-from convexbn.io import atomic_write_bytes
+from convexbn.conic import mosek_available
 from convexbn.devices import resolve_device
+from convexbn.io import atomic_write_bytes
 from convexbn.solver import (
     c2_primal,
     choose_threads,
@@ -36,12 +37,29 @@ from convexbn.solver import (
     solve_c2_fast,
     solve_gated_fast,
 )
-from convexbn.conic import mosek_available
 from convexbn.whitening import whiten
 
 CASES = ["E", "G1", "C1", "C2", "threads"]
-COLUMNS = ["case", "n", "q", "P", "C", "solver", "threads", "seconds", "baseline_seconds", "ratio",
-           "objective", "rel_obj_diff", "gap", "cone_violation", "status", "iterations", "peak_rss_gb", "note"]
+COLUMNS = [
+    "case",
+    "n",
+    "q",
+    "P",
+    "C",
+    "solver",
+    "threads",
+    "seconds",
+    "baseline_seconds",
+    "ratio",
+    "objective",
+    "rel_obj_diff",
+    "gap",
+    "cone_violation",
+    "status",
+    "iterations",
+    "peak_rss_gb",
+    "note",
+]
 
 
 def peak_rss_gb() -> float:
@@ -49,7 +67,9 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def synthetic(n: int, d: int, P: int, C: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def synthetic(
+    n: int, d: int, P: int, C: int = 1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Gaussian data whitened to U' (n, d+1), a planted ReLU-network target and sampled patterns."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
@@ -62,7 +82,7 @@ def synthetic(n: int, d: int, P: int, C: int = 1, seed: int = 0) -> tuple[np.nda
 
 def default_beta(U: np.ndarray, Y: np.ndarray, masks: np.ndarray, frac: float = 0.1) -> float:
     """β as a fraction of the smallest β for which every block is zero (max_i ‖U'ᵀ D_i y‖)."""
-    top = max(float(np.linalg.norm(U.T @ (masks[:, i:i + 1] * Y), axis=0).max()) for i in range(masks.shape[1]))
+    top = max(float(np.linalg.norm(U.T @ (masks[:, i : i + 1] * Y), axis=0).max()) for i in range(masks.shape[1]))
     return frac * top
 
 
@@ -87,8 +107,9 @@ def _best_time(step: Callable[[], object], repeats: int, device: torch.device) -
     return best
 
 
-def gemm_seconds(n: int, q: int, width: int, dtype: torch.dtype, threads: int, device: torch.device,
-                 repeats: int = 3) -> float:
+def gemm_seconds(
+    n: int, q: int, width: int, dtype: torch.dtype, threads: int, device: torch.device, repeats: int = 3
+) -> float:
     """Best time of the two GEMMs of one gradient: (n×q)(q×width) and (q×n)(n×width)."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -100,8 +121,9 @@ def gemm_seconds(n: int, q: int, width: int, dtype: torch.dtype, threads: int, d
         torch.set_num_threads(old)
 
 
-def gemm_chunked_seconds(n: int, q: int, width: int, dtype: torch.dtype, threads: int, device: torch.device,
-                         chunk: int) -> float:
+def gemm_chunked_seconds(
+    n: int, q: int, width: int, dtype: torch.dtype, threads: int, device: torch.device, chunk: int
+) -> float:
     """The same two GEMMs done chunk by chunk over rows (bounded memory), best of 2."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -140,8 +162,15 @@ def recorded_baselines(path: str | None) -> dict[int, tuple[float, float]]:
     return out
 
 
-def bench_exact(n: int, P: int, d: int, with_baseline: bool, baselines: list[str], tol: float,
-                recorded: dict[int, tuple[float, float]] | None = None) -> list[dict]:
+def bench_exact(
+    n: int,
+    P: int,
+    d: int,
+    with_baseline: bool,
+    baselines: list[str],
+    tol: float,
+    recorded: dict[int, tuple[float, float]] | None = None,
+) -> list[dict]:
     """E1/E2: fast solver to `tol` against CVXPY baselines on the same instance (or recorded ones)."""
     U, Y, M, _ = synthetic(n, d, P, seed=n)
     beta = default_beta(U, Y, M)
@@ -155,15 +184,44 @@ def bench_exact(n: int, P: int, d: int, with_baseline: bool, baselines: list[str
         note += "; baseline recorded earlier on the same instance (same seed), not in this run"
     for b in baselines if with_baseline else []:
         bt, bobj, bst = cvxpy_c2(U, Y, beta, M, b)
-        rows.append(row(case="E", n=n, q=U.shape[1], P=M.shape[1], C=1, solver=f"cvxpy+{b}", seconds=bt,
-                        objective=bobj, status=bst, peak_rss_gb=peak_rss_gb()))
+        rows.append(
+            row(
+                case="E",
+                n=n,
+                q=U.shape[1],
+                P=M.shape[1],
+                C=1,
+                solver=f"cvxpy+{b}",
+                seconds=bt,
+                objective=bobj,
+                status=bst,
+                peak_rss_gb=peak_rss_gb(),
+            )
+        )
         if b in ("CLARABEL", "MOSEK") and math.isnan(base_t):
             base_t, base_obj = bt, bobj
-    rows.append(row(case="E", n=n, q=U.shape[1], P=M.shape[1], C=1, solver="fast", threads=sol.threads,
-                    seconds=sol.seconds, baseline_seconds=base_t, ratio=base_t / sol.seconds,
-                    objective=obj, rel_obj_diff=(obj - base_obj) / abs(base_obj), gap=sol.gap, cone_violation=viol,
-                    status=sol.status, iterations=sol.iterations, peak_rss_gb=peak_rss_gb(),
-                    note=note))
+    rows.append(
+        row(
+            case="E",
+            n=n,
+            q=U.shape[1],
+            P=M.shape[1],
+            C=1,
+            solver="fast",
+            threads=sol.threads,
+            seconds=sol.seconds,
+            baseline_seconds=base_t,
+            ratio=base_t / sol.seconds,
+            objective=obj,
+            rel_obj_diff=(obj - base_obj) / abs(base_obj),
+            gap=sol.gap,
+            cone_violation=viol,
+            status=sol.status,
+            iterations=sol.iterations,
+            peak_rss_gb=peak_rss_gb(),
+            note=note,
+        )
+    )
     return rows
 
 
@@ -184,9 +242,17 @@ def scnn_rfista(U: np.ndarray, Y: np.ndarray, G: np.ndarray, beta: float, ref: f
     n = U.shape[0]
     model = ConvexGatedReLU(G, c=1)
     t = time.perf_counter()
-    model, _ = optimize_model(model, RFISTA(model, max_iters=10000, tol=tol), Metrics(), U, Y,
-                              regularizer=NeuronGL1(beta / n), unitize_data=False, dtype="float64",
-                              return_convex=True)
+    model, _ = optimize_model(
+        model,
+        RFISTA(model, max_iters=10000, tol=tol),
+        Metrics(),
+        U,
+        Y,
+        regularizer=NeuronGL1(beta / n),
+        unitize_data=False,
+        dtype="float64",
+        return_convex=True,
+    )
     sec = time.perf_counter() - t
     W = np.asarray(model.parameters[0]).reshape(-1, U.shape[1])
     f = ((U @ W.T) * (U @ np.asarray(model.G) > 0)).sum(1)
@@ -194,14 +260,41 @@ def scnn_rfista(U: np.ndarray, Y: np.ndarray, G: np.ndarray, beta: float, ref: f
     rel = (obj - ref) / ref
     # ours stopped at the accuracy scnn reached (certified gap ≤ its relative objective error)
     same = solve_gated_fast(U, Y, beta, generators=G, tol=max(rel, tol), max_seconds=600, chunk=n)
-    return [row(case="G1", n=n, q=U.shape[1], P=G.shape[1], C=1, solver="scnn R-FISTA", threads=torch.get_num_threads(),
-                seconds=sec, objective=obj, rel_obj_diff=rel, peak_rss_gb=peak_rss_gb(),
-                note=f"pyscnn 0.0.10, tol {tol:g} on its min-norm subgradient; no certificate"),
-            row(case="G1", n=n, q=U.shape[1], P=G.shape[1], C=1, solver="fast-gated (scnn's accuracy)",
-                threads=same.threads, seconds=same.seconds, baseline_seconds=sec, ratio=same.seconds / sec,
-                objective=same.objective, rel_obj_diff=(same.objective - ref) / ref, gap=same.gap, status=same.status,
-                iterations=same.iterations, peak_rss_gb=peak_rss_gb(),
-                note=f"certified gap <= scnn's relative error {rel:.1e}; ratio = our time / scnn time")]
+    return [
+        row(
+            case="G1",
+            n=n,
+            q=U.shape[1],
+            P=G.shape[1],
+            C=1,
+            solver="scnn R-FISTA",
+            threads=torch.get_num_threads(),
+            seconds=sec,
+            objective=obj,
+            rel_obj_diff=rel,
+            peak_rss_gb=peak_rss_gb(),
+            note=f"pyscnn 0.0.10, tol {tol:g} on its min-norm subgradient; no certificate",
+        ),
+        row(
+            case="G1",
+            n=n,
+            q=U.shape[1],
+            P=G.shape[1],
+            C=1,
+            solver="fast-gated (scnn's accuracy)",
+            threads=same.threads,
+            seconds=same.seconds,
+            baseline_seconds=sec,
+            ratio=same.seconds / sec,
+            objective=same.objective,
+            rel_obj_diff=(same.objective - ref) / ref,
+            gap=same.gap,
+            status=same.status,
+            iterations=same.iterations,
+            peak_rss_gb=peak_rss_gb(),
+            note=f"certified gap <= scnn's relative error {rel:.1e}; ratio = our time / scnn time",
+        ),
+    ]
 
 
 def bench_gated(n: int, P: int, d: int, tol: float) -> list[dict]:
@@ -213,15 +306,31 @@ def bench_gated(n: int, P: int, d: int, tol: float) -> list[dict]:
     g1 = gemm_seconds(n, U.shape[1], M.shape[1], torch.float64, 1, dev, repeats=20)
     passes = sol.iterations + sol.iterations // 10 + 60  # gradients + certificate checks + power iteration
     bound = passes * g1
-    return [row(case="G1", n=n, q=U.shape[1], P=M.shape[1], C=1, solver="fast-gated", threads=sol.threads,
-                seconds=sol.seconds, baseline_seconds=bound, ratio=sol.seconds / bound, objective=sol.objective,
-                gap=sol.gap, status=sol.status, iterations=sol.iterations, peak_rss_gb=peak_rss_gb(),
-                note=f"ratio = time / ({passes} passes x 1-thread GEMM {g1 * 1e3:.2f} ms); target <= 3")
-            ] + scnn_rfista(U, Y, G, beta, sol.objective, tol)
+    return [
+        row(
+            case="G1",
+            n=n,
+            q=U.shape[1],
+            P=M.shape[1],
+            C=1,
+            solver="fast-gated",
+            threads=sol.threads,
+            seconds=sol.seconds,
+            baseline_seconds=bound,
+            ratio=sol.seconds / bound,
+            objective=sol.objective,
+            gap=sol.gap,
+            status=sol.status,
+            iterations=sol.iterations,
+            peak_rss_gb=peak_rss_gb(),
+            note=f"ratio = time / ({passes} passes x 1-thread GEMM {g1 * 1e3:.2f} ms); target <= 3",
+        )
+    ] + scnn_rfista(U, Y, G, beta, sol.objective, tol)
 
 
-def cifar_instance(n: int, k: int, P: int, C: int, seed: int = 0
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def cifar_instance(
+    n: int, k: int, P: int, C: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CIFAR-shaped synthetic instance: U' (n, k+1), one-hot labels of a planted ReLU teacher, generators, masks.
 
     X has k latent features with a decaying spectrum (whitening removes it); U' = QR([X − mean, 1]) has
@@ -235,7 +344,7 @@ def cifar_instance(n: int, k: int, P: int, C: int, seed: int = 0
     G = rng.standard_normal((k + 1, P))
     masks = np.empty((n, P), dtype=bool)
     for a in range(0, n, 4096):
-        masks[a:a + 4096] = U[a:a + 4096] @ G >= 0
+        masks[a : a + 4096] = U[a : a + 4096] @ G >= 0
     return U, Y, G, masks
 
 
@@ -248,29 +357,61 @@ def bench_cifar_gradient(n: int, k: int, P: int, C: int, chunk: int) -> list[dic
     nth = choose_threads(n, q, P * C, dev)
     t_grad = gated_gradient_time(U, W, Y, generators=G, dtype="float32", chunk=chunk, threads=nth)
     t_gemm = gemm_chunked_seconds(n, q, P * C, torch.float32, nth, dev, chunk)
-    return [row(case="C1", n=n, q=q, P=P, C=C, solver="fast-gradient", threads=nth, seconds=t_grad,
-                baseline_seconds=t_gemm, ratio=t_grad / t_gemm, peak_rss_gb=peak_rss_gb(),
-                note="one forward+adjoint pass, fp32, masks from generators; ratio target <= 2, memory <= 8 GB")]
+    return [
+        row(
+            case="C1",
+            n=n,
+            q=q,
+            P=P,
+            C=C,
+            solver="fast-gradient",
+            threads=nth,
+            seconds=t_grad,
+            baseline_seconds=t_gemm,
+            ratio=t_grad / t_gemm,
+            peak_rss_gb=peak_rss_gb(),
+            note="one forward+adjoint pass, fp32, masks from generators; ratio target <= 2, memory <= 8 GB",
+        )
+    ]
 
 
-def bench_cifar_solve(n: int, k: int, P: int, C: int, tol: float, budget: float, classes: int | None,
-                      dense: bool = False) -> list[dict]:
+def bench_cifar_solve(
+    n: int, k: int, P: int, C: int, tol: float, budget: float, classes: int | None, dense: bool = False
+) -> list[dict]:
     """C2: one β of the exact (C2) at CIFAR shape, working-set (or dense) mode, stopped at `budget` seconds."""
     U, Y, _, masks = cifar_instance(n, k, P, C)
     if classes is not None:
         Y = Y[:, :classes]
-    beta = 0.1 * max(float(np.linalg.norm(U.T @ (masks[:, a:a + 512] * Y[:, c:c + 1]), axis=0).max())
-                     for c in range(Y.shape[1]) for a in range(0, P, 512))
+    beta = 0.1 * max(
+        float(np.linalg.norm(U.T @ (masks[:, a : a + 512] * Y[:, c : c + 1]), axis=0).max())
+        for c in range(Y.shape[1])
+        for a in range(0, P, 512)
+    )
     dev = resolve_device(None)
     t = time.perf_counter()
     sol = solve_c2_fast(U, Y, beta, masks, tol=tol, max_seconds=budget, device=dev, verbose=True, working_set=not dense)
     sec = time.perf_counter() - t
     done = sorted({h["class"] for h in sol.history if h["entering"] == 0 and h["status"] == "optimal"})
-    return [row(case="C2", n=n, q=k + 1, P=P, C=Y.shape[1], solver="fast (dense)" if dense else "fast (working set)", threads=sol.threads,
-                seconds=sec, objective=sol.objective, gap=sol.gap, cone_violation=sol.cone_violation,
-                status=sol.status, iterations=sol.iterations, peak_rss_gb=peak_rss_gb(),
-                note=f"beta = 0.1 max bound; budget {budget:.0f} s; classes certified {len(done)}/{Y.shape[1]}; "
-                     f"neurons {sol.neurons}; target gap <= {tol:g} in <= 1500 s")]
+    return [
+        row(
+            case="C2",
+            n=n,
+            q=k + 1,
+            P=P,
+            C=Y.shape[1],
+            solver="fast (dense)" if dense else "fast (working set)",
+            threads=sol.threads,
+            seconds=sec,
+            objective=sol.objective,
+            gap=sol.gap,
+            cone_violation=sol.cone_violation,
+            status=sol.status,
+            iterations=sol.iterations,
+            peak_rss_gb=peak_rss_gb(),
+            note=f"beta = 0.1 max bound; budget {budget:.0f} s; classes certified {len(done)}/{Y.shape[1]}; "
+            f"neurons {sol.neurons}; target gap <= {tol:g} in <= 1500 s",
+        )
+    ]
 
 
 def thread_rows(n: int, q: int, width: int) -> list[dict]:
@@ -279,8 +420,21 @@ def thread_rows(n: int, q: int, width: int) -> list[dict]:
     out = []
     t1 = gemm_seconds(n, q, width, torch.float64, 1, dev, repeats=10)
     t2 = gemm_seconds(n, q, width, torch.float64, 2, dev, repeats=10)
-    out.append(row(case="threads", n=n, q=q, P=width, C=1, solver="gemm", threads="1 vs 2", seconds=t1,
-                   baseline_seconds=t2, ratio=t2 / t1, note="ratio = 2-thread / 1-thread time (>1: one thread faster)"))
+    out.append(
+        row(
+            case="threads",
+            n=n,
+            q=q,
+            P=width,
+            C=1,
+            solver="gemm",
+            threads="1 vs 2",
+            seconds=t1,
+            baseline_seconds=t2,
+            ratio=t2 / t1,
+            note="ratio = 2-thread / 1-thread time (>1: one thread faster)",
+        )
+    )
     return out
 
 
@@ -291,14 +445,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="CSV path (default benchmarks/results[_quick].csv)")
     ap.add_argument("--tol", type=float, default=1e-6, help="relative gap the fast solver must certify")
     ap.add_argument("--skip", nargs="*", default=[], choices=CASES, help="cases to skip")
-    ap.add_argument("--cases", nargs="*", default=None, choices=CASES,
-                    help="run only these cases (e.g. --cases E)")
-    ap.add_argument("--sizes", nargs="*", type=int, default=None,
-                    help="n values for case E (default: 200 500 with --quick, else 500 1000 2000 5000)")
+    ap.add_argument("--cases", nargs="*", default=None, choices=CASES, help="run only these cases (e.g. --cases E)")
+    ap.add_argument(
+        "--sizes",
+        nargs="*",
+        type=int,
+        default=None,
+        help="n values for case E (default: 200 500 with --quick, else 500 1000 2000 5000)",
+    )
     ap.add_argument("--no-baseline", action="store_true", help="skip the CVXPY baselines of case E")
-    ap.add_argument("--baseline-csv", default=None,
-                    help="with --no-baseline: take case-E baseline times from this earlier results CSV "
-                         "(same instances: the instance seed is n)")
+    ap.add_argument(
+        "--baseline-csv",
+        default=None,
+        help="with --no-baseline: take case-E baseline times from this earlier results CSV "
+        "(same instances: the instance seed is n)",
+    )
     ap.add_argument("--c2-budget", type=float, default=1500.0, help="seconds for case C2 (target: 25 min)")
     ap.add_argument("--c2-classes", type=int, default=None, help="case C2 on the first K classes only")
     ap.add_argument("--c2-dense", action="store_true", help="case C2 with the dense mode (for comparison)")
@@ -333,8 +494,9 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_cifar_gradient(*cifar)
     if "C2" not in args.skip:
         print(f"... CIFAR-shape exact solve n={cifar[0]}", file=sys.stderr, flush=True)
-        rows += bench_cifar_solve(*cifar[:4], tol=1e-4, budget=args.c2_budget, classes=args.c2_classes,
-                                  dense=args.c2_dense)
+        rows += bench_cifar_solve(
+            *cifar[:4], tol=1e-4, budget=args.c2_budget, classes=args.c2_classes, dense=args.c2_dense
+        )
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS)
     w.writeheader()
@@ -342,8 +504,24 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(__file__).parent / ("results_quick.csv" if args.quick else "results.csv")
     atomic_write_bytes(out, buf.getvalue().encode())
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    show = ["case", "n", "q", "P", "C", "solver", "threads", "seconds", "baseline_seconds", "ratio", "gap",
-            "cone_violation", "rel_obj_diff", "status", "iterations", "peak_rss_gb"]
+    show = [
+        "case",
+        "n",
+        "q",
+        "P",
+        "C",
+        "solver",
+        "threads",
+        "seconds",
+        "baseline_seconds",
+        "ratio",
+        "gap",
+        "cone_violation",
+        "rel_obj_diff",
+        "status",
+        "iterations",
+        "peak_rss_gb",
+    ]
     print(" | ".join(show))
     for r in rows:
         print(" | ".join(fmt(r[c]) for c in show))

@@ -21,8 +21,9 @@ def one_hot(labels: np.ndarray, C: int) -> np.ndarray:
     return Y
 
 
-def image_instance(X: np.ndarray, labels: np.ndarray, k: int | None, P: int, C: int = 10, seed: int = 0
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def image_instance(
+    X: np.ndarray, labels: np.ndarray, k: int | None, P: int, C: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(U', one-hot Y, masks) of standardised images X, whitening truncated to k (None: full), P sampled patterns."""
     Xs = standardise(np.asarray(X, dtype=np.float64))
     U = whiten(Xs, k=k).features(Xs)
@@ -30,8 +31,9 @@ def image_instance(X: np.ndarray, labels: np.ndarray, k: int | None, P: int, C: 
     return U, one_hot(labels, C), masks
 
 
-def digits_instance(k: int | None, n: int = 1000, P: int = 256, seed: int = 0
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def digits_instance(
+    k: int | None, n: int = 1000, P: int = 256, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """scikit-learn digits: the first n images of a seeded permutation, standardised, one-hot, C = 10."""
     from sklearn.datasets import load_digits
 
@@ -40,8 +42,9 @@ def digits_instance(k: int | None, n: int = 1000, P: int = 256, seed: int = 0
     return image_instance(d.data[idx], d.target[idx], k, P, seed=seed)
 
 
-def fashion_instance(k: int | None, n: int = 10_000, P: int = 256, seed: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fashion_instance(
+    k: int | None, n: int = 10_000, P: int = 256, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fashion-MNIST training images (Debian package): a seeded subset of n, standardised, one-hot, C = 10."""
     from convexbn.data import load_fashion_mnist
 
@@ -52,7 +55,7 @@ def fashion_instance(k: int | None, n: int = 10_000, P: int = 256, seed: int = 0
 
 
 def random_instance(n: int, d: int, P: int, labels: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gaussian data with targets of a kind the solver was not tuned on: 'regression', 'pm1' (±1) or 'onehot' (C = 3)."""
+    """Gaussian data with targets the solver was not tuned on: 'regression', 'pm1' (±1) or 'onehot' (C = 3)."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
     if labels == "regression":

@@ -2,7 +2,8 @@
 
 One command per case list, e.g.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/path_bench.py --cases digits16 digitsfull --out benchmarks/results_path.csv
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/path_bench.py --cases digits16 digitsfull \
+        --out benchmarks/results_path.csv
 
 Cases: digits16/digitsfull (scikit-learn digits, 1 000 standardised images, one-hot, C = 10, P = 256,
 k = 16 or full whitening), fashion16/64/256/full (Fashion-MNIST, n = 10 000, same set-up, gap 1e-4),
@@ -35,9 +36,30 @@ from convexbn.io import atomic_write_bytes  # noqa: E402
 from convexbn.solver import C2Operator, beta_max, solve_c2_fast, solve_path  # noqa: E402
 
 RATIOS = [0.3, 0.1, 0.03, 0.01, 0.003]
-COLUMNS = ["case", "n", "q", "P", "C", "labels", "ratio", "beta", "beta_max", "solver", "seconds", "status", "gap",
-           "cone_violation", "objective", "neurons", "pass_seconds", "time_per_pass", "baseline_seconds", "ratio_vs_baseline",
-           "rel_obj_diff", "load1"]
+COLUMNS = [
+    "case",
+    "n",
+    "q",
+    "P",
+    "C",
+    "labels",
+    "ratio",
+    "beta",
+    "beta_max",
+    "solver",
+    "seconds",
+    "status",
+    "gap",
+    "cone_violation",
+    "objective",
+    "neurons",
+    "pass_seconds",
+    "time_per_pass",
+    "baseline_seconds",
+    "ratio_vs_baseline",
+    "rel_obj_diff",
+    "load1",
+]
 
 
 def pass_seconds(Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, repeats: int = 3) -> float:
@@ -58,8 +80,9 @@ def pass_seconds(Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, repeats: int 
     return best
 
 
-def path_rows(case: str, Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, tol: float, max_seconds: float
-              ) -> list[dict[str, Any]]:
+def path_rows(
+    case: str, Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, tol: float, max_seconds: float
+) -> list[dict[str, Any]]:
     """One row per point of the RATIOS path (β = ratio · β_max), solved by `solve_path`."""
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -67,19 +90,52 @@ def path_rows(case: str, Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, tol: 
     t_bmax = time.perf_counter() - t0
     ps = pass_seconds(Ut, Y, masks)
     rows = []
-    for r, sol in zip(RATIOS, solve_path(Ut, Y, [r * bmax for r in RATIOS], masks, tol=tol, max_seconds=max_seconds,
-                                         bmax=bmax, verbose=True)):
-        rows.append({"case": case, "n": Ut.shape[0], "q": Ut.shape[1], "P": masks.shape[1], "C": Y.shape[1],
-                     "labels": "onehot", "ratio": r, "beta": r * bmax, "beta_max": bmax, "solver": "fast path",
-                     "seconds": sol.seconds, "status": sol.status, "gap": sol.gap, "cone_violation": sol.cone_violation,
-                     "objective": sol.objective, "neurons": sol.neurons, "pass_seconds": ps,
-                     "time_per_pass": sol.seconds / ps, "load1": load})
-    rows.append({"case": case, "n": Ut.shape[0], "q": Ut.shape[1], "P": masks.shape[1], "C": Y.shape[1],
-                 "labels": "onehot", "ratio": "total", "beta_max": bmax, "solver": "fast path",
-                 "seconds": t_bmax + sum(r["seconds"] for r in rows),
-                 "status": "optimal" if all(r["status"] == "optimal" for r in rows) else "not all certified",
-                 "gap": max(r["gap"] for r in rows), "pass_seconds": ps,
-                 "time_per_pass": (t_bmax + sum(r["seconds"] for r in rows)) / ps, "load1": load})
+    for r, sol in zip(
+        RATIOS,
+        solve_path(Ut, Y, [r * bmax for r in RATIOS], masks, tol=tol, max_seconds=max_seconds, bmax=bmax, verbose=True),
+    ):
+        rows.append(
+            {
+                "case": case,
+                "n": Ut.shape[0],
+                "q": Ut.shape[1],
+                "P": masks.shape[1],
+                "C": Y.shape[1],
+                "labels": "onehot",
+                "ratio": r,
+                "beta": r * bmax,
+                "beta_max": bmax,
+                "solver": "fast path",
+                "seconds": sol.seconds,
+                "status": sol.status,
+                "gap": sol.gap,
+                "cone_violation": sol.cone_violation,
+                "objective": sol.objective,
+                "neurons": sol.neurons,
+                "pass_seconds": ps,
+                "time_per_pass": sol.seconds / ps,
+                "load1": load,
+            }
+        )
+    rows.append(
+        {
+            "case": case,
+            "n": Ut.shape[0],
+            "q": Ut.shape[1],
+            "P": masks.shape[1],
+            "C": Y.shape[1],
+            "labels": "onehot",
+            "ratio": "total",
+            "beta_max": bmax,
+            "solver": "fast path",
+            "seconds": t_bmax + sum(r["seconds"] for r in rows),
+            "status": "optimal" if all(r["status"] == "optimal" for r in rows) else "not all certified",
+            "gap": max(r["gap"] for r in rows),
+            "pass_seconds": ps,
+            "time_per_pass": (t_bmax + sum(r["seconds"] for r in rows)) / ps,
+            "load1": load,
+        }
+    )
     return rows
 
 
@@ -108,17 +164,36 @@ def unseen_rows(n: int, baseline: bool, kinds: list[str]) -> list[dict[str, Any]
             t = time.perf_counter()
             sol = solve_c2_fast(Ut, Y2, beta, masks, tol=1e-6)
             sec = time.perf_counter() - t
-            row = {"case": f"E{n}", "n": n, "q": Ut.shape[1], "P": masks.shape[1], "C": Y2.shape[1], "labels": labels,
-                   "ratio": beta / bmax, "beta": beta, "beta_max": bmax, "solver": "fast", "seconds": sec,
-                   "status": sol.status, "gap": sol.gap, "cone_violation": sol.cone_violation,
-                   "objective": sol.objective, "neurons": sol.neurons, "load1": load}
+            row = {
+                "case": f"E{n}",
+                "n": n,
+                "q": Ut.shape[1],
+                "P": masks.shape[1],
+                "C": Y2.shape[1],
+                "labels": labels,
+                "ratio": beta / bmax,
+                "beta": beta,
+                "beta_max": bmax,
+                "solver": "fast",
+                "seconds": sec,
+                "status": sol.status,
+                "gap": sol.gap,
+                "cone_violation": sol.cone_violation,
+                "objective": sol.objective,
+                "neurons": sol.neurons,
+                "load1": load,
+            }
             if baseline:
                 bs, bobj, bstat = clarabel_seconds(Ut, Y2, beta, masks)
-                row.update(baseline_seconds=bs, ratio_vs_baseline=bs / sec,
-                           rel_obj_diff=None if bobj is None else abs(bobj - sol.objective) / abs(bobj))
+                row.update(
+                    baseline_seconds=bs,
+                    ratio_vs_baseline=bs / sec,
+                    rel_obj_diff=None if bobj is None else abs(bobj - sol.objective) / abs(bobj),
+                )
                 row["status"] = f"{sol.status} (CLARABEL {bstat})"
-            print({k: row.get(k) for k in ("case", "labels", "beta", "seconds", "baseline_seconds", "status")},
-                  flush=True)
+            print(
+                {k: row.get(k) for k in ("case", "labels", "beta", "seconds", "baseline_seconds", "status")}, flush=True
+            )
             rows.append(row)
     return rows
 
@@ -126,15 +201,17 @@ def unseen_rows(n: int, baseline: bool, kinds: list[str]) -> list[dict[str, Any]
 def run_case(case: str, max_seconds: float, baseline: bool, kinds: list[str]) -> list[dict[str, Any]]:
     """Rows of one named case."""
     if case.startswith("digits"):
-        k = None if case == "digitsfull" else int(case[len("digits"):])
+        k = None if case == "digitsfull" else int(case[len("digits") :])
         return path_rows(case, *digits_instance(k), tol=1e-6, max_seconds=max_seconds)
     if case.startswith("fashion"):
-        k = None if case == "fashionfull" else int(case[len("fashion"):])
+        k = None if case == "fashionfull" else int(case[len("fashion") :])
         return path_rows(case, *fashion_instance(k), tol=1e-4, max_seconds=max_seconds)
     if case in ("E1000", "E2000"):
         return unseen_rows(int(case[1:]), baseline, kinds)
-    raise SystemExit(f"unknown case {case!r}; choose digits16, digitsfull, fashion16, fashion64, fashion256, "
-                     "fashionfull, E1000 or E2000")
+    raise SystemExit(
+        f"unknown case {case!r}; choose digits16, digitsfull, fashion16, fashion64, fashion256, "
+        "fashionfull, E1000 or E2000"
+    )
 
 
 def write_csv(rows: list[dict[str, Any]], out: Path) -> None:
@@ -153,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="+", default=["digits16", "digitsfull", "E1000"])
     ap.add_argument("--max-seconds", type=float, default=300.0, help="budget per path point")
     ap.add_argument("--no-baseline", action="store_true", help="skip CLARABEL in the E cases")
-    ap.add_argument("--labels", nargs="+", default=list(LABEL_SEEDS), choices=list(LABEL_SEEDS),
-                    help="label kinds of the E cases")
+    ap.add_argument(
+        "--labels", nargs="+", default=list(LABEL_SEEDS), choices=list(LABEL_SEEDS), help="label kinds of the E cases"
+    )
     ap.add_argument("--out", default="benchmarks/results_path.csv")
     args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
@@ -162,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += run_case(case, args.max_seconds, not args.no_baseline, args.labels)
         write_csv(rows, Path(args.out))
         for r in rows[-8:]:
-            print({k: r.get(k) for k in ("case", "ratio", "seconds", "status", "gap", "neurons", "time_per_pass")},
-                  flush=True)
+            print(
+                {k: r.get(k) for k in ("case", "ratio", "seconds", "status", "gap", "neurons", "time_per_pass")},
+                flush=True,
+            )
     return 0
 
 

@@ -13,8 +13,8 @@ import sys
 import time
 
 import numpy as np
-
 from bench_solver import cifar_instance
+
 from convexbn.solver import solve_c2_fast
 
 
@@ -31,8 +31,10 @@ def main(argv: list[str]) -> int:
     ratio = np.linalg.norm(U.T @ (M * (y - f)[:, None]), axis=0) / beta
     act = (np.linalg.norm(sol.u[:, :, 0], axis=1) > 0) | (np.linalg.norm(sol.up[:, :, 0], axis=1) > 0)
     r = ratio[~act]
-    print(f"active patterns {int(act.sum())} of {P}; inactive: {int((r > 1).sum())} of {r.size} have bound > beta, "
-          f"ratio min {r.min():.2f} median {np.median(r):.2f} max {r.max():.2f}")
+    print(
+        f"active patterns {int(act.sum())} of {P}; inactive: {int((r > 1).sum())} of {r.size} have bound > beta, "
+        f"ratio min {r.min():.2f} median {np.median(r):.2f} max {r.max():.2f}"
+    )
     return 0
 
 

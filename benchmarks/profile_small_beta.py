@@ -50,7 +50,7 @@ def polish_counts(k: int | None, ratio: float, admm: int, cls: int) -> dict[str,
     U, Y, M = digits_instance(k)
     beta = ratio * beta_max(U, Y, M)
     t = time.perf_counter()
-    rough = solve_c2_fast(U, Y[:, cls:cls + 1], beta, M, max_iter=admm, polish=False)
+    rough = solve_c2_fast(U, Y[:, cls : cls + 1], beta, M, max_iter=admm, polish=False)
     t_admm = time.perf_counter() - t
     W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
     trace: list = []
@@ -59,12 +59,19 @@ def polish_counts(k: int | None, ratio: float, admm: int, cls: int) -> dict[str,
     res = active_set_polish(U, M, Y[:, cls], beta, W, mu0=rough.extra["multipliers"][..., 0], trace=trace)
     t_polish = time.perf_counter() - t
     rounds = [x for x in trace if isinstance(x[0], float)]
-    return {"q": U.shape[1], "admm_iterations": admm, "admm_seconds": t_admm, "polish_seconds": t_polish,
-            "certified": res is not None, "rounds": len(rounds),
-            "rows_added": sum(1 for x in trace if x[0] == "add"),
-            "rows_released": sum(1 for x in trace if x[0] == "release"),
-            "final_blocks": rounds[-1][2] if rounds else 0, "final_face_dimension": rounds[-1][3] if rounds else 0,
-            **steps}
+    return {
+        "q": U.shape[1],
+        "admm_iterations": admm,
+        "admm_seconds": t_admm,
+        "polish_seconds": t_polish,
+        "certified": res is not None,
+        "rounds": len(rounds),
+        "rows_added": sum(1 for x in trace if x[0] == "add"),
+        "rows_released": sum(1 for x in trace if x[0] == "release"),
+        "final_blocks": rounds[-1][2] if rounds else 0,
+        "final_face_dimension": rounds[-1][3] if rounds else 0,
+        **steps,
+    }
 
 
 def main() -> int:
@@ -87,8 +94,10 @@ def main() -> int:
     prof.enable()
     sol = solve_c2_fast(U, Y, beta, M, tol=1e-6, max_seconds=args.max_seconds)
     prof.disable()
-    print(f"status {sol.status} gap {sol.gap:.2e} seconds {sol.seconds:.1f} polish {sol.extra['polish_seconds']:.1f} "
-          f"ADMM iterations {sol.iterations} neurons {sol.neurons}")
+    print(
+        f"status {sol.status} gap {sol.gap:.2e} seconds {sol.seconds:.1f} polish {sol.extra['polish_seconds']:.1f} "
+        f"ADMM iterations {sol.iterations} neurons {sol.neurons}"
+    )
     pstats.Stats(prof).sort_stats("cumulative").print_stats(20)
     return 0
 

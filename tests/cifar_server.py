@@ -72,7 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = len(body)
         if mode == "corrupt" and body:
             middle = len(body) // 2
-            body = body[:middle] + bytes(b ^ 0xFF for b in body[middle:middle + 16]) + body[middle + 16:]
+            body = body[:middle] + bytes(b ^ 0xFF for b in body[middle : middle + 16]) + body[middle + 16 :]
         elif mode == "short":
             body = body[: int(len(body) * fraction)]
             length = len(body)
@@ -88,7 +88,6 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
-
 
     def _send_slowly(self, mode: str) -> None:
         """Drip the body or the headers, or stream zeros without end, until `send_limit` bytes or a hang-up."""
@@ -130,9 +129,18 @@ class _Server(ThreadingHTTPServer):
 class CifarServer:
     """A real HTTP server on 127.0.0.1 (free port) serving `directory`, usable as a context manager."""
 
-    def __init__(self, directory: str | Path, *, mode: str = "ok", fail_first: int = 0, status: int = 503,
-                 fraction: float = 0.5, hang_seconds: float = 30.0, drip_interval: float = 0.02,
-                 send_limit: int = 3000) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        mode: str = "ok",
+        fail_first: int = 0,
+        status: int = 503,
+        fraction: float = 0.5,
+        hang_seconds: float = 30.0,
+        drip_interval: float = 0.02,
+        send_limit: int = 3000,
+    ) -> None:
         """Configure the server; nothing listens until start() or `with`."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
@@ -164,8 +172,9 @@ class CifarServer:
         self._stopping.clear()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="cifar-test-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="cifar-test-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -184,8 +193,9 @@ class CifarServer:
         """Start the server."""
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         """Stop the server."""
         self.stop()
 
@@ -198,13 +208,23 @@ def closed_port_url(filename: str = "cifar-10-python.tar.gz") -> str:
     return f"http://127.0.0.1:{port}/{filename}"
 
 
-def write_test_archives(directory: str | Path, *, n_train: int = 50, n_test: int = 20, seed: int = 0,
-                        image_size: int = 32, names: tuple[str, ...] = ("cifar10", "cifar100")) -> dict[str, str]:
+def write_test_archives(
+    directory: str | Path,
+    *,
+    n_train: int = 50,
+    n_test: int = 20,
+    seed: int = 0,
+    image_size: int = 32,
+    names: tuple[str, ...] = ("cifar10", "cifar100"),
+) -> dict[str, str]:
     """Write generated CIFAR-format archives under their official file names; return {name: md5}."""
     from convexbn.data import CIFAR_SOURCES, make_cifar_archive
 
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    return {name: make_cifar_archive(folder / CIFAR_SOURCES[name].filename, name, n_train, n_test, seed,
-                                     image_size=image_size)
-            for name in names}
+    return {
+        name: make_cifar_archive(
+            folder / CIFAR_SOURCES[name].filename, name, n_train, n_test, seed, image_size=image_size
+        )
+        for name in names
+    }

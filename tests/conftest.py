@@ -42,8 +42,12 @@ def copy_workflow(dest: Path) -> Path:
     shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
     shutil.copytree(REPO / "config", dest / "config", dirs_exist_ok=True)
     shutil.copytree(REPO / "envs", dest / "envs", dirs_exist_ok=True)
-    shutil.copytree(REPO / "workflow", dest / "workflow", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("src", "__pycache__", "*.egg-info"))
+    shutil.copytree(
+        REPO / "workflow",
+        dest / "workflow",
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("src", "__pycache__", "*.egg-info"),
+    )
     return dest
 
 
@@ -53,15 +57,16 @@ def write_overlay(path: Path, overlay: dict[str, Any]) -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None,
-                  check: bool = False) -> subprocess.CompletedProcess[str]:
+def run_snakemake(
+    workdir: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
     """Run `snakemake ARGS` in `workdir` with a hard timeout; return the completed process."""
     cmd = [SNAKEMAKE, *args]
-    proc = subprocess.run(cmd, cwd=workdir, env=env or workflow_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=workdir, env=env or workflow_env(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 

@@ -33,7 +33,8 @@ def test_exact_contains_every_sampled_pattern(n, d, seed):
 
 def test_sampling_seeded_and_distinct():
     U = whiten(np.random.default_rng(5).standard_normal((30, 4))).features(
-        np.random.default_rng(5).standard_normal((30, 4)))
+        np.random.default_rng(5).standard_normal((30, 4))
+    )
     a = sample_arrangements(U, 200, seed=7)
     b = sample_arrangements(U, 200, seed=7)
     c = sample_arrangements(U, 200, seed=8)
@@ -53,14 +54,16 @@ def test_dedupe_keeps_first_order():
 
 def test_exact_refuses_astronomical_counts():
     U = whiten(np.random.default_rng(0).standard_normal((200, 30))).features(
-        np.random.default_rng(0).standard_normal((200, 30)))
+        np.random.default_rng(0).standard_normal((200, 30))
+    )
     with pytest.raises(ValueError, match="sampled arrangements"):
         exact_arrangements(U)
 
 
 def test_spec_parsing():
     U = whiten(np.random.default_rng(0).standard_normal((10, 2))).features(
-        np.random.default_rng(0).standard_normal((10, 2)))
+        np.random.default_rng(0).standard_normal((10, 2))
+    )
     assert arrangements_for(U, "exact").exact
     assert not arrangements_for(U, "50", seed=1).exact
     with pytest.raises(ValueError, match="neither"):
@@ -85,8 +88,10 @@ def test_parse_arrangement_spec(spec, want):
     assert parse_arrangement_spec(spec) == want
 
 
-@pytest.mark.parametrize("spec,match", [("lots", "neither"), (2.5, "neither"), (True, "neither"), (None, "neither"),
-                                        (0, ">= 1"), ("-4", ">= 1")])
+@pytest.mark.parametrize(
+    "spec,match",
+    [("lots", "neither"), (2.5, "neither"), (True, "neither"), (None, "neither"), (0, ">= 1"), ("-4", ">= 1")],
+)
 def test_parse_arrangement_spec_rejects(spec, match):
     with pytest.raises(ValueError, match=match):
         parse_arrangement_spec(spec)

@@ -13,8 +13,24 @@ import torch
 
 from convexbn import cli
 
-REQUIRED = ("objective", "network_objective", "relative_gap", "solver", "status", "seconds", "arrangements",
-            "neurons", "iterations", "variant", "beta", "n", "d", "rank", "truncate", "provenance")
+REQUIRED = (
+    "objective",
+    "network_objective",
+    "relative_gap",
+    "solver",
+    "status",
+    "seconds",
+    "arrangements",
+    "neurons",
+    "iterations",
+    "variant",
+    "beta",
+    "n",
+    "d",
+    "rank",
+    "truncate",
+    "provenance",
+)
 
 
 @pytest.fixture
@@ -56,9 +72,29 @@ def assert_one_line_error(rc: int, err: str, out: Path, *needles: str) -> None:
 def test_solve_subprocess(data: dict[str, Path], tmp_path: Path) -> None:
     """`python -m convexbn solve`: objective ≈ network objective, all keys present, solver line logged."""
     out = tmp_path / "res" / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "convexbn", "solve", "--data", str(data["scalar"]), "--beta", "0.1",
-                           "--arrangements", "40", "--seed", "3", "--solver", "CLARABEL", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convexbn",
+            "solve",
+            "--data",
+            str(data["scalar"]),
+            "--beta",
+            "0.1",
+            "--arrangements",
+            "40",
+            "--seed",
+            "3",
+            "--solver",
+            "CLARABEL",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "solver CLARABEL (CLARABEL requested)" in proc.stderr
     res = json.loads(out.read_text())
@@ -74,26 +110,46 @@ def test_solve_subprocess(data: dict[str, Path], tmp_path: Path) -> None:
 def test_bad_input_subprocess(tmp_path: Path) -> None:
     """A missing data file through the real entry point: exit 2, one line, no output."""
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "convexbn", "solve", "--data", str(tmp_path / "nope.npz"),
-                           "--beta", "0.1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convexbn",
+            "solve",
+            "--data",
+            str(tmp_path / "nope.npz"),
+            "--beta",
+            "0.1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert_one_line_error(proc.returncode, proc.stderr, out, "does not exist", "nope.npz")
 
 
-@pytest.mark.parametrize("extra,name", [
-    (["--variant", "closed-form"], "highdim"),
-    (["--arrangements", "exact", "--truncate", "2"], "scalar"),
-    (["--arrangements", "30", "--loss", "cross_entropy"], "onehot"),
-    (["--variant", "bn-after-relu", "--arrangements", "30"], "scalar"),
-    (["--variant", "cnn", "--patch-size", "3", "--patch-stride", "2", "--arrangements", "40"], "signal"),
-    (["--variant", "bn-after-relu", "--arrangements", "20", "--loss", "hinge"], "signs"),
-    (["--variant", "cnn", "--patch-size", "3", "--arrangements", "20", "--loss", "hinge"], "signs"),
-])
-def test_solve_variants_in_process(extra: list[str], name: str, data: dict[str, Path], tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "extra,name",
+    [
+        (["--variant", "closed-form"], "highdim"),
+        (["--arrangements", "exact", "--truncate", "2"], "scalar"),
+        (["--arrangements", "30", "--loss", "cross_entropy"], "onehot"),
+        (["--variant", "bn-after-relu", "--arrangements", "30"], "scalar"),
+        (["--variant", "cnn", "--patch-size", "3", "--patch-stride", "2", "--arrangements", "40"], "signal"),
+        (["--variant", "bn-after-relu", "--arrangements", "20", "--loss", "hinge"], "signs"),
+        (["--variant", "cnn", "--patch-size", "3", "--arrangements", "20", "--loss", "hinge"], "signs"),
+    ],
+)
+def test_solve_variants_in_process(
+    extra: list[str], name: str, data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every variant's result is certified by the network's own forward pass."""
     out = tmp_path / "r.json"
-    rc, err = run_main(["solve", "--data", str(data[name]), "--beta", "0.1", "--solver", "CLARABEL",
-                        "--out", str(out), *extra], capsys)
+    rc, err = run_main(
+        ["solve", "--data", str(data[name]), "--beta", "0.1", "--solver", "CLARABEL", "--out", str(out), *extra], capsys
+    )
     assert rc == 0, err
     res = json.loads(out.read_text())
     assert res["status"] in ("optimal", "optimal_inaccurate")
@@ -105,8 +161,28 @@ def test_solve_variants_in_process(extra: list[str], name: str, data: dict[str, 
 def test_train_in_process(data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`convexbn train` writes the final objective, a per-epoch history and provenance."""
     out = tmp_path / "t.json"
-    rc, err = run_main(["train", "--data", str(data["scalar"]), "--beta", "0.1", "--width", "4", "--optimizer",
-                        "adam", "--lr", "0.01", "--epochs", "3", "--device", "cpu", "--out", str(out)], capsys)
+    rc, err = run_main(
+        [
+            "train",
+            "--data",
+            str(data["scalar"]),
+            "--beta",
+            "0.1",
+            "--width",
+            "4",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--epochs",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert rc == 0, err
     res = json.loads(out.read_text())
     assert np.isfinite(res["final_objective"]) and len(res["history"]) >= 3
@@ -147,34 +223,43 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("kind,args,needles", [
-    ("missing", None, ["does not exist"]),
-    ("text", None, ["not a NumPy .npz"]),
-    ("npy", None, ["single array"]),
-    ("no_X", None, ["no array 'X'", "numpy.savez"]),
-    ("no_y", None, ["no array 'y'"]),
-    ("rows", None, ["mismatch", "10 rows", "7"]),
-    ("x1d", None, ["(n, d)"]),
-    ("nan", None, ["NaN", "X"]),
-    ("inf", None, ["infinite", "y"]),
-    ("strings", None, ["non-numeric"]),
-    ("good", ["--beta", "-0.5"], ["--beta", ">= 0"]),
-    ("good", ["--beta", "abc"], ["--beta", "not a number"]),
-    ("good", ["--beta", "nan"], ["--beta"]),
-    ("good", ["--solver", "GUROBIX"], ["unknown solver", "CLARABEL"]),
-    ("good", ["--solver", "MOSEK"], ["licence", "CLARABEL"]),
-    ("good", ["--arrangements", "lots"], ["--arrangements", "exact"]),
-    ("good", ["--arrangements", "0"], ["--arrangements", ">= 1"]),
-    ("big", ["--arrangements", "exact"], ["exact", "--arrangements N"]),
-    ("good", ["--variant", "cnn"], ["--patch-size"]),
-    ("good", ["--variant", "resnet"], ["--variant", "invalid choice"]),
-    ("good", ["--variant", "closed-form"], ["rank"]),
-    ("good", ["--loss", "cross_entropy"], ["one-hot"]),
-    ("good", ["--truncate", "0"], ["--truncate"]),
-    ("good", ["--seed", "-1"], ["--seed", ">= 0"]),
-])
-def test_solve_bad_inputs(kind: str, args: list[str] | None, needles: list[str], tmp_path: Path,
-                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "kind,args,needles",
+    [
+        ("missing", None, ["does not exist"]),
+        ("text", None, ["not a NumPy .npz"]),
+        ("npy", None, ["single array"]),
+        ("no_X", None, ["no array 'X'", "numpy.savez"]),
+        ("no_y", None, ["no array 'y'"]),
+        ("rows", None, ["mismatch", "10 rows", "7"]),
+        ("x1d", None, ["(n, d)"]),
+        ("nan", None, ["NaN", "X"]),
+        ("inf", None, ["infinite", "y"]),
+        ("strings", None, ["non-numeric"]),
+        ("good", ["--beta", "-0.5"], ["--beta", ">= 0"]),
+        ("good", ["--beta", "abc"], ["--beta", "not a number"]),
+        ("good", ["--beta", "nan"], ["--beta"]),
+        ("good", ["--solver", "GUROBIX"], ["unknown solver", "CLARABEL"]),
+        ("good", ["--solver", "MOSEK"], ["licence", "CLARABEL"]),
+        ("good", ["--arrangements", "lots"], ["--arrangements", "exact"]),
+        ("good", ["--arrangements", "0"], ["--arrangements", ">= 1"]),
+        ("big", ["--arrangements", "exact"], ["exact", "--arrangements N"]),
+        ("good", ["--variant", "cnn"], ["--patch-size"]),
+        ("good", ["--variant", "resnet"], ["--variant", "invalid choice"]),
+        ("good", ["--variant", "closed-form"], ["rank"]),
+        ("good", ["--loss", "cross_entropy"], ["one-hot"]),
+        ("good", ["--truncate", "0"], ["--truncate"]),
+        ("good", ["--seed", "-1"], ["--seed", ">= 0"]),
+    ],
+)
+def test_solve_bad_inputs(
+    kind: str,
+    args: list[str] | None,
+    needles: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """Each bad input: exit code 2, one 'convexbn: error:' line naming the problem, no output file."""
     monkeypatch.delenv("MOSEKLM_LICENSE_FILE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -188,15 +273,19 @@ def test_solve_bad_inputs(kind: str, args: list[str] | None, needles: list[str],
     assert_one_line_error(rc, err, out, *needles)
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--width", "0"], ["--width", ">= 1"]),
-    (["--width", "3", "--lr", "-1"], ["--lr"]),
-    (["--width", "3", "--epochs", "0"], ["--epochs"]),
-    (["--width", "3", "--optimizer", "rmsprop"], ["--optimizer"]),
-    (["--width", "3", "--beta", "-1"], ["--beta"]),
-])
-def test_train_bad_inputs(args: list[str], needles: list[str], tmp_path: Path,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--width", "0"], ["--width", ">= 1"]),
+        (["--width", "3", "--lr", "-1"], ["--lr"]),
+        (["--width", "3", "--epochs", "0"], ["--epochs"]),
+        (["--width", "3", "--optimizer", "rmsprop"], ["--optimizer"]),
+        (["--width", "3", "--beta", "-1"], ["--beta"]),
+    ],
+)
+def test_train_bad_inputs(
+    args: list[str], needles: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`convexbn train` rejects bad options with one line and exit 2."""
     path = _write_bad(tmp_path, "good")
     out = tmp_path / "t.json"
@@ -212,8 +301,22 @@ def test_train_cuda_unavailable(tmp_path: Path, capsys: pytest.CaptureFixture[st
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
     out = tmp_path / "t.json"
-    rc, err = run_main(["train", "--data", str(_write_bad(tmp_path, "good")), "--beta", "0.1", "--width", "2",
-                        "--device", "cuda", "--out", str(out)], capsys)
+    rc, err = run_main(
+        [
+            "train",
+            "--data",
+            str(_write_bad(tmp_path, "good")),
+            "--beta",
+            "0.1",
+            "--width",
+            "2",
+            "--device",
+            "cuda",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert_one_line_error(rc, err, out, "CUDA", "--device")
 
 
@@ -221,8 +324,9 @@ def test_missing_subcommand_and_out_directory(tmp_path: Path, capsys: pytest.Cap
     """No sub-command, or --out naming a directory, are one-line errors too."""
     rc, err = run_main([], capsys)
     assert rc == 2 and err.strip().startswith("convexbn: error:") and len(err.strip().splitlines()) == 1
-    rc, err = run_main(["solve", "--data", str(_write_bad(tmp_path, "good")), "--beta", "0.1",
-                        "--out", str(tmp_path)], capsys)
+    rc, err = run_main(
+        ["solve", "--data", str(_write_bad(tmp_path, "good")), "--beta", "0.1", "--out", str(tmp_path)], capsys
+    )
     assert rc == 2 and "is a directory" in err
 
 

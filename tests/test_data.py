@@ -69,8 +69,7 @@ def test_fetch_replaces_a_stale_destination(mirror, server, tmp_path):
     _, md5s = mirror
     stale = tmp_path / "cifar-10-python.tar.gz"
     stale.write_bytes(b"an old partial download")
-    path = D.fetch_cifar("cifar10", tmp_path, url=server.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"],
-                         **FAST)
+    path = D.fetch_cifar("cifar10", tmp_path, url=server.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"], **FAST)
     assert D.file_md5(path) == md5s["cifar10"]
     assert len(server.requests) == 1
 
@@ -78,8 +77,7 @@ def test_fetch_replaces_a_stale_destination(mirror, server, tmp_path):
 def test_fetch_to_explicit_file_name(mirror, server, tmp_path):
     _, md5s = mirror
     target = tmp_path / "sub" / "c10.tar.gz"
-    path = D.fetch_cifar("cifar10", target, url=server.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"],
-                         **FAST)
+    path = D.fetch_cifar("cifar10", target, url=server.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"], **FAST)
     assert path == target and D.file_md5(target) == md5s["cifar10"]
 
 
@@ -99,8 +97,7 @@ def test_corrupted_download_is_refused(mirror, server, tmp_path):
     _, md5s = mirror
     server.mode = "corrupt"
     with pytest.raises(D.DataError, match="checksum mismatch") as err:
-        D.fetch_cifar("cifar10", tmp_path, url=server.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"],
-                      **FAST)
+        D.fetch_cifar("cifar10", tmp_path, url=server.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"], **FAST)
     assert md5s["cifar10"] in str(err.value)
     assert _listing(tmp_path) == []
 
@@ -109,8 +106,9 @@ def test_truncated_transfer_is_retried_then_refused(mirror, server, tmp_path):
     _, md5s = mirror
     server.mode = "truncate"
     with pytest.raises(D.DataError, match="truncated") as err:
-        D.fetch_cifar("cifar10", tmp_path, url=server.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"],
-                      retries=2, **FAST)
+        D.fetch_cifar(
+            "cifar10", tmp_path, url=server.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"], retries=2, **FAST
+        )
     assert "after 3 attempt(s)" in str(err.value)
     assert len(server.requests) == 3
     assert _listing(tmp_path) == []
@@ -120,8 +118,9 @@ def test_short_file_fails_checksum_and_truncated_archive_fails_loading(mirror, s
     folder, md5s = mirror
     server.mode, server.fraction = "short", 0.6
     with pytest.raises(D.DataError, match="checksum mismatch"):
-        D.fetch_cifar("cifar100", tmp_path / "raw", url=server.url_for("cifar-100-python.tar.gz"),
-                      md5=md5s["cifar100"], **FAST)
+        D.fetch_cifar(
+            "cifar100", tmp_path / "raw", url=server.url_for("cifar-100-python.tar.gz"), md5=md5s["cifar100"], **FAST
+        )
     assert _listing(tmp_path / "raw") == []
     truncated = tmp_path / "truncated.tar.gz"
     data = (folder / "cifar-100-python.tar.gz").read_bytes()
@@ -142,7 +141,9 @@ def test_unreachable_server_says_how_to_use_a_local_copy(name, tmp_path, caplog)
     assert "after 3 attempt(s)" in message and url in message
     # the back-off doubles between attempts (0.05 s, then 0.1 s) and stops after the last one
     assert [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()] == [
-        f"retrying {url} in 0.05 s", f"retrying {url} in 0.1 s"]
+        f"retrying {url} in 0.05 s",
+        f"retrying {url} in 0.1 s",
+    ]
     assert _listing(tmp_path) == []
 
 
@@ -151,8 +152,15 @@ def test_hanging_server_times_out(mirror, tmp_path):
     # The server would hold each request for an hour; only the client's timeout ends the attempts.
     with CifarServer(folder, mode="hang", hang_seconds=3600) as srv:
         with pytest.raises(D.DataError, match="data.cifar10.archive") as err:
-            D.fetch_cifar("cifar10", tmp_path, url=srv.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"],
-                          retries=1, timeout=0.3, backoff=0.0)
+            D.fetch_cifar(
+                "cifar10",
+                tmp_path,
+                url=srv.url_for("cifar-10-python.tar.gz"),
+                md5=md5s["cifar10"],
+                retries=1,
+                timeout=0.3,
+                backoff=0.0,
+            )
         assert "after 2 attempt(s)" in str(err.value) and "timed out" in str(err.value)
         assert len(srv.requests) == 2
     assert _listing(tmp_path) == []
@@ -161,8 +169,9 @@ def test_hanging_server_times_out(mirror, tmp_path):
 def test_transient_server_errors_are_retried(mirror, tmp_path):
     folder, md5s = mirror
     with CifarServer(folder, fail_first=2) as srv:
-        path = D.fetch_cifar("cifar10", tmp_path, url=srv.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"],
-                             retries=3, **FAST)
+        path = D.fetch_cifar(
+            "cifar10", tmp_path, url=srv.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"], retries=3, **FAST
+        )
         assert len(srv.requests) == 3
     assert D.file_md5(path) == md5s["cifar10"]
 
@@ -198,14 +207,17 @@ def test_local_archive_with_wrong_checksum_or_missing(mirror, tmp_path):
         D.fetch_cifar("cifar10", tmp_path / "dest", archive=folder / "cifar-10-python.tar.gz")
 
 
-@pytest.mark.parametrize(("kwargs", "pattern"), [
-    ({"name": "cifar1000"}, "unknown CIFAR dataset 'cifar1000'"),
-    ({"url": "ftp://example.org/cifar.tar.gz"}, "data.cifar10.url"),
-    ({"url": "cifar-10-python.tar.gz"}, "not an http"),
-    ({"md5": "xyz"}, "not an MD5 checksum"),
-    ({"retries": -1}, "non-negative"),
-    ({"timeout": 0}, "timeout"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"name": "cifar1000"}, "unknown CIFAR dataset 'cifar1000'"),
+        ({"url": "ftp://example.org/cifar.tar.gz"}, "data.cifar10.url"),
+        ({"url": "cifar-10-python.tar.gz"}, "not an http"),
+        ({"md5": "xyz"}, "not an MD5 checksum"),
+        ({"retries": -1}, "non-negative"),
+        ({"timeout": 0}, "timeout"),
+    ],
+)
 def test_fetch_validates_arguments(kwargs, pattern, tmp_path):
     args = {"name": "cifar10", "dest": tmp_path, **kwargs}
     with pytest.raises(D.DataError, match=pattern):
@@ -270,10 +282,12 @@ def test_restricted_unpickler_reads_python2_and_python3_arrays():
 def test_restricted_unpickler_reads_a_hand_written_python2_batch():
     # The byte stream Python 2 + old numpy wrote for {'data': uint8 [[7, 8, 9]], 'labels': [1, 2]}:
     # py2 str opcodes, numpy.core.multiarray, integer flags in the dtype arguments.
-    blob = (b"\x80\x02}q\x00(U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03"
-            b"K\x00\x85q\x04U\x01b\x87q\x05Rq\x06(K\x01K\x01K\x03\x86q\x07cnumpy\ndtype\nq\x08U\x02u1K\x00K\x01"
-            b"\x87Rq\t(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x03\x07\x08\x09tbU\x06labelsq\n"
-            b"]q\x0b(K\x01K\x02eu.")
+    blob = (
+        b"\x80\x02}q\x00(U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03"
+        b"K\x00\x85q\x04U\x01b\x87q\x05Rq\x06(K\x01K\x01K\x03\x86q\x07cnumpy\ndtype\nq\x08U\x02u1K\x00K\x01"
+        b"\x87Rq\t(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x03\x07\x08\x09tbU\x06labelsq\n"
+        b"]q\x0b(K\x01K\x02eu."
+    )
     out = D.restricted_loads(blob)
     assert set(out) == {b"data", b"labels"} and out[b"labels"] == [1, 2]
     assert out[b"data"].dtype == np.uint8 and out[b"data"].tolist() == [[7, 8, 9]]
@@ -350,7 +364,7 @@ def test_synthetic_classes_are_learnable(tmp_path):
     d = D.load_cifar(path)
     p = D.prepare_arrays(d["X_train"], d["y_train"], d["X_test"], d["y_test"], normalize="channel")
     centroids = np.stack([p["X_train"][p["y_train"] == c].mean(axis=0) for c in range(10)])
-    scores = p["X_test"] @ centroids.T - 0.5 * (centroids ** 2).sum(axis=1)
+    scores = p["X_test"] @ centroids.T - 0.5 * (centroids**2).sum(axis=1)
     accuracy = float((scores.argmax(axis=1) == p["y_test"]).mean())
     assert accuracy > 0.4  # chance is 0.1; a nearest-class-mean classifier reaches about 0.7
 
@@ -391,8 +405,12 @@ def _write_idx(path: Path, array: np.ndarray, *, magic: bytes | None = None, cut
 def _fake_fashion(folder: Path, n_train: int = 12, n_test: int = 6) -> dict[str, np.ndarray]:
     """Write the four Fashion-MNIST idx files with random content; return the arrays."""
     rng = np.random.default_rng(0)
-    arrays = {"train_images": rng.integers(0, 256, (n_train, 28, 28)), "train_labels": rng.integers(0, 10, n_train),
-              "test_images": rng.integers(0, 256, (n_test, 28, 28)), "test_labels": rng.integers(0, 10, n_test)}
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28)),
+        "train_labels": rng.integers(0, 10, n_train),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28)),
+        "test_labels": rng.integers(0, 10, n_test),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     for key, stem in D.FASHION_MNIST_FILES.items():
         _write_idx(folder / f"{stem}.gz", arrays[key])
@@ -440,8 +458,10 @@ def test_fashion_mnist_reader_rejects_bad_files(tmp_path):
         D.load_fashion_mnist(tmp_path / "nowhere")
 
 
-@pytest.mark.skipif(D.find_fashion_mnist() is None,
-                    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    D.find_fashion_mnist() is None,
+    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)",
+)
 def test_fashion_mnist_debian_files():
     d = D.load_fashion_mnist(D.find_fashion_mnist())
     assert d["X_train"].shape == (60000, 28, 28) and d["X_test"].shape == (10000, 28, 28)
@@ -468,7 +488,7 @@ def test_prepare_arrays_subsets_and_one_hot():
     assert p["Y_train"].dtype == np.float32
     # Label 3 became class 0: find one original sample and check its new label.
     raw_rows = x_train.reshape(80, -1).astype(np.float64)
-    first = (p["X_train"][0].astype(np.float64) * p["std"] + p["mean"])
+    first = p["X_train"][0].astype(np.float64) * p["std"] + p["mean"]
     match = np.flatnonzero(np.abs(raw_rows - first).max(axis=1) < 1e-3)
     assert match.size == 1 and {3: 0, 1: 1}[int(y_train[match[0]])] == p["y_train"][0]
     again = D.prepare_arrays(x_train, y_train, x_test, y_test, classes=[3, 1], n_train=10, n_test=6, seed=4)
@@ -501,13 +521,16 @@ def test_prepare_arrays_normalisation_uses_train_statistics_only():
     assert g["mean"].shape == (1,) and g["X_train"].shape == (60, 16)
 
 
-@pytest.mark.parametrize(("kwargs", "pattern"), [
-    ({"normalize": "zscore"}, "normalize='zscore' is not one of"),
-    ({"classes": [0, 9]}, r"classes \[9\] do not occur"),
-    ({"n_train": 1000}, "only 60 are available"),
-    ({"num_classes": 2}, "num_classes=2 is smaller"),
-    ({"normalize": "channel", "flat": True}, "needs images"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"normalize": "zscore"}, "normalize='zscore' is not one of"),
+        ({"classes": [0, 9]}, r"classes \[9\] do not occur"),
+        ({"n_train": 1000}, "only 60 are available"),
+        ({"num_classes": 2}, "num_classes=2 is smaller"),
+        ({"normalize": "channel", "flat": True}, "needs images"),
+    ],
+)
 def test_prepare_arrays_errors(kwargs, pattern):
     x_train, y_train = _toy_images(60, 0)
     x_test, y_test = _toy_images(30, 1)

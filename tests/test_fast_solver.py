@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from convexbn.arrangements import sample_arrangements
 import convexbn.solver.admm as admm_mod
 import convexbn.solver.state as state_mod
 import convexbn.solver.working_set as ws_mod
+from convexbn.arrangements import sample_arrangements
 from convexbn.solver import (
     WORKING_SET_PATTERNS,
     C2Operator,
@@ -325,7 +325,7 @@ def test_fit_hessian_update_matches_rebuild():
     blocks = [(0, 0), (1, 2), (0, 3)]
     S = 2.0 * M - 1.0
     Fs = np.stack([(1.0 if s == 0 else -1.0) * M[:, i] for s, i in blocks], 1)
-    nullb = {b: null_basis_qr((S[:3, b[1]:b[1] + 1] * U[:3])) for b in blocks}
+    nullb = {b: null_basis_qr((S[:3, b[1] : b[1] + 1] * U[:3])) for b in blocks}
     cache: dict = {}
     trans: dict = {}
     fresh: set = set(blocks)
@@ -405,7 +405,7 @@ def test_price_patterns_bounds_are_valid_and_exact_where_needed():
     assert np.isnan(bound[:, [0, 5]]).all()
     for s, sg in enumerate((1.0, -1.0)):
         for i in set(range(M.shape[1])) - {0, 5}:
-            G = (2.0 * M[:, i:i + 1] - 1.0) * U
+            G = (2.0 * M[:, i : i + 1] - 1.0) * U
             d, _ = project_cone(G, sg * U.T @ (M[:, i] * lam), first=U.shape[0])
             exact = float(np.linalg.norm(d))
             assert bound[s, i] >= exact * (1 - 1e-9) - 1e-12

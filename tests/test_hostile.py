@@ -26,11 +26,11 @@ from cifar_server import CifarServer, write_test_archives  # noqa: E402
 
 from convexbn import cli  # noqa: E402
 from convexbn import data as D  # noqa: E402
-from convexbn.safe_pickle import py2_pickle  # noqa: E402
 from convexbn.arrangements import MAX_ARRANGEMENTS, parse_arrangement_spec, sample_arrangements  # noqa: E402
 from convexbn.download import DataError, Limits, check_url, remove_stale_parts  # noqa: E402
 from convexbn.io import OutputPathError, atomic_writer, check_output_path, write_json  # noqa: E402
 from convexbn.programs import beta_max, solve_c2, solve_two_layer, zero_is_optimal  # noqa: E402
+from convexbn.safe_pickle import py2_pickle  # noqa: E402
 from convexbn.whitening import whiten  # noqa: E402
 
 FAST = {"timeout": 2.0, "backoff": 0.0}
@@ -93,13 +93,21 @@ Setup = Callable[[Path], str]
 CASES: list[tuple[str, list[str], list[str], dict[str, Setup]]] = [
     ("out-fifo", ["solve", "--beta", "0.1"], ["special file"], {"out": _fifo}),
     ("out-is-data", ["solve", "--beta", "0.1"], ["also an input"], {"out": lambda d: str(d / "good.npz")}),
-    ("out-is-data-other-spelling", ["train", "--beta", "0.1", "--width", "2"], ["also an input"],
-     {"out": lambda d: str(d / "." / "good.npz")}),
+    (
+        "out-is-data-other-spelling",
+        ["train", "--beta", "0.1", "--width", "2"],
+        ["also an input"],
+        {"out": lambda d: str(d / "." / "good.npz")},
+    ),
     ("out-dir", ["solve", "--beta", "0.1"], ["is a directory"], {"out": str}),
     ("out-under-a-file", ["solve", "--beta", "0.1"], ["is a file"], {"out": lambda d: str(d / "good.npz" / "r.json")}),
     ("out-name-300", ["solve", "--beta", "0.1"], ["longer than", "shorter"], {"out": lambda d: str(d / LONG_NAME)}),
-    ("data-name-300", ["solve", "--beta", "0.1"], ["cannot be opened", "too long"],
-     {"data": lambda d: str(d / LONG_NAME)}),
+    (
+        "data-name-300",
+        ["solve", "--beta", "0.1"],
+        ["cannot be opened", "too long"],
+        {"data": lambda d: str(d / LONG_NAME)},
+    ),
     ("data-not-npz", ["solve", "--beta", "0.1"], ["not a NumPy .npz"], {"data": _text_file}),
     ("data-object-array", ["solve", "--beta", "0.1"], ["never unpickled"], {"data": _object_array}),
     ("data-fifo", ["solve", "--beta", "0.1"], ["not a file"], {"data": _fifo}),
@@ -107,26 +115,40 @@ CASES: list[tuple[str, list[str], list[str], dict[str, Setup]]] = [
     ("beta-nan", ["solve", "--beta", "nan"], ["--beta", "finite"], {}),
     ("beta-inf", ["train", "--beta", "inf", "--width", "2"], ["--beta", "finite"], {}),
     ("width-1e11", ["train", "--beta", "0.1", "--width", "1e11"], ["--width", "limit of 1,000,000"], {}),
-    ("width-memory", ["train", "--beta", "0.1", "--width", "1000000"], ["--width", "GiB", "at most"],
-     {"data": _tall_data}),
+    (
+        "width-memory",
+        ["train", "--beta", "0.1", "--width", "1000000"],
+        ["--width", "GiB", "at most"],
+        {"data": _tall_data},
+    ),
     ("width-fraction", ["train", "--beta", "0.1", "--width", "2.5"], ["--width", "not an integer"], {}),
     ("seed-1e23", ["train", "--beta", "0.1", "--width", "2", "--seed", "1e23"], ["--seed", "limit"], {}),
     ("seed-solve-huge", ["solve", "--beta", "0.1", "--seed", str(2**64)], ["--seed", "limit"], {}),
-    ("arrangements-1e9", ["solve", "--beta", "0.1", "--arrangements", "1000000000"],
-     ["arrangements", f"{MAX_ARRANGEMENTS:,}", "memory"], {}),
+    (
+        "arrangements-1e9",
+        ["solve", "--beta", "0.1", "--arrangements", "1000000000"],
+        ["arrangements", f"{MAX_ARRANGEMENTS:,}", "memory"],
+        {},
+    ),
     ("truncate-above-rank", ["solve", "--beta", "0.1", "--truncate", "1000"], ["--truncate", "rank 2"], {}),
     ("solver-osqp", ["solve", "--beta", "0.1", "--solver", "OSQP"], ["OSQP", "second-order cones"], {}),
     ("solver-highs", ["solve", "--beta", "0.1", "--solver", "highs"], ["second-order cones", "CLARABEL"], {}),
 ]
 if Path("/proc/self").is_dir():  # a folder nobody can create files in, root included
-    CASES.append(("out-unwritable-folder", ["solve", "--beta", "0.1"], ["not writable"],
-                  {"out": lambda d: "/proc/convexbn-hostile-test/r.json"}))
+    CASES.append(
+        (
+            "out-unwritable-folder",
+            ["solve", "--beta", "0.1"],
+            ["not writable"],
+            {"out": lambda d: "/proc/convexbn-hostile-test/r.json"},
+        )
+    )
 
 
 @pytest.mark.parametrize("argv,needles,setup", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_cli_bad_input_is_one_line_exit_2_nothing_written(argv: list[str], needles: list[str],
-                                                          setup: dict[str, Setup], tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_input_is_one_line_exit_2_nothing_written(
+    argv: list[str], needles: list[str], setup: dict[str, Setup], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every bad input of the table: exit 2, exactly one stderr line naming the problem, nothing written."""
     data = _good_data(tmp_path)
     data_arg = setup["data"](tmp_path) if "data" in setup else str(data)
@@ -152,8 +174,7 @@ def test_negative_values_reach_the_option() -> None:
     assert cli.join_negative_values(["--", "-inf"]) == ["--", "-inf"]
 
 
-def test_beta_above_beta_max_is_the_certified_zero_network(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_beta_above_beta_max_is_the_certified_zero_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--beta 1e20: no conic solve, the zero network with status optimal and 0 neurons."""
     data, out = _good_data(tmp_path), tmp_path / "r.json"
     rc = cli.main(["solve", "--data", str(data), "--beta", "1e20", "--arrangements", "20", "--out", str(out)])
@@ -241,8 +262,14 @@ def test_announced_size_over_the_cap_is_refused_before_reading(mirror, tmp_path:
     size = (folder / "cifar-10-python.tar.gz").stat().st_size
     with CifarServer(folder) as srv:
         with pytest.raises(DataError, match="fetch.max_bytes") as err:
-            D.fetch_cifar("cifar10", tmp_path, url=srv.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"],
-                          max_bytes=size - 1, **FAST)
+            D.fetch_cifar(
+                "cifar10",
+                tmp_path,
+                url=srv.url_for("cifar-10-python.tar.gz"),
+                md5=md5s["cifar10"],
+                max_bytes=size - 1,
+                **FAST,
+            )
         assert len(srv.requests) == 1  # not retried
     assert f"{size:,}" in str(err.value) and "\n" not in str(err.value)
     assert _listing(tmp_path) == []
@@ -252,8 +279,15 @@ def test_endless_stream_stops_at_the_byte_cap(mirror, tmp_path: Path) -> None:
     folder, md5s = mirror
     with CifarServer(folder, mode="endless", send_limit=64 << 20) as srv:
         with pytest.raises(DataError, match="more than fetch.max_bytes = 1,000,000"):
-            D.fetch_cifar("cifar10", tmp_path, url=srv.url_for("x"), md5=md5s["cifar10"], max_bytes=1_000_000,
-                          retries=2, **{"timeout": 2.0, "backoff": 0.0})
+            D.fetch_cifar(
+                "cifar10",
+                tmp_path,
+                url=srv.url_for("x"),
+                md5=md5s["cifar10"],
+                max_bytes=1_000_000,
+                retries=2,
+                **{"timeout": 2.0, "backoff": 0.0},
+            )
         assert len(srv.requests) == 1
         assert srv.bytes_sent < 16 << 20  # stopped long before the server's own limit of 64 MiB
     assert _listing(tmp_path) == []
@@ -265,8 +299,16 @@ def test_slow_drip_is_stopped_by_the_deadline(mode: str, mirror, tmp_path: Path)
     folder, md5s = mirror
     with CifarServer(folder, mode=mode, drip_interval=0.02, send_limit=3000) as srv:
         with pytest.raises(DataError, match="fetch.deadline = 0.4 s") as err:
-            D.fetch_cifar("cifar10", tmp_path, url=srv.url_for("cifar-10-python.tar.gz"), md5=md5s["cifar10"],
-                          retries=1, timeout=5.0, backoff=0.0, deadline=0.4)
+            D.fetch_cifar(
+                "cifar10",
+                tmp_path,
+                url=srv.url_for("cifar-10-python.tar.gz"),
+                md5=md5s["cifar10"],
+                retries=1,
+                timeout=5.0,
+                backoff=0.0,
+                deadline=0.4,
+            )
         assert len(srv.requests) == 2 and "after 2 attempt(s)" in str(err.value)
         assert 0 < srv.bytes_sent < 3000  # the server was cut off, it did not run out by itself
     assert _listing(tmp_path) == []
@@ -288,21 +330,38 @@ def test_file_urls_and_local_archives_are_bounded(mirror, tmp_path: Path) -> Non
         with pytest.raises(DataError, match=f"has {size:,} bytes, more than fetch.max_bytes"):
             D.fetch_cifar("cifar10", dest, md5=md5s["cifar10"], max_bytes=size - 1, **kwargs)
     assert not dest.exists() or _listing(dest) == []
-    assert D.file_md5(D.fetch_cifar("cifar10", dest, url=archive.as_uri(), md5=md5s["cifar10"],
-                                    max_bytes=size)) == md5s["cifar10"]
+    assert (
+        D.file_md5(D.fetch_cifar("cifar10", dest, url=archive.as_uri(), md5=md5s["cifar10"], max_bytes=size))
+        == md5s["cifar10"]
+    )
 
 
-@pytest.mark.parametrize("url", ["http://[::1", "http://", "http://host:99999/a.tar.gz", "file://remote/a.tar.gz",
-                                 "ftp://host/a.tar.gz", "h" * 300])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://",
+        "http://host:99999/a.tar.gz",
+        "file://remote/a.tar.gz",
+        "ftp://host/a.tar.gz",
+        "h" * 300,
+    ],
+)
 def test_malformed_urls_are_one_line(url: str) -> None:
     with pytest.raises(DataError, match="data.cifar10.url") as err:
         check_url(url, "data.cifar10.url")
     assert "\n" not in str(err.value) and len(str(err.value)) < 400
 
 
-@pytest.mark.parametrize("kwargs,key", [({"deadline": 0}, "fetch.deadline"), ({"max_bytes": 0}, "fetch.max_bytes"),
-                                        ({"timeout": float("inf")}, "fetch.timeout"),
-                                        ({"retries": True}, "fetch.retries")])
+@pytest.mark.parametrize(
+    "kwargs,key",
+    [
+        ({"deadline": 0}, "fetch.deadline"),
+        ({"max_bytes": 0}, "fetch.max_bytes"),
+        ({"timeout": float("inf")}, "fetch.timeout"),
+        ({"retries": True}, "fetch.retries"),
+    ],
+)
 def test_limits_are_checked(kwargs: dict[str, Any], key: str) -> None:
     with pytest.raises(DataError, match=key):
         Limits(**kwargs).check()
@@ -323,11 +382,13 @@ def test_stale_partial_downloads_are_removed_at_the_next_fetch(mirror, tmp_path:
 def test_over_long_names_in_data_paths_are_one_line(tmp_path: Path) -> None:
     """300-character names: a local archive, a CIFAR archive to load, a Fashion-MNIST folder."""
     long = tmp_path / LONG_NAME
-    for call, pattern in ((lambda: D.fetch_cifar("cifar10", tmp_path / "raw", archive=long), "too long"),
-                          (lambda: D.load_cifar(long), "does not exist"),
-                          (lambda: D.load_fashion_mnist(long), "does not exist"),
-                          (lambda: D.load_prepared(long), "does not exist"),
-                          (lambda: D.fetch_cifar("c" * 300, tmp_path), "unknown CIFAR dataset")):
+    for call, pattern in (
+        (lambda: D.fetch_cifar("cifar10", tmp_path / "raw", archive=long), "too long"),
+        (lambda: D.load_cifar(long), "does not exist"),
+        (lambda: D.load_fashion_mnist(long), "does not exist"),
+        (lambda: D.load_prepared(long), "does not exist"),
+        (lambda: D.fetch_cifar("c" * 300, tmp_path), "unknown CIFAR dataset"),
+    ):
         with pytest.raises(DataError, match=pattern) as err:
             call()
         assert "\n" not in str(err.value)
@@ -397,8 +458,12 @@ def test_array_bytes_used_twice_are_refused() -> None:
     reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor, as pickles name it
     raw = bytes(range(256)) * 40
     state = (1, (len(raw),), np.dtype(np.uint8), False, raw)
-    twice = py2_pickle({b"a": _Reduce(reconstruct, (np.ndarray, (0,), b"b"), state),
-                           b"b": _Reduce(reconstruct, (np.ndarray, (0,), b"b"), state)})
+    twice = py2_pickle(
+        {
+            b"a": _Reduce(reconstruct, (np.ndarray, (0,), b"b"), state),
+            b"b": _Reduce(reconstruct, (np.ndarray, (0,), b"b"), state),
+        }
+    )
     assert len(twice) < 2 * len(raw)
     with pytest.raises(DataError, match="declares an array"):
         D.restricted_loads(twice)
@@ -423,20 +488,20 @@ def _declare_size(tar_gz: Path, member: str, declared: int) -> Path:
     raw = bytearray(gzip.decompress(tar_gz.read_bytes()))
     with tarfile.open(fileobj=io.BytesIO(bytes(raw))) as tar:
         offset = tar.getmember(member).offset
-    header = raw[offset:offset + 512]
+    header = raw[offset : offset + 512]
     header[124:136] = b"%011o\0" % declared
     header[148:156] = b" " * 8
     header[148:156] = b"%06o\0 " % sum(header)
-    raw[offset:offset + 512] = header
+    raw[offset : offset + 512] = header
     out = tar_gz.with_name("declared-" + tar_gz.name)
     out.write_bytes(gzip.compress(bytes(raw)))
     return out
 
 
-@pytest.mark.parametrize("member,declared", [("cifar-10-batches-py/data_batch_1", 2 << 30),
-                                             ("cifar-10-batches-py/batches.meta", 50 << 20)])
-def test_member_declaring_a_huge_size_is_refused_from_its_header(member: str, declared: int,
-                                                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "member,declared", [("cifar-10-batches-py/data_batch_1", 2 << 30), ("cifar-10-batches-py/batches.meta", 50 << 20)]
+)
+def test_member_declaring_a_huge_size_is_refused_from_its_header(member: str, declared: int, tmp_path: Path) -> None:
     archive = _declare_size(_cifar10_tar(tmp_path / "a.tar.gz", {}), member, declared)
     assert archive.stat().st_size < 10_000
     with pytest.raises(DataError, match=f"declares {declared:,} bytes.*nothing was decompressed"):
@@ -522,10 +587,20 @@ def test_pipeline_refuses_a_pickle_bomb_with_a_matching_md5(tmp_path: Path) -> N
     bomb = py2_pickle({b"data": _Reduce(np.ndarray, ((230_000, 3072), "u1")), b"labels": [0]})
     archive = _cifar10_tar(tmp_path / "cifar-10-python.tar.gz", {"data_batch_1": bomb})
     wf = copy_workflow(tmp_path / "wf")
-    overlay = {"data": {"cifar10": {"synthetic": None, "archive": str(archive), "md5": D.file_md5(archive)}},
-               "datasets": {"cifar10": {"synthetic": False, "n_train": 10, "n_val": 0, "n_test": 4}}}
-    proc = run_snakemake(wf, "results/data/cifar10.npz", "--cores", "1", "--configfile", "config/ci.yaml",
-                         str(write_overlay(tmp_path / "bomb.yaml", overlay)), timeout=240)
+    overlay = {
+        "data": {"cifar10": {"synthetic": None, "archive": str(archive), "md5": D.file_md5(archive)}},
+        "datasets": {"cifar10": {"synthetic": False, "n_train": 10, "n_val": 0, "n_test": 4}},
+    }
+    proc = run_snakemake(
+        wf,
+        "results/data/cifar10.npz",
+        "--cores",
+        "1",
+        "--configfile",
+        "config/ci.yaml",
+        str(write_overlay(tmp_path / "bomb.yaml", overlay)),
+        timeout=240,
+    )
     assert proc.returncode != 0, proc.stdout[-2000:]
     log = (wf / "results" / "logs" / "prepare" / "cifar10.log").read_text()
     errors = [line for line in log.splitlines() if " ERROR " in line]

@@ -79,13 +79,20 @@ def test_local_search_never_ends_below_convex_optimum(problems: dict[str, Proble
     floor = pb.p_star * (1.0 - LOWER_TOL)
     runs = []
     for seed in range(3):
-        runs.append(train_bn_network(pb.X, pb.Y, pb.beta, 2 * n, optimizer="lbfgs", epochs=10, lbfgs_max_iter=30,
-                                     seed=seed))
+        runs.append(
+            train_bn_network(pb.X, pb.Y, pb.beta, 2 * n, optimizer="lbfgs", epochs=10, lbfgs_max_iter=30, seed=seed)
+        )
     for seed in range(2):
-        runs.append(train_bn_network(pb.X, pb.Y, pb.beta, WIDE, optimizer="gd", lr=pb.gd_lr / 2, epochs=150,
-                                     seed=seed, record_every=5))
-    runs.append(train_bn_network(pb.X, pb.Y, pb.beta, WIDE, optimizer="sgd", lr=pb.gd_lr / 20, batch_size=n // 2,
-                                 epochs=60, seed=5))
+        runs.append(
+            train_bn_network(
+                pb.X, pb.Y, pb.beta, WIDE, optimizer="gd", lr=pb.gd_lr / 2, epochs=150, seed=seed, record_every=5
+            )
+        )
+    runs.append(
+        train_bn_network(
+            pb.X, pb.Y, pb.beta, WIDE, optimizer="sgd", lr=pb.gd_lr / 20, batch_size=n // 2, epochs=60, seed=5
+        )
+    )
     for r in runs:
         assert r.final_objective >= floor, (r.config["optimizer"], r.final_objective, pb.p_star)
         assert _min_recorded(r.history) >= floor, (r.config["optimizer"], _min_recorded(r.history), pb.p_star)
@@ -100,8 +107,9 @@ def test_wide_network_reaches_convex_optimum(problems: dict[str, Problem], name:
     assert WIDE >= pb.X.shape[0] + 1 >= pb.result.neurons
     gaps = []
     for seed in range(3):
-        r = train_bn_network(pb.X, pb.Y, pb.beta, WIDE, optimizer="gd", lr=pb.gd_lr, epochs=2500, seed=seed,
-                             record_every=100)
+        r = train_bn_network(
+            pb.X, pb.Y, pb.beta, WIDE, optimizer="gd", lr=pb.gd_lr, epochs=2500, seed=seed, record_every=100
+        )
         gaps.append((r.final_objective - pb.p_star) / pb.p_star)
         assert gaps[-1] >= -LOWER_TOL
         if gaps[-1] <= 1e-3:
@@ -131,8 +139,10 @@ def test_training_from_the_convex_solution_stays_at_the_optimum(problems: dict[s
     width = pb.result.params.width
     # L-BFGS (line search: never increases) stays at p*; constant-step GD hovers in an lr-sized band
     # above it, because the optimum is non-smooth (samples on ReLU kinks) and the gradient does not vanish.
-    for opt, kw, band in (("lbfgs", dict(epochs=3, lbfgs_max_iter=20), 1e-6),
-                          ("gd", dict(lr=pb.gd_lr / 10, epochs=50), 1e-2)):
+    for opt, kw, band in (
+        ("lbfgs", dict(epochs=3, lbfgs_max_iter=20), 1e-6),
+        ("gd", dict(lr=pb.gd_lr / 10, epochs=50), 1e-2),
+    ):
         r = train_bn_network(pb.X, pb.Y, pb.beta, width, optimizer=opt, init=init, **kw)
         assert r.history[0]["objective"] == pytest.approx(pb.p_star, rel=1e-6)
         assert _min_recorded(r.history) >= pb.p_star * (1.0 - LOWER_TOL)

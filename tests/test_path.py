@@ -47,7 +47,7 @@ def dual_values(U: np.ndarray, masks: np.ndarray, lam: np.ndarray) -> np.ndarray
     """Exact min_{μ ≥ 0} ‖U'ᵀ(σ D_i λ + S_i μ)‖ for every block of one class (2, P), by cone projection."""
     out = np.zeros((2, masks.shape[1]))
     for i in range(masks.shape[1]):
-        G = (2.0 * masks[:, i:i + 1] - 1.0) * U
+        G = (2.0 * masks[:, i : i + 1] - 1.0) * U
         for s, sg in enumerate((1.0, -1.0)):
             d, _ = project_cone(G, sg * U.T @ (masks[:, i] * lam), first=U.shape[0])
             out[s, i] = np.linalg.norm(d)
@@ -113,8 +113,9 @@ def test_safe_rule_never_drops_a_block_the_optimum_uses():
     beta = 0.65 * bmax
     f = (M * (U @ (prev.u[:, :, 0] - prev.up[:, :, 0]).T)).sum(1)
     lam = Y[:, 0] - f
-    primal = 0.5 * float(lam @ lam) + beta * float(np.linalg.norm(prev.u, axis=1).sum()
-                                                  + np.linalg.norm(prev.up, axis=1).sum())
+    primal = 0.5 * float(lam @ lam) + beta * float(
+        np.linalg.norm(prev.u, axis=1).sum() + np.linalg.norm(prev.up, axis=1).sum()
+    )
     dropped = safe_screen(U, M, lam, Y[:, 0], beta, primal)
     assert dropped.sum() > 0  # the test would be empty otherwise
     sol = solve_c2_fast(U, Y, beta, M, tol=1e-10)
@@ -148,13 +149,13 @@ def data_file(tmp_path):
 
 def test_cli_path_writes_the_contract(data_file, tmp_path):
     out = tmp_path / "path.json"
-    rc = cli.main(["path", "--data", str(data_file), "--ratios", "1.2,0.3,0.05", "--arrangements", "20",
-                   "--out", str(out)])
+    rc = cli.main(
+        ["path", "--data", str(data_file), "--ratios", "1.2,0.3,0.05", "--arrangements", "20", "--out", str(out)]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["beta_max"] > 0 and res["seconds"] > 0
-    keys = {"beta", "ratio", "objective", "network_objective", "gap", "cone_violation", "status", "seconds",
-            "neurons"}
+    keys = {"beta", "ratio", "objective", "network_objective", "gap", "cone_violation", "status", "seconds", "neurons"}
     assert [p["ratio"] for p in res["points"]] == pytest.approx([1.2, 0.3, 0.05])
     for p in res["points"]:
         assert keys <= set(p)
@@ -176,14 +177,17 @@ def test_cli_path_conic_solver_agrees(data_file, tmp_path):
         assert p["objective"] == pytest.approx(r["objective"], rel=1e-6)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--ratios", "0.1,0.3"], "strictly decreasing"),
-    (["--ratios", "0.3,-1"], "--ratios must be"),
-    (["--ratios", "0.3,,0.1"], "comma-separated"),
-    (["--ratios", "0.3", "--betas", "1"], "not allowed"),
-    (["--ratios", "0.3", "--solver", "MOSK"], "unknown solver"),
-    (["--ratios", "0.3", "--tol", "0"], "--tol"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--ratios", "0.1,0.3"], "strictly decreasing"),
+        (["--ratios", "0.3,-1"], "--ratios must be"),
+        (["--ratios", "0.3,,0.1"], "comma-separated"),
+        (["--ratios", "0.3", "--betas", "1"], "not allowed"),
+        (["--ratios", "0.3", "--solver", "MOSK"], "unknown solver"),
+        (["--ratios", "0.3", "--tol", "0"], "--tol"),
+    ],
+)
 def test_cli_path_bad_input_is_one_line_exit_2(data_file, tmp_path, capsys, args, message):
     out = tmp_path / "bad.json"
     rc = cli.main(["path", "--data", str(data_file), "--arrangements", "10", *args, "--out", str(out)])

@@ -58,12 +58,15 @@ def check_reconstruction(res: ConvexResult, X: np.ndarray, Y: np.ndarray, beta: 
     assert again == pytest.approx(res.objective, rel=1e-12)
 
 
-@pytest.mark.parametrize("seed,n,d,arr,beta", [
-    (0, 10, 2, "exact", 0.1),
-    (1, 13, 3, "exact", 0.05),
-    (2, 14, 3, 40, 0.2),
-    (3, 9, 2, 15, 0.5),
-])
+@pytest.mark.parametrize(
+    "seed,n,d,arr,beta",
+    [
+        (0, 10, 2, "exact", 0.1),
+        (1, 13, 3, "exact", 0.05),
+        (2, 14, 3, 40, 0.2),
+        (3, 9, 2, 15, 0.5),
+    ],
+)
 def test_scalar_reconstruction_matches_optimum(seed: int, n: int, d: int, arr: str | int, beta: float) -> None:
     """Scalar output: network objective == (C2) optimum to 1e-6, certified optimal, cone-feasible."""
     X, y = problem(seed, n, d)
@@ -134,9 +137,17 @@ def test_fast_solver_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def fake_fast(Ut, Y, beta, masks, *, tol=1e-6, loss="squared", **kw):  # noqa: ANN001, ANN202
         seen["masks"], seen["tol"] = masks.copy(), tol
-        return types.SimpleNamespace(u=ref.extra["u"], up=ref.extra["up"], objective=ref.objective, gap=3e-9,
-                                     cone_violation=1e-12, status="optimal", iterations=42, seconds=0.01,
-                                     history=[{"iteration": 42}])
+        return types.SimpleNamespace(
+            u=ref.extra["u"],
+            up=ref.extra["up"],
+            objective=ref.objective,
+            gap=3e-9,
+            cone_violation=1e-12,
+            status="optimal",
+            iterations=42,
+            seconds=0.01,
+            history=[{"iteration": 42}],
+        )
 
     monkeypatch.setitem(sys.modules, "convexbn.solver", types.SimpleNamespace(solve_c2_fast=fake_fast))
     res = solve_two_layer(X, y, 0.1, arrangements=20, seed=3, solver="fast", tol=1e-7)
@@ -159,8 +170,10 @@ def test_predictions_through_running_statistics() -> None:
     # out of sample the network computes Σ_i (φᵀu_i)_+ − (φᵀu'_i)_+ (own-weight gates)
     Xnew = np.random.default_rng(99).standard_normal((7, 3))
     phi = wh.features(Xnew)
-    own = (np.maximum(np.einsum("nq,pqc->npc", phi, res.extra["u"]), 0)
-           - np.maximum(np.einsum("nq,pqc->npc", phi, res.extra["up"]), 0)).sum(axis=1)
+    own = (
+        np.maximum(np.einsum("nq,pqc->npc", phi, res.extra["u"]), 0)
+        - np.maximum(np.einsum("nq,pqc->npc", phi, res.extra["up"]), 0)
+    ).sum(axis=1)
     np.testing.assert_allclose(predict(net, Xnew), own, atol=1e-6)
     assert predict_convex_gates(wh, arr, res.extra["u"], res.extra["up"], Xnew).shape == (7, 1)
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TESTS, copy_workflow, only_experiments, run_snakemake, workflow_env, write_overlay
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -57,17 +56,33 @@ def test_pipeline_runs_through_the_slurm_profile(slurm_cluster: None, tmp_path: 
     env = workflow_env(SLURM_PARTITION="debug")
     env.pop("SLURM_ACCOUNT", None)
     t0 = time.time()
-    proc = run_snakemake(wf, "figures", "--workflow-profile", "workflow/profiles/slurm", "--jobs", "2",
-                         "--slurm-init-seconds-before-status-checks", "2",
-                         "--configfile", "config/ci.yaml", str(overlay), env=env, timeout=900)
+    proc = run_snakemake(
+        wf,
+        "figures",
+        "--workflow-profile",
+        "workflow/profiles/slurm",
+        "--jobs",
+        "2",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--configfile",
+        "config/ci.yaml",
+        str(overlay),
+        env=env,
+        timeout=900,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert (wf / "results" / "tables" / "closed_form.csv").is_file()
     assert any((wf / "figures").glob("*.pdf"))
     assert "SLURM run ID" in out or "slurm" in out.lower()
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0 - 5))
-    acct = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "-o", "JobName,State,Partition"],
-                          capture_output=True, text=True, timeout=30)
+    acct = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-S", since, "-o", "JobName,State,Partition"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     rows = [r.split("|") for r in acct.stdout.split() if r]
     completed = [r for r in rows if r[1] == "COMPLETED" and r[2] == "debug"]
     assert len(completed) >= 3, acct.stdout

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from convexbn import cli
-from convexbn.programs import solve_two_layer
 from convexbn.conic import SolverError, resolve_solver, solve_problem
+from convexbn.programs import solve_two_layer
 
 
 @pytest.fixture
@@ -27,8 +27,9 @@ def small() -> tuple[np.ndarray, np.ndarray]:
     return rng.standard_normal((9, 2)), rng.standard_normal(9)
 
 
-def test_auto_without_licence_uses_clarabel(no_licence: None, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_auto_without_licence_uses_clarabel(
+    no_licence: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """auto → CLARABEL, the reason names the missing licence, and the CLI logs it on stderr."""
     name, reason = resolve_solver("auto")
     assert name == "CLARABEL" and "licence" in reason
@@ -36,8 +37,19 @@ def test_auto_without_licence_uses_clarabel(no_licence: None, tmp_path: Path,
     res = solve_two_layer(X, y, 0.1, arrangements=10, solver="auto")
     assert res.record.solver == "CLARABEL" and "licence" in res.record.reason
     np.savez(tmp_path / "d.npz", X=X, y=y)
-    rc = cli.main(["solve", "--data", str(tmp_path / "d.npz"), "--beta", "0.1", "--arrangements", "10",
-                   "--out", str(tmp_path / "r.json")])
+    rc = cli.main(
+        [
+            "solve",
+            "--data",
+            str(tmp_path / "d.npz"),
+            "--beta",
+            "0.1",
+            "--arrangements",
+            "10",
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     assert "solver CLARABEL (auto:" in err and "licence" in err
@@ -104,5 +116,6 @@ def test_library_logs_which_solver_and_why(no_licence: None, caplog: pytest.LogC
     X, y = small()
     with caplog.at_level(logging.INFO, logger="convexbn"):
         solve_two_layer(X, y, 0.1, arrangements=8, solver="auto")
-    assert any(r.getMessage().startswith("solver CLARABEL (auto:") and "licence" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.getMessage().startswith("solver CLARABEL (auto:") and "licence" in r.getMessage() for r in caplog.records
+    )

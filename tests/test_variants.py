@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from convexbn import variants as V
-from convexbn.networks import BNMLP, bn_mlp_from_params, evaluate_objective
 from convexbn.conic import SolverError
+from convexbn.networks import BNMLP, bn_mlp_from_params, evaluate_objective
 
 torch.set_num_threads(1)
 
@@ -28,13 +28,28 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(1.0, abs(b))
 
 
-def _lbfgs(net: torch.nn.Module, inputs: torch.Tensor, Y: torch.Tensor, beta: float, params: list,
-           loss: str = "squared", rounds: int = 2, max_iter: int = 80) -> float:
+def _lbfgs(
+    net: torch.nn.Module,
+    inputs: torch.Tensor,
+    Y: torch.Tensor,
+    beta: float,
+    params: list,
+    loss: str = "squared",
+    rounds: int = 2,
+    max_iter: int = 80,
+) -> float:
     """Run L-BFGS (strong Wolfe) on `params` of `net`'s train-mode objective; return the final objective."""
     net.train()
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, max_eval=2 * max_iter, history_size=50,
-                            line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-11, tolerance_change=1e-15)
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=max_iter,
+        max_eval=2 * max_iter,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-11,
+        tolerance_change=1e-15,
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -59,12 +74,16 @@ def _one_hot(labels: np.ndarray, C: int) -> np.ndarray:
 # BN after ReLU
 # ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed,n,d,C,beta,loss", [
-    (0, 12, 3, 1, 0.1, "squared"),
-    (1, 10, 2, 1, 0.3, "squared"),
-    (2, 9, 3, 2, 0.05, "squared"),
-    (3, 10, 2, 3, 0.2, "cross_entropy"),
-])
+
+@pytest.mark.parametrize(
+    "seed,n,d,C,beta,loss",
+    [
+        (0, 12, 3, 1, 0.1, "squared"),
+        (1, 10, 2, 1, 0.3, "squared"),
+        (2, 9, 3, 2, 0.05, "squared"),
+        (3, 10, 2, 3, 0.2, "cross_entropy"),
+    ],
+)
 def test_bn_after_reconstruction_attains_optimum(seed: int, n: int, d: int, C: int, beta: float, loss: str) -> None:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
@@ -161,6 +180,7 @@ def test_variants_refuse_fast_solver_and_bad_inputs() -> None:
 # CNN
 # ------------------------------------------------------------------------------------------------
 
+
 def test_extract_patches_1d_shapes_and_values() -> None:
     X = np.arange(2 * 7, dtype=float).reshape(2, 7)
     P = V.extract_patches_1d(X, 3, 2)
@@ -172,12 +192,15 @@ def test_extract_patches_1d_shapes_and_values() -> None:
     np.testing.assert_array_equal(P3[0, 1], np.concatenate([X3[0, 0, 1:3], X3[0, 1, 1:3]]))
 
 
-@pytest.mark.parametrize("size,stride,msg", [
-    (6, 1, "exceeds the signal length 5"),
-    (0, 1, "size must be a positive integer"),
-    (2, 0, "stride must be a positive integer"),
-    (2.5, 1, "size must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "size,stride,msg",
+    [
+        (6, 1, "exceeds the signal length 5"),
+        (0, 1, "size must be a positive integer"),
+        (2, 0, "stride must be a positive integer"),
+        (2.5, 1, "size must be a positive integer"),
+    ],
+)
 def test_extract_patches_1d_rejects_bad_sizes(size, stride, msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
         V.extract_patches_1d(np.zeros((3, 5)), size, stride)
@@ -212,13 +235,17 @@ def test_bnconvnet_matches_paper_bn_formula() -> None:
     assert abs(pen - (np.sum(gamma**2) + np.sum(alpha**2) + np.sum(net.head.weight.detach().numpy() ** 2))) < 1e-12
 
 
-@pytest.mark.parametrize("seed,n,L,size,C,beta,loss", [
-    (0, 6, 4, 2, 1, 0.1, "squared"),
-    (1, 5, 5, 2, 2, 0.05, "squared"),
-    (2, 6, 4, 2, 2, 0.1, "cross_entropy"),
-])
-def test_cnn_reconstruction_attains_optimum(seed: int, n: int, L: int, size: int, C: int, beta: float,
-                                            loss: str) -> None:
+@pytest.mark.parametrize(
+    "seed,n,L,size,C,beta,loss",
+    [
+        (0, 6, 4, 2, 1, 0.1, "squared"),
+        (1, 5, 5, 2, 2, 0.05, "squared"),
+        (2, 6, 4, 2, 2, 0.1, "cross_entropy"),
+    ],
+)
+def test_cnn_reconstruction_attains_optimum(
+    seed: int, n: int, L: int, size: int, C: int, beta: float, loss: str
+) -> None:
     rng = np.random.default_rng(seed)
     P = V.extract_patches_1d(rng.standard_normal((n, L)), size, 1)
     Y = _one_hot(rng.integers(0, C, n), C) if loss == "cross_entropy" else rng.standard_normal((n, C))
@@ -268,6 +295,7 @@ def test_cnn_rejects_bad_patches() -> None:
 # Deep networks
 # ------------------------------------------------------------------------------------------------
 
+
 def _random_deep(d: int, widths: list[int], C: int, seed: int) -> V.DeepBNNet:
     """A DeepBNNet in float64 with random BN parameters."""
     torch.manual_seed(seed)
@@ -279,12 +307,15 @@ def _random_deep(d: int, widths: list[int], C: int, seed: int) -> V.DeepBNNet:
     return net
 
 
-@pytest.mark.parametrize("seed,widths,C,truncate", [
-    (0, [4, 3], 1, None),
-    (1, [3, 5, 4], 2, None),
-    (2, [5], 1, None),
-    (3, [6, 4], 1, 3),
-])
+@pytest.mark.parametrize(
+    "seed,widths,C,truncate",
+    [
+        (0, [4, 3], 1, None),
+        (1, [3, 5, 4], 2, None),
+        (2, [5], 1, None),
+        (3, [6, 4], 1, 3),
+    ],
+)
 def test_deep_last_two_assembled_objective(seed: int, widths: list[int], C: int, truncate: int | None) -> None:
     rng = np.random.default_rng(seed)
     n, d, beta = 10, 3, 0.1
@@ -304,9 +335,9 @@ def test_deep_last_two_assembled_objective(seed: int, widths: list[int], C: int,
     assert abs(res.objective - (fixed + res.extra["two_layer_objective"])) < 1e-12
     new = res.extra["network"]
     assert isinstance(new, V.DeepBNNet) and new.widths[:-1] == widths[:-1] and new.widths[-1] == res.params.width
-    for l in range(len(widths) - 1):  # earlier layers copied unchanged
-        assert torch.equal(new.linears[l].weight, net.linears[l].weight)
-        assert torch.equal(new.bns[l].weight, net.bns[l].weight)
+    for layer in range(len(widths) - 1):  # earlier layers copied unchanged
+        assert torch.equal(new.linears[layer].weight, net.linears[layer].weight)
+        assert torch.equal(new.bns[layer].weight, net.bns[layer].weight)
     val = evaluate_objective(new, X, Y, beta)
     assert _rel(val, res.objective) < REL, (val, res.objective)
 

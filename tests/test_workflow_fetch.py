@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from cifar_server import CifarServer, closed_port_url, write_test_archives
 from conftest import copy_workflow, run_snakemake, write_overlay
 
@@ -30,8 +29,10 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, st
 def fetch(tmp_path: Path, cifar10: dict[str, Any], **fetch_cfg: Any) -> tuple[Any, Path]:
     """Run the fetch rule for CIFAR-10 with the given data.cifar10 and fetch settings."""
     wf = copy_workflow(tmp_path / "wf")
-    overlay = {"data": {"cifar10": {"synthetic": None, **cifar10}},
-               "fetch": {"retries": 0, "backoff": 0.0, "timeout": 5, "job_retries": 0, **fetch_cfg}}
+    overlay = {
+        "data": {"cifar10": {"synthetic": None, **cifar10}},
+        "fetch": {"retries": 0, "backoff": 0.0, "timeout": 5, "job_retries": 0, **fetch_cfg},
+    }
     cfg = write_overlay(tmp_path / "fetch.yaml", overlay)
     proc = run_snakemake(wf, TARGET, "--cores", "1", "--configfile", "config/ci.yaml", str(cfg), timeout=180)
     return proc, wf
@@ -73,14 +74,12 @@ def test_fetch_truncated_transfer_fails_without_output(tmp_path: Path, mirror: t
     """A connection closed mid-body is retried, then reported; nothing partial stays."""
     folder, md5s = mirror
     with CifarServer(folder, mode="truncate", fraction=0.3) as server:
-        proc, wf = fetch(tmp_path, {"url": server.url_for("cifar-10-python.tar.gz"), "md5": md5s["cifar10"]},
-                         retries=1)
+        proc, wf = fetch(tmp_path, {"url": server.url_for("cifar-10-python.tar.gz"), "md5": md5s["cifar10"]}, retries=1)
         assert len(server.requests) == 2  # first attempt + one retry
     assert_clean_failure(proc, wf, "could not download cifar10", "after 2 attempt(s)")
 
 
-def test_fetch_unreachable_server_fails_with_offline_help(tmp_path: Path,
-                                                          mirror: tuple[Path, dict[str, str]]) -> None:
+def test_fetch_unreachable_server_fails_with_offline_help(tmp_path: Path, mirror: tuple[Path, dict[str, str]]) -> None:
     """Nothing listening: a clear error that says how to use a local archive instead."""
     _, md5s = mirror
     proc, wf = fetch(tmp_path, {"url": closed_port_url(), "md5": md5s["cifar10"]})
@@ -91,8 +90,7 @@ def test_fetch_retry_recovers_from_a_transient_error(tmp_path: Path, mirror: tup
     """A 503 on the first request is retried and the archive arrives."""
     folder, md5s = mirror
     with CifarServer(folder, fail_first=1) as server:
-        proc, wf = fetch(tmp_path, {"url": server.url_for("cifar-10-python.tar.gz"), "md5": md5s["cifar10"]},
-                         retries=2)
+        proc, wf = fetch(tmp_path, {"url": server.url_for("cifar-10-python.tar.gz"), "md5": md5s["cifar10"]}, retries=2)
         assert len(server.requests) == 2
     assert proc.returncode == 0, (wf / LOG).read_text()[-3000:]
     assert (wf / TARGET).is_file()
@@ -101,7 +99,8 @@ def test_fetch_retry_recovers_from_a_transient_error(tmp_path: Path, mirror: tup
 def test_fetch_local_archive_needs_no_network(tmp_path: Path, mirror: tuple[Path, dict[str, str]]) -> None:
     """data.cifar10.archive is copied (MD5 verified) instead of downloading from an unreachable URL."""
     folder, md5s = mirror
-    proc, wf = fetch(tmp_path, {"url": closed_port_url(), "md5": md5s["cifar10"],
-                                "archive": str(folder / "cifar-10-python.tar.gz")})
+    proc, wf = fetch(
+        tmp_path, {"url": closed_port_url(), "md5": md5s["cifar10"], "archive": str(folder / "cifar-10-python.tar.gz")}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (wf / TARGET).stat().st_size == (folder / "cifar-10-python.tar.gz").stat().st_size

@@ -12,15 +12,15 @@ rule aggregate:
         "results/logs/aggregate/{table}.log",
     benchmark:
         "results/benchmarks/aggregate/{table}.tsv"
-    message:
-        "Aggregating table {wildcards.table} into {output}"
-    params:
-        name=lambda wc: TABLES[wc.table].experiment,
+    conda:
+        "../../envs/compute.yaml"
     threads: res("aggregate", "threads")
     resources:
         mem_mb=res("aggregate", "mem_mb"),
         runtime=res("aggregate", "runtime"),
-    conda:
-        "../../envs/compute.yaml"
+    params:
+        name=lambda wc: TABLES[wc.table].experiment,
+    message:
+        "Aggregating table {wildcards.table} into {output}"
     script:
         "../scripts/aggregate.py"

@@ -23,18 +23,18 @@ rule claims_scoreboard:
         "results/logs/claims/scoreboard.log",
     benchmark:
         "results/benchmarks/claims/scoreboard.tsv"
-    message:
-        "Scoring the paper's claims from results/tables/"
-    params:
-        expected=list(TABLES),
-        missing=claims_missing(),
+    localrule: True
+    conda:
+        "../../envs/compute.yaml"
     threads: res("figures", "threads")
     resources:
         mem_mb=res("figures", "mem_mb"),
         runtime=res("figures", "runtime"),
-    localrule: True
-    conda:
-        "../../envs/compute.yaml"
+    params:
+        expected=list(TABLES),
+        missing=claims_missing(),
+    message:
+        "Scoring the paper's claims from results/tables/"
     script:
         "../scripts/claims.py"
 
@@ -51,18 +51,18 @@ rule results_md:
         "results/logs/claims/results_md.log",
     benchmark:
         "results/benchmarks/claims/results_md.tsv"
-    message:
-        "Writing RESULTS.md"
-    params:
-        missing=claims_missing(),
-        benchmarks=claims_benchmarks(),
-        configfiles_key=CONFIGFILES_KEY,
+    localrule: True
+    conda:
+        "../../envs/compute.yaml"
     threads: res("figures", "threads")
     resources:
         mem_mb=res("figures", "mem_mb"),
         runtime=res("figures", "runtime"),
-    localrule: True
-    conda:
-        "../../envs/compute.yaml"
+    params:
+        missing=claims_missing(),
+        benchmarks=claims_benchmarks(),
+        configfiles_key=CONFIGFILES_KEY,
+    message:
+        "Writing RESULTS.md"
     script:
         "../scripts/results_md.py"

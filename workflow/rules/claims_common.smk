@@ -18,11 +18,13 @@ def table_unavailable(table):
             return None
         if archive:
             return None if Path(archive).is_file() else f"the configured archive {archive} does not exist"
-        return (f"no {kind} archive: results/raw/{kind}.tar.gz absent when the run was planned "
-                f"(set data.{kind}.archive; after a download run snakemake again)")
+        return (
+            f"no {kind} archive: results/raw/{kind}.tar.gz absent when the run was planned "
+            f"(set data.{kind}.archive; after a download run snakemake again)"
+        )
     if kind == "fashion_mnist":
         folder = src.get("dir")
-        if (Path(folder).is_dir() if folder else find_fashion_mnist() is not None):
+        if Path(folder).is_dir() if folder else find_fashion_mnist() is not None:
             return None
         return "Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set data.fashion_mnist.dir)"
     return None

@@ -11,17 +11,17 @@ rule synthesize_cifar:
         "results/logs/fetch/synthesize_{source}.log",
     benchmark:
         "results/benchmarks/fetch/synthesize_{source}.tsv"
-    message:
-        "Generating a SYNTHETIC CIFAR-format archive for {wildcards.source}"
-    params:
-        synthetic=lambda wc: synthetic_cfg(wc.source),
+    localrule: True
+    conda:
+        "../../envs/fetch.yaml"
     threads: res("fetch", "threads")
     resources:
         mem_mb=res("fetch", "mem_mb"),
         runtime=res("fetch", "runtime"),
-    localrule: True
-    conda:
-        "../../envs/fetch.yaml"
+    params:
+        synthetic=lambda wc: synthetic_cfg(wc.source),
+    message:
+        "Generating a SYNTHETIC CIFAR-format archive for {wildcards.source}"
     script:
         "../scripts/synthesize_cifar.py"
 
@@ -36,18 +36,18 @@ rule fetch_cifar:
         "results/logs/fetch/fetch_{source}.log",
     benchmark:
         "results/benchmarks/fetch/fetch_{source}.tsv"
-    message:
-        "Fetching {wildcards.source} (MD5 verified) into {output}"
-    params:
-        source=lambda wc: config["data"][wc.source],
-        fetch=config["fetch"],
-    threads: res("fetch", "threads")
-    resources:
-        mem_mb=res("fetch", "mem_mb"),
-        runtime=res("fetch", "runtime"),
     retries: config["fetch"]["job_retries"]
     localrule: True
     conda:
         "../../envs/fetch.yaml"
+    threads: res("fetch", "threads")
+    resources:
+        mem_mb=res("fetch", "mem_mb"),
+        runtime=res("fetch", "runtime"),
+    params:
+        source=lambda wc: config["data"][wc.source],
+        fetch=config["fetch"],
+    message:
+        "Fetching {wildcards.source} (MD5 verified) into {output}"
     script:
         "../scripts/fetch.py"

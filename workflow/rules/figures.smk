@@ -16,17 +16,17 @@ for _table, _t in TABLES.items():
             f"results/logs/figures/{_table}.log",
         benchmark:
             f"results/benchmarks/figures/{_table}.tsv"
-        message:
-            f"Plotting table {_table}"
-        params:
-            name=_t.experiment,
-            dataset=_t.dataset,
-            plot=_t.plot,
+        conda:
+            "../../envs/plots.yaml"
         threads: res("figures", "threads")
         resources:
             mem_mb=res("figures", "mem_mb"),
             runtime=res("figures", "runtime"),
-        conda:
-            "../../envs/plots.yaml"
+        params:
+            name=_t.experiment,
+            dataset=_t.dataset,
+            plot=_t.plot,
+        message:
+            f"Plotting table {_table}"
         script:
             "../scripts/figures.py"

@@ -15,19 +15,19 @@ rule run_job:
         "results/logs/{experiment}/{job}.log",
     benchmark:
         "results/benchmarks/{experiment}/{job}.tsv"
-    message:
-        "Experiment {wildcards.experiment}: job {wildcards.job}"
-    params:
-        job=lambda wc: job_of(wc).params,
-        kind=lambda wc: job_of(wc).kind,
-        datasets=lambda wc: list(job_of(wc).datasets),
-        checkpoint=job_checkpoint,
+    conda:
+        "../../envs/compute.yaml"
     threads: lambda wc: int(job_of(wc).params["threads"])
     resources:
         mem_mb=job_res("mem_mb"),
         runtime=job_res("runtime"),
         gpu=job_res("gpu"),
-    conda:
-        "../../envs/compute.yaml"
+    params:
+        job=lambda wc: job_of(wc).params,
+        kind=lambda wc: job_of(wc).kind,
+        datasets=lambda wc: list(job_of(wc).datasets),
+        checkpoint=job_checkpoint,
+    message:
+        "Experiment {wildcards.experiment}: job {wildcards.job}"
     script:
         "../scripts/run_job.py"

@@ -12,16 +12,16 @@ rule prepare_dataset:
         "results/logs/prepare/{ds}.log",
     benchmark:
         "results/benchmarks/prepare/{ds}.tsv"
-    message:
-        "Preparing dataset {wildcards.ds}"
-    params:
-        dataset=lambda wc: dataset_cfg(wc.ds),
-        source=lambda wc: data_source_cfg(wc.ds),
+    conda:
+        "../../envs/compute.yaml"
     threads: res("prepare", "threads")
     resources:
         mem_mb=res("prepare", "mem_mb"),
         runtime=res("prepare", "runtime"),
-    conda:
-        "../../envs/compute.yaml"
+    params:
+        dataset=lambda wc: dataset_cfg(wc.ds),
+        source=lambda wc: data_source_cfg(wc.ds),
+    message:
+        "Preparing dataset {wildcards.ds}"
     script:
         "../scripts/prepare.py"

@@ -11,15 +11,15 @@ rule whiten_dataset:
         "results/logs/whiten/{ds}.log",
     benchmark:
         "results/benchmarks/whiten/{ds}.tsv"
-    message:
-        "Whitening dataset {wildcards.ds} (centred SVD)"
-    params:
-        dataset=lambda wc: dataset_cfg(wc.ds),
+    conda:
+        "../../envs/compute.yaml"
     threads: res("whiten", "threads")
     resources:
         mem_mb=res("whiten", "mem_mb"),
         runtime=res("whiten", "runtime"),
-    conda:
-        "../../envs/compute.yaml"
+    params:
+        dataset=lambda wc: dataset_cfg(wc.ds),
+    message:
+        "Whitening dataset {wildcards.ds} (centred SVD)"
     script:
         "../scripts/whiten.py"

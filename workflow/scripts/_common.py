@@ -36,20 +36,19 @@ def setup_logging(log_path: str | None, name: str) -> logging.Logger:
     if log_path:
         os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, handlers=handlers, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.captureWarnings(True)
     return logging.getLogger(name)
 
 
-def run_logged(snakemake: Any, name: str, main: Callable[[logging.Logger], None], *,
-               threads: bool = True) -> None:
+def run_logged(snakemake: Any, name: str, main: Callable[[logging.Logger], None], *, threads: bool = True) -> None:
     """Set up logging (and thread limits), run `main(log)`, log any traceback and exit 1 on error."""
     log = setup_logging(snakemake.log[0] if snakemake.log else None, name)
     if threads:
         limit_threads(snakemake.threads)
-    log.info("rule %s, threads %s, wildcards %s", snakemake.rule, snakemake.threads,
-             dict(snakemake.wildcards.items()))
+    log.info("rule %s, threads %s, wildcards %s", snakemake.rule, snakemake.threads, dict(snakemake.wildcards.items()))
     try:
         main(log)
     except Exception as exc:  # noqa: BLE001 - the traceback goes to the rule log, then we fail

@@ -16,8 +16,14 @@ from typing import Any, Iterator
 import yaml
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-_BOUNDS = (("minimum", "≥ {}"), ("exclusiveMinimum", "> {}"), ("maximum", "≤ {}"), ("exclusiveMaximum", "< {}"),
-           ("pattern", "matches `{}`"), ("minItems", "at least {} items"))
+_BOUNDS = (
+    ("minimum", "≥ {}"),
+    ("exclusiveMinimum", "> {}"),
+    ("maximum", "≤ {}"),
+    ("exclusiveMaximum", "< {}"),
+    ("pattern", "matches `{}`"),
+    ("minItems", "at least {} items"),
+)
 
 
 def _resolve(node: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -31,8 +37,11 @@ def _resolve(node: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 def _bounds(node: dict[str, Any]) -> str:
     """The numeric/string bounds of a property (and of its items or integer branch), in words."""
     parts = []
-    for sub, prefix in ((node, ""), (node.get("items", {}), "each "),
-                        *((b, "") for b in node.get("oneOf", []) if isinstance(b, dict))):
+    for sub, prefix in (
+        (node, ""),
+        (node.get("items", {}), "each "),
+        *((b, "") for b in node.get("oneOf", []) if isinstance(b, dict)),
+    ):
         for key, fmt in _BOUNDS:
             if isinstance(sub, dict) and key in sub and not (key == "maximum" and sub[key] == 1e12):
                 parts.append(prefix + fmt.format(sub[key]))
@@ -44,9 +53,15 @@ def _bounds(node: dict[str, Any]) -> str:
 def _default(node: dict[str, Any], required: bool) -> str:
     """How the default of a property reads in the table."""
     if "default" in node:
-        return json.dumps(node["default"], ensure_ascii=False) if isinstance(node["default"], (dict, list)) else \
-            "null" if node["default"] is None else str(node["default"]).lower() if isinstance(node["default"], bool) \
+        return (
+            json.dumps(node["default"], ensure_ascii=False)
+            if isinstance(node["default"], (dict, list))
+            else "null"
+            if node["default"] is None
+            else str(node["default"]).lower()
+            if isinstance(node["default"], bool)
             else str(node["default"])
+        )
     return "required" if required else "inherited"
 
 
@@ -55,8 +70,12 @@ def rows(node: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> Iter
     required = set(node.get("required", []))
     for key, sub in node.get("properties", {}).items():
         sub = _resolve(sub, schema)
-        yield (prefix + key, _default(sub, key in required), _bounds(sub),
-               " ".join(str(sub.get("description", "")).split()))
+        yield (
+            prefix + key,
+            _default(sub, key in required),
+            _bounds(sub),
+            " ".join(str(sub.get("description", "")).split()),
+        )
         yield from rows(sub, schema, prefix + key + ".")
         extra = sub.get("additionalProperties")
         if isinstance(extra, dict):
@@ -65,8 +84,12 @@ def rows(node: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> Iter
 
 def section(schema: dict[str, Any]) -> str:
     """The Markdown section: one table per top-level key."""
-    out = ["## Every key", "",
-           "Generated from `workflow/schemas/config.schema.yaml` by `python workflow/scripts/config_keys.py`.", ""]
+    out = [
+        "## Every key",
+        "",
+        "Generated from `workflow/schemas/config.schema.yaml` by `python workflow/scripts/config_keys.py`.",
+        "",
+    ]
     for top in schema["properties"]:
         out += [f"### `{top}`", "", "| key | default | bounds | meaning |", "|---|---|---|---|"]
         out += [f"| `{k}` | {d} | {b} | {m} |" for k, d, b, m in rows(schema, schema) if k.split(".")[0] == top]

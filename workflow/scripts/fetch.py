@@ -26,10 +26,18 @@ def main(log) -> None:
     where = f"local archive {archive}" if archive else f"download from {cfg.get('url')}"
     log.info("%s: %s (expected MD5 %s)", source, where, md5 or "official")
     try:
-        fetch_cifar(source, out, url=cfg.get("url"), md5=md5, archive=archive,
-                    retries=int(fetch["retries"]), timeout=float(fetch["timeout"]),
-                    backoff=float(fetch["backoff"]), max_bytes=int(fetch.get("max_bytes", DEFAULT_MAX_BYTES)),
-                    deadline=float(fetch.get("deadline", DEFAULT_DEADLINE)))
+        fetch_cifar(
+            source,
+            out,
+            url=cfg.get("url"),
+            md5=md5,
+            archive=archive,
+            retries=int(fetch["retries"]),
+            timeout=float(fetch["timeout"]),
+            backoff=float(fetch["backoff"]),
+            max_bytes=int(fetch.get("max_bytes", DEFAULT_MAX_BYTES)),
+            deadline=float(fetch.get("deadline", DEFAULT_DEADLINE)),
+        )
     except DataError as exc:  # the message names the problem and the fix: one line, no traceback
         log.error("fetch_cifar %s: %s", source, exc)
         logging.shutdown()

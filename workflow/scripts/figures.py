@@ -20,8 +20,10 @@ def main(log) -> None:
     make_figures(name, dataset, dict(snakemake.params.plot), snakemake.input.table, str(out_dir))
     missing = [f for f in snakemake.output if not Path(f).is_file()]
     if missing:
-        raise RuntimeError(f"make_figures({name!r}) did not write {missing}; the grid's figure stems "
-                           "(convexbn.experiments.grid.OUTPUT_FAMILIES) and the experiment's draw() disagree")
+        raise RuntimeError(
+            f"make_figures({name!r}) did not write {missing}; the grid's figure stems "
+            "(convexbn.experiments.grid.OUTPUT_FAMILIES) and the experiment's draw() disagree"
+        )
 
 
 run_logged(snakemake, "figures", main)

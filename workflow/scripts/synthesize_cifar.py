@@ -12,8 +12,13 @@ def main(log) -> None:
 
     cfg = snakemake.params.synthetic
     log.warning("generating SYNTHETIC %s data (not the real data set): %s", snakemake.wildcards.source, cfg)
-    md5 = make_cifar_archive(snakemake.output.archive, snakemake.wildcards.source,
-                             n_train=int(cfg["n_train"]), n_test=int(cfg["n_test"]), seed=int(cfg["seed"]))
+    md5 = make_cifar_archive(
+        snakemake.output.archive,
+        snakemake.wildcards.source,
+        n_train=int(cfg["n_train"]),
+        n_test=int(cfg["n_test"]),
+        seed=int(cfg["seed"]),
+    )
     atomic_write_bytes(snakemake.output.md5, f"{md5}\n".encode())
 
 

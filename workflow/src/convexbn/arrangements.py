@@ -12,8 +12,10 @@ import numpy as np
 #: (d + 1)·C variables and an (n, d + 1) constraint matrix to the convex program, so beyond this the
 #: program alone needs more memory than a workstation has.
 MAX_ARRANGEMENTS = 200_000
-_WHY = ("every pattern adds a block of variables and an n-row constraint to the convex program, so memory "
-        "grows with the count")
+_WHY = (
+    "every pattern adds a block of variables and an n-row constraint to the convex program, so memory "
+    "grows with the count"
+)
 
 
 @dataclass(frozen=True)
@@ -61,19 +63,22 @@ def parse_arrangement_spec(spec: str | int) -> str | int:
     return count
 
 
-def check_arrangement_count(count: int, n: int | None = None, q: int | None = None,
-                            memory: int | None = None) -> None:
+def check_arrangement_count(count: int, n: int | None = None, q: int | None = None, memory: int | None = None) -> None:
     """Refuse more than MAX_ARRANGEMENTS patterns, or (given n, q and a byte budget) patterns whose masks
     (n bytes each) and generators (8·q bytes each) alone would exceed `memory`; the message says why."""
     if count > MAX_ARRANGEMENTS:
-        raise ValueError(f"arrangements {count:,} exceeds the limit of {MAX_ARRANGEMENTS:,} patterns ({_WHY}); "
-                         f"use at most {MAX_ARRANGEMENTS:,} (a few hundred suffice in the paper's experiments)")
+        raise ValueError(
+            f"arrangements {count:,} exceeds the limit of {MAX_ARRANGEMENTS:,} patterns ({_WHY}); "
+            f"use at most {MAX_ARRANGEMENTS:,} (a few hundred suffice in the paper's experiments)"
+        )
     if n is not None and q is not None and memory is not None:
         need = count * (int(n) + 8 * int(q))
         if need > memory:
             fit = max(1, memory // (int(n) + 8 * int(q)))
-            raise ValueError(f"arrangements {count:,} for n={n} points of rank {q} need {need:,} bytes for the "
-                             f"patterns alone, more than the {memory:,} allowed ({_WHY}); use at most {fit:,}")
+            raise ValueError(
+                f"arrangements {count:,} for n={n} points of rank {q} need {need:,} bytes for the "
+                f"patterns alone, more than the {memory:,} allowed ({_WHY}); use at most {fit:,}"
+            )
 
 
 def dedupe_masks(masks: np.ndarray, generators: np.ndarray, drop_empty: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -89,8 +94,9 @@ def dedupe_masks(masks: np.ndarray, generators: np.ndarray, drop_empty: bool = T
     return masks[:, keep], generators[:, keep]
 
 
-def sample_arrangements(A: np.ndarray, count: int, seed: int = 0, dedupe: bool = True,
-                        memory: int | None = None) -> Arrangements:
+def sample_arrangements(
+    A: np.ndarray, count: int, seed: int = 0, dedupe: bool = True, memory: int | None = None
+) -> Arrangements:
     """Draw `count` Gaussian generators g ~ N(0, I_q) and keep the distinct non-empty patterns 1[A g ≥ 0].
 
     `count` is bounded by MAX_ARRANGEMENTS and, with `memory` (bytes; default a quarter of the machine's
@@ -109,7 +115,7 @@ def sample_arrangements(A: np.ndarray, count: int, seed: int = 0, dedupe: bool =
     masks = np.empty((A.shape[0], int(count)), dtype=bool)
     step = max(1, (64 << 20) // (8 * max(A.shape[0], 1)))  # ~64 MiB of float64 products at a time
     for start in range(0, int(count), step):
-        masks[:, start:start + step] = A @ G[:, start:start + step] >= 0
+        masks[:, start : start + step] = A @ G[:, start : start + step] >= 0
     if dedupe:
         masks, G = dedupe_masks(masks, G)
     return Arrangements(masks=masks, generators=G, exact=False)

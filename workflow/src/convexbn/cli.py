@@ -12,8 +12,8 @@ import math
 import os
 import stat
 import sys
-import zipfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -86,8 +86,9 @@ def _as_int(text: str) -> int:
         return int(val)
 
 
-def _number(label: str, cast: Callable[[str], float], low: float, strict: bool = False,
-            high: float | None = None, why: str = "") -> Callable[[str], Any]:
+def _number(
+    label: str, cast: Callable[[str], float], low: float, strict: bool = False, high: float | None = None, why: str = ""
+) -> Callable[[str], Any]:
     """argparse type: a finite number (`cast` = float or int) >= low (> low when `strict`), <= high."""
     what = "an integer" if cast is int else "a number"
     bound = f" {'>' if strict else '>='} {low:g}"
@@ -100,12 +101,15 @@ def _number(label: str, cast: Callable[[str], float], low: float, strict: bool =
         except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"{label} {text!r} is not {what}; give e.g. {max(low, 0) + 1:g}") from None
         if not math.isfinite(val) or val < low or (strict and val == low):
-            raise argparse.ArgumentTypeError(f"{label} must be {'a finite number' if cast is float else what}"
-                                             f"{bound}, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"{label} must be {'a finite number' if cast is float else what}{bound}, got {text!r}"
+            )
         if high is not None and val > high:
-            raise argparse.ArgumentTypeError(f"{label} {text!r} exceeds the limit of {high:,}{why}; give at most "
-                                             f"{high:,}")
+            raise argparse.ArgumentTypeError(
+                f"{label} {text!r} exceeds the limit of {high:,}{why}; give at most {high:,}"
+            )
         return val
+
     return parse
 
 
@@ -163,39 +167,68 @@ def _arrangement_spec(text: str) -> str | int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `convexbn` argument parser with the `solve` and `train` sub-commands."""
-    parser = _Parser(prog="convexbn", description="Exact convex programs for BatchNorm ReLU networks "
-                     "(Ergen, Sahiner et al., ICLR 2022) and non-convex baselines.")
+    parser = _Parser(
+        prog="convexbn",
+        description="Exact convex programs for BatchNorm ReLU networks "
+        "(Ergen, Sahiner et al., ICLR 2022) and non-convex baselines.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{solve,train,path}")
 
-    s = sub.add_parser("solve", help="solve a convex BN program and reconstruct the network",
-                       description="Solve the convex program of a BN ReLU network on FILE.npz (arrays X, y), "
-                       "reconstruct the network and certify it by a real forward pass.")
+    s = sub.add_parser(
+        "solve",
+        help="solve a convex BN program and reconstruct the network",
+        description="Solve the convex program of a BN ReLU network on FILE.npz (arrays X, y), "
+        "reconstruct the network and certify it by a real forward pass.",
+    )
     s.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) scalar target or (n, C)")
     s.add_argument("--beta", required=True, type=_nonneg_float("--beta"), help="weight decay β >= 0")
     s.add_argument("--variant", default="bn-before-relu", choices=VARIANTS, help="network/program variant")
-    s.add_argument("--arrangements", default="exact", type=_arrangement_spec,
-                   help="'exact' (enumerate all patterns) or N sampled Gaussian patterns")
-    s.add_argument("--truncate", type=_pos_int("--truncate"), default=None,
-                   help="keep the top-K singular directions of the whitening (explicit regulariser)")
-    s.add_argument("--solver", default="auto",
-                   help="auto (MOSEK if licensed, else CLARABEL), fast, MOSEK, CLARABEL, ECOS, SCS or QOCO")
+    s.add_argument(
+        "--arrangements",
+        default="exact",
+        type=_arrangement_spec,
+        help="'exact' (enumerate all patterns) or N sampled Gaussian patterns",
+    )
+    s.add_argument(
+        "--truncate",
+        type=_pos_int("--truncate"),
+        default=None,
+        help="keep the top-K singular directions of the whitening (explicit regulariser)",
+    )
+    s.add_argument(
+        "--solver",
+        default="auto",
+        help="auto (MOSEK if licensed, else CLARABEL), fast, MOSEK, CLARABEL, ECOS, SCS or QOCO",
+    )
     s.add_argument("--seed", type=_seed("--seed"), default=0, help="seed of sampled arrangements")
     s.add_argument("--loss", default="squared", choices=LOSS_CHOICES, help="data loss")
-    s.add_argument("--bias", default="unit", choices=("unit", "ones"),
-                   help="BN shift column c: 'unit' = 1/sqrt(n) (default) or 'ones' (ambiguity A1)")
+    s.add_argument(
+        "--bias",
+        default="unit",
+        choices=("unit", "ones"),
+        help="BN shift column c: 'unit' = 1/sqrt(n) (default) or 'ones' (ambiguity A1)",
+    )
     s.add_argument("--patch-size", type=_pos_int("--patch-size"), default=None, help="cnn: patch length H")
     s.add_argument("--patch-stride", type=_pos_int("--patch-stride"), default=1, help="cnn: patch stride")
-    s.add_argument("--tol", type=_pos_float("--tol"), default=1e-6,
-                   help="relative duality-gap target of the fast solver")
+    s.add_argument(
+        "--tol", type=_pos_float("--tol"), default=1e-6, help="relative duality-gap target of the fast solver"
+    )
     s.add_argument("--out", required=True, help="result JSON (written atomically at the end)")
     s.set_defaults(func=_cmd_solve)
 
-    t = sub.add_parser("train", help="train a non-convex BN network (GD/SGD/Adam/L-BFGS)",
-                       description="Train a two-layer BN ReLU network on the paper's objective.")
+    t = sub.add_parser(
+        "train",
+        help="train a non-convex BN network (GD/SGD/Adam/L-BFGS)",
+        description="Train a two-layer BN ReLU network on the paper's objective.",
+    )
     t.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) or (n, C)")
     t.add_argument("--beta", required=True, type=_nonneg_float("--beta"), help="weight decay β >= 0")
-    t.add_argument("--width", required=True, help=f"hidden neurons, 1 <= m <= {MAX_WIDTH:,}",
-                   type=_pos_int("--width", MAX_WIDTH, " (parameters and activations grow with the width)"))
+    t.add_argument(
+        "--width",
+        required=True,
+        help=f"hidden neurons, 1 <= m <= {MAX_WIDTH:,}",
+        type=_pos_int("--width", MAX_WIDTH, " (parameters and activations grow with the width)"),
+    )
     t.add_argument("--optimizer", default="gd", choices=OPTIMIZERS, help="optimiser")
     t.add_argument("--lr", type=_pos_float("--lr"), default=None, help="learning rate (default: per optimiser)")
     t.add_argument("--epochs", type=_pos_int("--epochs"), default=100, help="epochs (GD: steps)")
@@ -223,8 +256,10 @@ def _check_data_path(path: str, hint: str) -> Path:
         raise CLIError(f"data file '{path}' does not exist; pass an existing .npz file ({hint})") from None
     except OSError as exc:
         shown = path if len(path) <= 80 else path[:60] + "..."
-        raise CLIError(f"data file '{shown}' cannot be opened ({os.strerror(exc.errno or 0)}); "
-                       "pass the path of an existing .npz file") from None
+        raise CLIError(
+            f"data file '{shown}' cannot be opened ({os.strerror(exc.errno or 0)}); "
+            "pass the path of an existing .npz file"
+        ) from None
     if not stat.S_ISREG(st.st_mode):
         raise CLIError(f"data path '{path}' is not a file; pass an .npz file ({hint})")
     return Path(path)
@@ -247,8 +282,10 @@ def _open_npz(p: Path, path: str, hint: str) -> Any:
         raise CLIError(f"'{path}' is not a readable .npz archive (damaged zip file); {hint}") from None
     budget = physical_memory_bytes() // 4
     if declared > budget:
-        raise CLIError(f"'{path}' declares {declared:,} bytes of arrays, more than a quarter of this machine's "
-                       f"memory ({budget:,} bytes); use a smaller data set or a larger machine")
+        raise CLIError(
+            f"'{path}' declares {declared:,} bytes of arrays, more than a quarter of this machine's "
+            f"memory ({budget:,} bytes); use a smaller data set or a larger machine"
+        )
     try:
         return np.load(p, allow_pickle=False)
     except Exception:  # noqa: BLE001 - any unreadable file is a user error here
@@ -269,8 +306,10 @@ def load_data(path: str, allow_3d: bool = False) -> tuple[np.ndarray, np.ndarray
             try:
                 arrays[key] = archive[key]
             except Exception:  # noqa: BLE001 - numpy's text would suggest allow_pickle, never an option here
-                raise CLIError(f"array '{key}' in '{path}' cannot be read (object arrays are never unpickled); "
-                               f"store plain numeric arrays") from None
+                raise CLIError(
+                    f"array '{key}' in '{path}' cannot be read (object arrays are never unpickled); "
+                    f"store plain numeric arrays"
+                ) from None
     X, y = arrays["X"], arrays["y"]
     for key, arr in (("X", X), ("y", y)):
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
@@ -282,8 +321,9 @@ def load_data(path: str, allow_3d: bool = False) -> tuple[np.ndarray, np.ndarray
     if y.ndim not in (1, 2):
         raise CLIError(f"y in '{path}' must be (n,) (scalar target) or (n, C), got shape {y.shape}")
     if y.shape[0] != X.shape[0]:
-        raise CLIError(f"shape mismatch in '{path}': X has {X.shape[0]} rows but y has {y.shape[0]}; "
-                       "give one target per sample")
+        raise CLIError(
+            f"shape mismatch in '{path}': X has {X.shape[0]} rows but y has {y.shape[0]}; give one target per sample"
+        )
     if X.shape[0] < 2:
         raise CLIError(f"'{path}' has n={X.shape[0]} samples; BatchNorm needs at least 2")
     X = X.astype(np.float64)
@@ -314,8 +354,10 @@ def _rel_gap(a: float | None, b: float | None) -> float | None:
 
 # ------------------------------------------------------------------------------------ solve
 
-def _solve_variant(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray, solver: str
-                   ) -> tuple[Any, float | None, int]:
+
+def _solve_variant(
+    args: argparse.Namespace, X: np.ndarray, Y: np.ndarray, solver: str
+) -> tuple[Any, float | None, int]:
     """Run the requested variant → (ConvexResult, network objective from a real forward pass, rank)."""
     from convexbn import programs
     from convexbn.networks import bn_mlp_from_params, evaluate_objective
@@ -333,23 +375,50 @@ def _solve_variant(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray, solve
         res = programs.closed_form(X, Y, args.beta, bias=args.bias)
         net_obj = mlp_objective(res.params, "before", res.extra["whitening"].bias_value)
     elif variant == "bn-before-relu":
-        res = programs.solve_two_layer(X, Y, args.beta, arrangements=args.arrangements, truncate=args.truncate,
-                                       solver=solver, seed=args.seed, loss=args.loss, bias=args.bias, tol=args.tol)
+        res = programs.solve_two_layer(
+            X,
+            Y,
+            args.beta,
+            arrangements=args.arrangements,
+            truncate=args.truncate,
+            solver=solver,
+            seed=args.seed,
+            loss=args.loss,
+            bias=args.bias,
+            tol=args.tol,
+        )
         wh = res.extra["whitening"]
         net_obj = None if res.params is None else mlp_objective(res.params, "before", wh.bias_value)
     elif variant == "bn-after-relu":
         from convexbn import variants
 
-        res = variants.solve_bn_after_relu(X, Y, args.beta, arrangements=args.arrangements, seed=args.seed,
-                                           solver=solver, loss=args.loss, bias=args.bias)
+        res = variants.solve_bn_after_relu(
+            X,
+            Y,
+            args.beta,
+            arrangements=args.arrangements,
+            seed=args.seed,
+            solver=solver,
+            loss=args.loss,
+            bias=args.bias,
+        )
         bias_value = None if args.bias == "unit" else 1.0
         net_obj = None if res.params is None else mlp_objective(res.params, "after", bias_value)
     else:  # cnn
         from convexbn import variants
 
         patches = variants.extract_patches_1d(X, args.patch_size, args.patch_stride)
-        res = variants.solve_cnn(patches, Y, args.beta, arrangements=args.arrangements, seed=args.seed,
-                                 solver=solver, loss=args.loss, bias=args.bias, truncate=args.truncate)
+        res = variants.solve_cnn(
+            patches,
+            Y,
+            args.beta,
+            arrangements=args.arrangements,
+            seed=args.seed,
+            solver=solver,
+            loss=args.loss,
+            bias=args.bias,
+            truncate=args.truncate,
+        )
         net = res.extra.get("network")
         net_obj = None if net is None else evaluate_objective(net, patches, Y, args.beta, loss=args.loss)
     wh = res.extra.get("whitening")
@@ -392,8 +461,10 @@ def _check_truncate(args: argparse.Namespace, X: np.ndarray) -> None:
     else:
         rank = whiten(X).rank
     if args.truncate > rank:
-        raise CLIError(f"--truncate {args.truncate} exceeds the rank {rank} of the centred data, so nothing would "
-                       f"be truncated; give --truncate between 1 and {rank}, or leave it out for the full rank")
+        raise CLIError(
+            f"--truncate {args.truncate} exceeds the rank {rank} of the centred data, so nothing would "
+            f"be truncated; give --truncate between 1 and {rank}, or leave it out for the full rank"
+        )
 
 
 #: CVXPY solvers that cannot handle the programs' second-order cones (kept out of the offered choices).
@@ -403,8 +474,10 @@ UNSUITABLE_SOLVERS = ("OSQP", "HIGHS")
 def _check_solver_name(name: str) -> None:
     """Refuse solvers that are installed but cannot solve these conic programs."""
     if name.strip().upper() in UNSUITABLE_SOLVERS:
-        raise CLIError(f"--solver {name} cannot solve these programs (they need second-order cones); "
-                       "choose auto, fast, CLARABEL, ECOS, SCS or MOSEK")
+        raise CLIError(
+            f"--solver {name} cannot solve these programs (they need second-order cones); "
+            "choose auto, fast, CLARABEL, ECOS, SCS or MOSEK"
+        )
 
 
 def failure_advice(solver: str) -> str:
@@ -471,21 +544,31 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     config = {k: v for k, v in vars(args).items() if k != "func"}
     from convexbn.io import provenance, write_json
 
-    result["provenance"] = provenance(config=config, seed=args.seed, device="cpu",
-                                      seconds=time.perf_counter() - t0)
+    result["provenance"] = provenance(config=config, seed=args.seed, device="cpu", seconds=time.perf_counter() - t0)
     write_json(out, result)
     if net_obj is None:  # the solver returned no point: nothing to reconstruct
-        print(f"convexbn: error: solver {rec.solver} ended with status {rec.status} and returned no solution; "
-              f"see {out}; {failure_advice(rec.solver)}", file=sys.stderr)
+        print(
+            f"convexbn: error: solver {rec.solver} ended with status {rec.status} and returned no solution; "
+            f"see {out}; {failure_advice(rec.solver)}",
+            file=sys.stderr,
+        )
         return 1
     if rec.status != "optimal":
         log.warning("status %s: the solution is not certified optimal (recorded in %s)", rec.status, out)
-    log.info("objective %.10g, network objective %.10g, %d neurons, %d patterns, %.2f s -> %s",
-             res.objective, net_obj, res.neurons, res.arrangements, rec.seconds, out)
+    log.info(
+        "objective %.10g, network objective %.10g, %d neurons, %d patterns, %.2f s -> %s",
+        res.objective,
+        net_obj,
+        res.neurons,
+        res.arrangements,
+        rec.seconds,
+        out,
+    )
     return 0
 
 
 # ------------------------------------------------------------------------------------ train
+
 
 def _check_width_memory(width: int, X: np.ndarray, y: np.ndarray) -> None:
     """Refuse a width whose weights and (n, width) activations would not fit in half the memory."""
@@ -497,8 +580,10 @@ def _check_width_memory(width: int, X: np.ndarray, y: np.ndarray) -> None:
     budget = physical_memory_bytes() // 2
     if need > budget:
         fit = max(1, budget // (8 * (d + classes + 2 + 6 * n)))
-        raise CLIError(f"--width {width} needs about {need / 2**30:,.1f} GiB for n={n}, d={d}, more than half of "
-                       f"this machine's memory ({budget / 2**30:.1f} GiB); give --width at most {fit:,}")
+        raise CLIError(
+            f"--width {width} needs about {need / 2**30:,.1f} GiB for n={n}, d={d}, more than half of "
+            f"this machine's memory ({budget / 2**30:.1f} GiB); give --width at most {fit:,}"
+        )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -520,13 +605,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("--device cuda requested but CUDA is not available here; use --device auto or cpu")
     from convexbn.training import train_bn_network
 
-    log.info("training width-%d BN network (%s, BN %s ReLU) on n=%d, d=%d", args.width, args.optimizer,
-             args.placement, X.shape[0], X.shape[1])
+    log.info(
+        "training width-%d BN network (%s, BN %s ReLU) on n=%d, d=%d",
+        args.width,
+        args.optimizer,
+        args.placement,
+        X.shape[0],
+        X.shape[1],
+    )
     try:
-        res = train_bn_network(X, y, args.beta, args.width, optimizer=args.optimizer, lr=args.lr,
-                               epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                               placement=args.placement, loss=args.loss,
-                               device=None if args.device == "auto" else args.device)
+        res = train_bn_network(
+            X,
+            y,
+            args.beta,
+            args.width,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            placement=args.placement,
+            loss=args.loss,
+            device=None if args.device == "auto" else args.device,
+        )
     except FloatingPointError as exc:
         print(f"convexbn: error: training diverged ({_one_line(exc)}); lower --lr", file=sys.stderr)
         return 1
@@ -546,16 +647,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "n": int(X.shape[0]),
         "d": int(X.shape[1]),
         "training_config": res.config,
-        "provenance": provenance(config=config, seed=args.seed, device=res.device,
-                                 seconds=time.perf_counter() - t0),
+        "provenance": provenance(config=config, seed=args.seed, device=res.device, seconds=time.perf_counter() - t0),
     }
     write_json(out, result)
-    log.info("final objective %.10g after %d epochs on %s (%.2f s) -> %s", res.final_objective, args.epochs,
-             res.device, res.seconds, out)
+    log.info(
+        "final objective %.10g after %d epochs on %s (%.2f s) -> %s",
+        res.final_objective,
+        args.epochs,
+        res.device,
+        res.seconds,
+        out,
+    )
     return 0
 
 
 # ------------------------------------------------------------------------------------ path
+
 
 def _positive_list(label: str) -> Callable[[str], list[float]]:
     """argparse type: comma-separated finite numbers > 0 in strictly decreasing order (a path from large to small β)."""
@@ -565,34 +672,53 @@ def _positive_list(label: str) -> Callable[[str], list[float]]:
         """Split on commas and check every value and the order."""
         parts = [p.strip() for p in text.split(",")]
         if not text.strip() or any(not p for p in parts):
-            raise argparse.ArgumentTypeError(f"{label} needs comma-separated numbers such as 0.3,0.1,0.03, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"{label} needs comma-separated numbers such as 0.3,0.1,0.03, got {text!r}"
+            )
         values = [one(p) for p in parts]
         if any(b >= a for a, b in zip(values, values[1:])):
-            raise argparse.ArgumentTypeError(f"{label} must be strictly decreasing (a path from large to small β), "
-                                             f"got {text!r}; sort the values from largest to smallest")
+            raise argparse.ArgumentTypeError(
+                f"{label} must be strictly decreasing (a path from large to small β), "
+                f"got {text!r}; sort the values from largest to smallest"
+            )
         return values
+
     return parse
 
 
 def _add_path_parser(sub: Any) -> None:
     """The `path` sub-command: a certified regularisation path of (C2)."""
-    p = sub.add_parser("path", help="solve (C2) along a decreasing path of β with certificates",
-                       description="Solve the BN-before-ReLU program (C2) on FILE.npz for a decreasing sequence of β "
-                       "(absolute, or ratios of β_max, the smallest β whose optimum is the zero network), "
-                       "certify every point and reconstruct each network by a real forward pass.")
+    p = sub.add_parser(
+        "path",
+        help="solve (C2) along a decreasing path of β with certificates",
+        description="Solve the BN-before-ReLU program (C2) on FILE.npz for a decreasing sequence of β "
+        "(absolute, or ratios of β_max, the smallest β whose optimum is the zero network), "
+        "certify every point and reconstruct each network by a real forward pass.",
+    )
     p.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) scalar target or (n, C)")
     grid = p.add_mutually_exclusive_group(required=True)
     grid.add_argument("--ratios", type=_positive_list("--ratios"), help="β / β_max values, e.g. 0.3,0.1,0.03")
     grid.add_argument("--betas", type=_positive_list("--betas"), help="absolute β values, e.g. 1,0.5,0.1")
-    p.add_argument("--truncate", type=_pos_int("--truncate"), default=None,
-                   help="keep the top-K singular directions of the whitening (explicit regulariser)")
-    p.add_argument("--arrangements", default="exact", type=_arrangement_spec,
-                   help="'exact' (enumerate all patterns) or N sampled Gaussian patterns")
+    p.add_argument(
+        "--truncate",
+        type=_pos_int("--truncate"),
+        default=None,
+        help="keep the top-K singular directions of the whitening (explicit regulariser)",
+    )
+    p.add_argument(
+        "--arrangements",
+        default="exact",
+        type=_arrangement_spec,
+        help="'exact' (enumerate all patterns) or N sampled Gaussian patterns",
+    )
     p.add_argument("--seed", type=_seed("--seed"), default=0, help="seed of sampled arrangements")
     p.add_argument("--tol", type=_pos_float("--tol"), default=1e-6, help="relative duality-gap target (fast)")
-    p.add_argument("--solver", default="fast",
-                   help="fast (warm-started, screened path) or a conic solver run cold point by point: "
-                   "auto, MOSEK, CLARABEL, SCS, ECOS, ...")
+    p.add_argument(
+        "--solver",
+        default="fast",
+        help="fast (warm-started, screened path) or a conic solver run cold point by point: "
+        "auto, MOSEK, CLARABEL, SCS, ECOS, ...",
+    )
     p.add_argument("--out", required=True, help="result JSON (written atomically at the end)")
     p.set_defaults(func=_cmd_path)
 
@@ -611,16 +737,36 @@ def _path_instance(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray) -> tu
     return wh, Ut, arr.masks
 
 
-def _path_point(wh: Any, X: np.ndarray, Y: np.ndarray, Ut: np.ndarray, masks: np.ndarray, beta: float,
-                bmax: float, u: np.ndarray | None, up: np.ndarray | None, status: str, gap: float | None,
-                seconds: float) -> dict[str, Any]:
+def _path_point(
+    wh: Any,
+    X: np.ndarray,
+    Y: np.ndarray,
+    Ut: np.ndarray,
+    masks: np.ndarray,
+    beta: float,
+    bmax: float,
+    u: np.ndarray | None,
+    up: np.ndarray | None,
+    status: str,
+    gap: float | None,
+    seconds: float,
+) -> dict[str, Any]:
     """One RESULT.json point: convex objective, forward-pass objective of the reconstructed network, certificate."""
     from convexbn import programs
     from convexbn.networks import bn_mlp_from_params, evaluate_objective
     from convexbn.solver import c2_primal
 
-    rec: dict[str, Any] = {"beta": beta, "ratio": beta / bmax, "objective": None, "network_objective": None,
-                           "gap": gap, "cone_violation": None, "status": status, "seconds": seconds, "neurons": 0}
+    rec: dict[str, Any] = {
+        "beta": beta,
+        "ratio": beta / bmax,
+        "objective": None,
+        "network_objective": None,
+        "gap": gap,
+        "cone_violation": None,
+        "status": status,
+        "seconds": seconds,
+        "neurons": 0,
+    }
     if u is None or up is None:
         return rec
     obj, viol = c2_primal(Ut, Y, beta, masks, u, up)
@@ -634,8 +780,9 @@ def _path_point(wh: Any, X: np.ndarray, Y: np.ndarray, Ut: np.ndarray, masks: np
     return rec
 
 
-def _run_path(args: argparse.Namespace, solver: str, wh: Any, X: np.ndarray, Y: np.ndarray, Ut: np.ndarray,
-              masks: np.ndarray) -> tuple[float, list[dict[str, Any]]]:
+def _run_path(
+    args: argparse.Namespace, solver: str, wh: Any, X: np.ndarray, Y: np.ndarray, Ut: np.ndarray, masks: np.ndarray
+) -> tuple[float, list[dict[str, Any]]]:
     """β_max and the points: the fast path (warm starts, screening) or a conic solver cold at every β."""
     from convexbn import programs
     from convexbn.solver import beta_max, solve_path
@@ -647,8 +794,15 @@ def _run_path(args: argparse.Namespace, solver: str, wh: Any, X: np.ndarray, Y: 
         for beta, sol in zip(betas, solve_path(Ut, Y, betas, masks, tol=args.tol, bmax=bmax)):
             gap = float(sol.gap) if math.isfinite(sol.gap) else None
             points.append(_path_point(wh, X, Y, Ut, masks, beta, bmax, sol.u, sol.up, sol.status, gap, sol.seconds))
-            log.info("beta %.6g (%.4g beta_max): %s, gap %s, %d neurons, %.2f s", beta, beta / bmax, sol.status,
-                     gap, points[-1]["neurons"], sol.seconds)
+            log.info(
+                "beta %.6g (%.4g beta_max): %s, gap %s, %d neurons, %.2f s",
+                beta,
+                beta / bmax,
+                sol.status,
+                gap,
+                points[-1]["neurons"],
+                sol.seconds,
+            )
         return bmax, points
     for beta in betas:
         u, up, rec = programs.solve_c2(Ut, Y, beta, masks, solver=solver)
@@ -680,10 +834,22 @@ def _cmd_path(args: argparse.Namespace) -> int:
 
     seconds = time.perf_counter() - t0
     config = {k: v for k, v in vars(args).items() if k != "func"}
-    result = {"beta_max": bmax, "seconds": seconds, "solver": solver, "solver_reason": reason, "tol": args.tol,
-              "n": int(X.shape[0]), "d": int(X.shape[1]), "C": int(Y.shape[1]), "q": int(Ut.shape[1]),
-              "arrangements": int(masks.shape[1]), "truncate": args.truncate, "seed": args.seed, "points": points,
-              "provenance": provenance(config=config, seed=args.seed, device="cpu", seconds=seconds)}
+    result = {
+        "beta_max": bmax,
+        "seconds": seconds,
+        "solver": solver,
+        "solver_reason": reason,
+        "tol": args.tol,
+        "n": int(X.shape[0]),
+        "d": int(X.shape[1]),
+        "C": int(Y.shape[1]),
+        "q": int(Ut.shape[1]),
+        "arrangements": int(masks.shape[1]),
+        "truncate": args.truncate,
+        "seed": args.seed,
+        "points": points,
+        "provenance": provenance(config=config, seed=args.seed, device="cpu", seconds=seconds),
+    }
     write_json(out, result)
     bad = [p["beta"] for p in points if p["status"] != "optimal"]
     if bad:
@@ -693,6 +859,7 @@ def _cmd_path(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ entry point
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: parse, run the sub-command, map input errors to one line and exit code 2."""

@@ -72,7 +72,9 @@ def mosek_available() -> tuple[bool, str]:
 def resolve_solver(name: str) -> tuple[str, str]:
     """Map a user's solver name to an installed CVXPY solver (or 'fast'); returns (solver, reason)."""
     if not isinstance(name, str) or not name.strip():
-        raise SolverError(f"solver name must be a non-empty string, got {name!r}; choose one of {', '.join(KNOWN_SOLVERS)}")
+        raise SolverError(
+            f"solver name must be a non-empty string, got {name!r}; choose one of {', '.join(KNOWN_SOLVERS)}"
+        )
     key = name.strip()
     upper = key.upper()
     if key.lower() == "fast":
@@ -124,5 +126,11 @@ def solve_problem(problem: cp.Problem, solver: str, accurate: bool = True, **opt
     value = problem.value if status in ("optimal", "optimal_inaccurate") else None
     if status != "optimal":
         log.warning("solver %s returned status %s %s", solver, status, reason)
-    return SolveRecord(solver=solver, status=status, seconds=seconds, iterations=iters,
-                       objective=None if value is None else float(value), reason=reason)
+    return SolveRecord(
+        solver=solver,
+        status=status,
+        seconds=seconds,
+        iterations=iters,
+        objective=None if value is None else float(value),
+        reason=reason,
+    )

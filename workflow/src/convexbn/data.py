@@ -24,10 +24,25 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convexbn.download import (DEFAULT_DEADLINE, DEFAULT_MAX_BYTES, DataError, Limits, check_url, copy_verified,
-                               download_verified, file_url_path)
-from convexbn.fashion_mnist import (FASHION_MNIST_DEBIAN_DIR, FASHION_MNIST_FILES, FASHION_MNIST_LABEL_NAMES,
-                                    IDX_MAX_BYTES, find_fashion_mnist, load_fashion_mnist, read_idx)
+from convexbn.download import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BYTES,
+    DataError,
+    Limits,
+    check_url,
+    copy_verified,
+    download_verified,
+    file_url_path,
+)
+from convexbn.fashion_mnist import (
+    FASHION_MNIST_DEBIAN_DIR,
+    FASHION_MNIST_FILES,
+    FASHION_MNIST_LABEL_NAMES,
+    IDX_MAX_BYTES,
+    find_fashion_mnist,
+    load_fashion_mnist,
+    read_idx,
+)
 from convexbn.io import atomic_writer
 from convexbn.safe_pickle import RestrictedUnpickler, py2_pickle, restricted_loads
 
@@ -81,7 +96,16 @@ CIFAR_SOURCES: dict[str, CifarSource] = {
 }
 
 CIFAR10_LABEL_NAMES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 NORMALIZATIONS: tuple[str, ...] = ("standardize", "channel", "none")
 
@@ -109,8 +133,9 @@ def _check_name(name: str) -> CifarSource:
 def _check_md5(md5: str, what: str) -> str:
     """`md5` lower-cased after checking it is 32 hexadecimal characters."""
     if not isinstance(md5, str) or not _MD5_RE.match(md5):
-        raise DataError(f"{what}: {md5!r} is not an MD5 checksum (32 hexadecimal characters, "
-                        "as printed by `md5sum FILE`)")
+        raise DataError(
+            f"{what}: {md5!r} is not an MD5 checksum (32 hexadecimal characters, as printed by `md5sum FILE`)"
+        )
     return md5.lower()
 
 
@@ -125,10 +150,12 @@ def file_md5(path: PathLike) -> str:
 
 def _offline_help(name: str, filename: str) -> str:
     """How to point the pipeline at a local copy of a CIFAR archive."""
-    return (f"To use a local copy instead, download {filename} on a machine with internet access "
-            f"(check it with `md5sum {filename}`) and set config key data.{name}.archive: "
-            f"/path/to/{filename}; or point data.{name}.url at a reachable mirror "
-            f"(http://, https:// or file:///path/to/{filename}).")
+    return (
+        f"To use a local copy instead, download {filename} on a machine with internet access "
+        f"(check it with `md5sum {filename}`) and set config key data.{name}.archive: "
+        f"/path/to/{filename}; or point data.{name}.url at a reachable mirror "
+        f"(http://, https:// or file:///path/to/{filename})."
+    )
 
 
 # --------------------------------------------------------------------------- fetching
@@ -138,8 +165,11 @@ def _destination(name: str, dest: PathLike) -> Path:
     from convexbn.io import OutputPathError, check_output_path
 
     folder = Path(dest)
-    target = folder if not os.path.isdir(folder) and folder.name.endswith((".tar.gz", ".tgz")) else \
-        folder / CIFAR_SOURCES[name].filename
+    target = (
+        folder
+        if not os.path.isdir(folder) and folder.name.endswith((".tar.gz", ".tgz"))
+        else folder / CIFAR_SOURCES[name].filename
+    )
     try:
         return check_output_path(target, what=f"{name} archive destination")
     except OutputPathError as exc:
@@ -148,6 +178,7 @@ def _destination(name: str, dest: PathLike) -> Path:
 
 def _copy_local(name: str, archive: Path, target: Path, md5: str, limits: Limits, key: str) -> Path:
     """Copy a local archive to `target` (verified in place when it already is `target`); MD5 checked."""
+
     def mismatch(actual: str, size: int) -> str:
         """The error text of a local archive with the wrong checksum."""
         return _mismatch_message(name, str(archive), md5, actual, size, False)
@@ -166,24 +197,33 @@ def _mismatch_message(name: str, origin: str, expected: str, actual: str, size: 
     """The error text for an archive whose MD5 is not the expected one."""
     filename = CIFAR_SOURCES[name].filename
     what = "downloaded from" if downloaded else "at"
-    return (f"checksum mismatch for the {name} archive {what} {origin}: expected MD5 {expected}, "
-            f"got {actual} ({size} bytes). The file is corrupted, truncated or not {filename}; "
-            "nothing was written to the destination. Fix: download it again (or from another mirror via "
-            f"data.{name}.url), check it with `md5sum {filename}` and point data.{name}.archive at a copy "
-            f"whose MD5 is {expected}.")
+    return (
+        f"checksum mismatch for the {name} archive {what} {origin}: expected MD5 {expected}, "
+        f"got {actual} ({size} bytes). The file is corrupted, truncated or not {filename}; "
+        "nothing was written to the destination. Fix: download it again (or from another mirror via "
+        f"data.{name}.url), check it with `md5sum {filename}` and point data.{name}.archive at a copy "
+        f"whose MD5 is {expected}."
+    )
 
 
-def fetch_cifar(name: str, dest: PathLike, url: str | None = None, md5: str | None = None,
-                archive: PathLike | None = None, retries: int = 3, timeout: float = 60.0,
-                backoff: float = 1.0, max_bytes: int = DEFAULT_MAX_BYTES,
-                deadline: float = DEFAULT_DEADLINE) -> Path:
+def fetch_cifar(
+    name: str,
+    dest: PathLike,
+    url: str | None = None,
+    md5: str | None = None,
+    archive: PathLike | None = None,
+    retries: int = 3,
+    timeout: float = 60.0,
+    backoff: float = 1.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    deadline: float = DEFAULT_DEADLINE,
+) -> Path:
     """Download (or copy from `archive` or a file:// URL) a CIFAR archive into `dest`, at most `max_bytes`
     and `deadline` seconds per attempt, verify its MD5, place it atomically."""
     source = _check_name(name)
     # Without md5 the official checksum applies: a mirror or local copy must be the official file.
     expected = _check_md5(md5, f"config key data.{name}.md5") if md5 is not None else source.md5
-    limits = Limits(max_bytes=max_bytes, deadline=deadline, timeout=timeout, retries=retries,
-                    backoff=backoff).check()
+    limits = Limits(max_bytes=max_bytes, deadline=deadline, timeout=timeout, retries=retries, backoff=backoff).check()
     target = _destination(name, dest)
     if archive is not None:
         return _copy_local(name, Path(archive), target, expected, limits, f"data.{name}.archive")
@@ -199,9 +239,10 @@ def fetch_cifar(name: str, dest: PathLike, url: str | None = None, md5: str | No
 
     def failure(errors: list[str]) -> str:
         """The error text after every attempt failed."""
-        return (f"could not download {name} from {url} after {len(errors)} attempt(s) ({'; '.join(errors)}). "
-                "The machine may be offline or the server unreachable or too slow. "
-                + _offline_help(name, source.filename))
+        return (
+            f"could not download {name} from {url} after {len(errors)} attempt(s) ({'; '.join(errors)}). "
+            "The machine may be offline or the server unreachable or too slow. " + _offline_help(name, source.filename)
+        )
 
     def mismatch(actual: str, size: int) -> str:
         """The error text of a download with the wrong checksum."""
@@ -216,8 +257,10 @@ def fetch_cifar(name: str, dest: PathLike, url: str | None = None, md5: str | No
 def _text_keys(obj: Mapping[Any, Any], member: str) -> dict[str, Any]:
     """A pickled dict with its bytes keys decoded to str."""
     if not isinstance(obj, dict):
-        raise DataError(f"CIFAR member {member} holds a {type(obj).__name__}, not a dict; the archive is not "
-                        "in CIFAR's python format")
+        raise DataError(
+            f"CIFAR member {member} holds a {type(obj).__name__}, not a dict; the archive is not "
+            "in CIFAR's python format"
+        )
     return {k.decode("latin-1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
 
 
@@ -226,21 +269,28 @@ def _names(values: Sequence[Any]) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _decode_batch(batch: dict[str, Any], label_key: str, member: str, image_size: int | None,
-                  max_images: int) -> tuple[NDArray[np.uint8], NDArray[np.int64], int]:
+def _decode_batch(
+    batch: dict[str, Any], label_key: str, member: str, image_size: int | None, max_images: int
+) -> tuple[NDArray[np.uint8], NDArray[np.int64], int]:
     """Images (n,s,s,3) uint8, labels int64 and the image size of one decoded CIFAR batch."""
     for key in ("data", label_key):
         if key not in batch:
-            raise DataError(f"CIFAR member {member} lacks key {key!r} (has {sorted(batch)}); "
-                            "the archive is not in CIFAR's python format")
+            raise DataError(
+                f"CIFAR member {member} lacks key {key!r} (has {sorted(batch)}); "
+                "the archive is not in CIFAR's python format"
+            )
     data = np.asarray(batch["data"])
     labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
     if data.dtype != np.uint8 or data.ndim != 2:
-        raise DataError(f"CIFAR member {member}: 'data' is {data.dtype} with shape {data.shape}, "
-                        "expected uint8 (n, 3*s*s); the archive is corrupt")
+        raise DataError(
+            f"CIFAR member {member}: 'data' is {data.dtype} with shape {data.shape}, "
+            "expected uint8 (n, 3*s*s); the archive is corrupt"
+        )
     if data.shape[0] > max_images or data.shape[1] > CIFAR_ROW_BYTES:
-        raise DataError(f"CIFAR member {member} holds {data.shape[0]:,} images of {data.shape[1]:,} bytes; CIFAR has "
-                        f"at most {max_images:,} images of {CIFAR_ROW_BYTES} bytes there: the archive is corrupt")
+        raise DataError(
+            f"CIFAR member {member} holds {data.shape[0]:,} images of {data.shape[1]:,} bytes; CIFAR has "
+            f"at most {max_images:,} images of {CIFAR_ROW_BYTES} bytes there: the archive is corrupt"
+        )
     side = int(round((data.shape[1] / 3) ** 0.5))
     if 3 * side * side != data.shape[1] or side == 0:
         raise DataError(f"CIFAR member {member}: rows of {data.shape[1]} bytes are not 3 square colour planes")
@@ -271,8 +321,10 @@ def member_byte_limit(member: str) -> int:
 def archive_byte_limit() -> int:
     """Most decompressed bytes a CIFAR archive may span: every member at its limit, plus headers and
     small extra entries (274,194,432 bytes)."""
-    totals = [sum(member_byte_limit(f"{s.folder}/{m}") for m in (*s.train_members, s.test_member, s.meta_member))
-              for s in CIFAR_SOURCES.values()]
+    totals = [
+        sum(member_byte_limit(f"{s.folder}/{m}") for m in (*s.train_members, s.test_member, s.meta_member))
+        for s in CIFAR_SOURCES.values()
+    ]
     return max(totals) + _MAX_MEMBERS * (_SMALL_MEMBER_BYTES + 1024)
 
 
@@ -286,9 +338,11 @@ class _BoundedStream:
 
     def _refuse(self, what: str) -> DataError:
         """The error for a read or seek past the bounds."""
-        return DataError(f"{self.path}: {what}, beyond what a CIFAR archive holds (at most {self.limit:,} bytes "
-                         f"in all, {self.max_read:,} per header); the archive is corrupt or malicious: delete it "
-                         "and fetch the real one")
+        return DataError(
+            f"{self.path}: {what}, beyond what a CIFAR archive holds (at most {self.limit:,} bytes "
+            f"in all, {self.max_read:,} per header); the archive is corrupt or malicious: delete it "
+            "and fetch the real one"
+        )
 
     def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes (a size must be given and be at most `max_read`)."""
@@ -337,16 +391,22 @@ def _scan_members(tar: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo
     members: dict[str, tarfile.TarInfo] = {}
     for info in tar:
         if len(members) >= _MAX_MEMBERS:
-            raise DataError(f"{path} lists more than {_MAX_MEMBERS} entries; a CIFAR archive has fewer than 10: "
-                            "it is not a CIFAR archive, fetch the real one")
+            raise DataError(
+                f"{path} lists more than {_MAX_MEMBERS} entries; a CIFAR archive has fewer than 10: "
+                "it is not a CIFAR archive, fetch the real one"
+            )
         name = info.name.removeprefix("./")
         if info.size > member_byte_limit(name):
-            raise DataError(f"{path}: member {name[:80]} declares {info.size:,} bytes, more than the "
-                            f"{member_byte_limit(name):,} a CIFAR archive holds there; the archive is corrupt or "
-                            "malicious (nothing was decompressed): delete it and fetch the real one")
+            raise DataError(
+                f"{path}: member {name[:80]} declares {info.size:,} bytes, more than the "
+                f"{member_byte_limit(name):,} a CIFAR archive holds there; the archive is corrupt or "
+                "malicious (nothing was decompressed): delete it and fetch the real one"
+            )
         if name in members:
-            raise DataError(f"{path} lists {name[:80]} twice; a CIFAR archive lists each file once: it is corrupt "
-                            "or malicious, fetch the real one")
+            raise DataError(
+                f"{path} lists {name[:80]} twice; a CIFAR archive lists each file once: it is corrupt "
+                "or malicious, fetch the real one"
+            )
         members[name] = info
     return members
 
@@ -356,8 +416,10 @@ def _infer_name(members: Mapping[str, tarfile.TarInfo], path: Path) -> str:
     for candidate, source in CIFAR_SOURCES.items():
         if f"{source.folder}/{source.meta_member}" in members:
             return candidate
-    raise DataError(f"{path} holds neither cifar-10-batches-py/ nor cifar-100-python/: it is not a CIFAR "
-                    "python archive; use cifar-10-python.tar.gz or cifar-100-python.tar.gz")
+    raise DataError(
+        f"{path} holds neither cifar-10-batches-py/ nor cifar-100-python/: it is not a CIFAR "
+        "python archive; use cifar-10-python.tar.gz or cifar-100-python.tar.gz"
+    )
 
 
 def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None = None) -> dict[str, Any]:
@@ -371,8 +433,10 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
         expected = _check_md5(md5, "md5")
         actual = file_md5(path)
         if actual != expected:
-            raise DataError(f"checksum mismatch for {path}: expected MD5 {expected}, got {actual}; refusing to "
-                            "unpickle it. Delete the file and fetch the archive again.")
+            raise DataError(
+                f"checksum mismatch for {path}: expected MD5 {expected}, got {actual}; refusing to "
+                "unpickle it. Delete the file and fetch the archive again."
+            )
     try:
         with _open_tar(path) as tar:
             members = _scan_members(tar, path)
@@ -384,8 +448,10 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
                 full = f"{source.folder}/{member}"
                 info = members.get(full)
                 if info is None or not info.isfile():
-                    raise DataError(f"{path} lacks the regular file {full}: it is not {source.filename} "
-                                    f"(or it is incomplete); fetch the {name} archive again")
+                    raise DataError(
+                        f"{path} lacks the regular file {full}: it is not {source.filename} "
+                        f"(or it is incomplete); fetch the {name} archive again"
+                    )
                 blob = _read_member(tar, info)
                 return _text_keys(restricted_loads(blob, member_images(full) * CIFAR_ROW_BYTES or 65_536), full)
 
@@ -400,11 +466,14 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
                 x, y, size = _decode_batch(batch, source.label_key, member, size, source.train_images)
                 xs.append(x)
                 ys.append(y)
-            x_test, y_test, size = _decode_batch(raw_test, source.label_key, source.test_member, size,
-                                                source.test_images)
+            x_test, y_test, size = _decode_batch(
+                raw_test, source.label_key, source.test_member, size, source.test_images
+            )
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise DataError(f"cannot read CIFAR archive {path} ({type(exc).__name__}: {exc}): it is truncated or "
-                        "corrupt. Delete it and fetch it again (fetch_cifar verifies the MD5).") from exc
+        raise DataError(
+            f"cannot read CIFAR archive {path} ({type(exc).__name__}: {exc}): it is truncated or "
+            "corrupt. Delete it and fetch it again (fetch_cifar verifies the MD5)."
+        ) from exc
     out: dict[str, Any] = {
         "name": name,
         "X_train": np.concatenate(xs, axis=0),
@@ -417,11 +486,14 @@ def load_cifar(archive_path: PathLike, name: str | None = None, md5: str | None 
     for split in ("train", "test"):
         y = out[f"y_{split}"]
         if y.size and (y.min() < 0 or y.max() >= len(label_names)):
-            raise DataError(f"{name} {split} labels span {y.min()}..{y.max()} but there are {len(label_names)} "
-                            "label names; the archive is corrupt")
+            raise DataError(
+                f"{name} {split} labels span {y.min()}..{y.max()} but there are {len(label_names)} "
+                "label names; the archive is corrupt"
+            )
     if name == "cifar100":
         out["y_train_coarse"] = np.concatenate(
-            [np.asarray(b.get("coarse_labels", []), dtype=np.int64) for b in raw_train])
+            [np.asarray(b.get("coarse_labels", []), dtype=np.int64) for b in raw_train]
+        )
         out["y_test_coarse"] = np.asarray(raw_test.get("coarse_labels", []), dtype=np.int64)
         out["coarse_label_names"] = _names(meta.get("coarse_label_names", []))
     return out
@@ -435,19 +507,20 @@ def _class_templates(rng: np.random.Generator, num_classes: int, size: int) -> N
     for c in range(num_classes):
         cy, cx = rng.uniform(0.2, 0.8, 2)
         radius = rng.uniform(0.12, 0.25)
-        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius ** 2))
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))
         angle = rng.uniform(0, np.pi)
         stripe = np.cos(2 * np.pi * rng.uniform(1.0, 3.0) * (np.cos(angle) * xx + np.sin(angle) * yy))
         blob_colour = rng.uniform(-1, 1, 3)
         stripe_colour = rng.uniform(-1, 1, 3)
         templates[c] = blob[..., None] * blob_colour + 0.5 * stripe[..., None] * stripe_colour
     templates -= templates.mean(axis=(1, 2), keepdims=True)  # class signal orthogonal to the background colour
-    templates /= np.sqrt((templates ** 2).mean(axis=(1, 2, 3), keepdims=True)) + 1e-12  # unit RMS per class
+    templates /= np.sqrt((templates**2).mean(axis=(1, 2, 3), keepdims=True)) + 1e-12  # unit RMS per class
     return templates
 
 
-def _synthetic_images(rng: np.random.Generator, templates: NDArray[np.float64], labels: NDArray[np.int64],
-                      noise: float) -> NDArray[np.uint8]:
+def _synthetic_images(
+    rng: np.random.Generator, templates: NDArray[np.float64], labels: NDArray[np.int64], noise: float
+) -> NDArray[np.uint8]:
     """uint8 images: random background + shifted class template + weaker distractor template + pixel noise."""
     n, num_classes, size = labels.shape[0], templates.shape[0], templates.shape[1]
     max_shift = size // 8
@@ -471,20 +544,24 @@ def _to_rows(images: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(images.shape[0], 3 * images.shape[1] ** 2))
 
 
-def make_cifar_archive(path: PathLike, name: str, n_train: int, n_test: int, seed: int,
-                       image_size: int = 32, noise: float = 48.0) -> str:
+def make_cifar_archive(
+    path: PathLike, name: str, n_train: int, n_test: int, seed: int, image_size: int = 32, noise: float = 48.0
+) -> str:
     """Write a synthetic archive in CIFAR's exact python layout with learnable classes; return its MD5."""
     source = _check_name(name)
     for key, value in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(value, (int, np.integer)) or value < 0:
             raise DataError(f"{key}={value!r} must be a non-negative integer")
     if not isinstance(image_size, (int, np.integer)) or not 1 <= image_size <= 32:
-        raise DataError(f"image_size={image_size!r} must be an integer from 1 to 32 (CIFAR's size, the most "
-                        "load_cifar accepts)")
+        raise DataError(
+            f"image_size={image_size!r} must be an integer from 1 to 32 (CIFAR's size, the most load_cifar accepts)"
+        )
     most_train = source.train_images * len(source.train_members)
     if n_train > most_train or n_test > source.test_images:
-        raise DataError(f"n_train={n_train}, n_test={n_test}: a {name} archive holds at most {most_train:,} training "
-                        f"and {source.test_images:,} test images (the most load_cifar accepts); lower them")
+        raise DataError(
+            f"n_train={n_train}, n_test={n_test}: a {name} archive holds at most {most_train:,} training "
+            f"and {source.test_images:,} test images (the most load_cifar accepts); lower them"
+        )
     rng = np.random.default_rng(seed)
     num_classes = 10 if name == "cifar10" else 100
     templates = _class_templates(rng, num_classes, int(image_size))
@@ -509,18 +586,22 @@ def make_cifar_archive(path: PathLike, name: str, n_train: int, n_test: int, see
         parts = np.array_split(np.arange(int(n_train)), len(source.train_members))
         for i, (member, idx) in enumerate(zip(source.train_members, parts, strict=True), start=1):
             offset = int(idx[0]) if idx.size else 0
-            members.append((member, py2_pickle(batch(x_train[idx], y_train[idx],
-                                                      f"training batch {i} of 5", offset))))
+            members.append((member, py2_pickle(batch(x_train[idx], y_train[idx], f"training batch {i} of 5", offset))))
         members.append((source.test_member, py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
-        meta = {b"num_cases_per_batch": int(parts[0].size), b"num_vis": 3 * int(image_size) ** 2,
-                b"label_names": [n.encode() for n in CIFAR10_LABEL_NAMES]}
+        meta = {
+            b"num_cases_per_batch": int(parts[0].size),
+            b"num_vis": 3 * int(image_size) ** 2,
+            b"label_names": [n.encode() for n in CIFAR10_LABEL_NAMES],
+        }
         members.append((source.meta_member, py2_pickle(meta)))
         members.append(("readme.html", b"<html><body>Synthetic CIFAR-10-format data (convexbn).</body></html>\n"))
     else:
         members.append(("train", py2_pickle(batch(x_train, y_train, "training batch 1 of 1", 0))))
         members.append(("test", py2_pickle(batch(x_test, y_test, "testing batch 1 of 1", 0))))
-        meta = {b"fine_label_names": [f"synthetic_class_{c:03d}".encode() for c in range(100)],
-                b"coarse_label_names": [f"synthetic_superclass_{c:02d}".encode() for c in range(20)]}
+        meta = {
+            b"fine_label_names": [f"synthetic_class_{c:03d}".encode() for c in range(100)],
+            b"coarse_label_names": [f"synthetic_superclass_{c:02d}".encode() for c in range(20)],
+        }
         members.append(("meta", py2_pickle(meta)))
     target = Path(path)
     with atomic_writer(target, suffix=".part") as fh:
@@ -546,10 +627,21 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0) -> dict[str, A
         raise DataError(f"test_fraction={test_fraction!r} must lie strictly between 0 and 1 (e.g. 0.25)")
     digits = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(
-        digits.data.astype(np.float64), digits.target.astype(np.int64), test_size=float(test_fraction),
-        random_state=int(seed), stratify=digits.target)
-    return {"name": "digits", "X_train": x_train, "y_train": y_train, "X_test": x_test, "y_test": y_test,
-            "label_names": [str(d) for d in range(10)], "classes": [str(d) for d in range(10)]}
+        digits.data.astype(np.float64),
+        digits.target.astype(np.int64),
+        test_size=float(test_fraction),
+        random_state=int(seed),
+        stratify=digits.target,
+    )
+    return {
+        "name": "digits",
+        "X_train": x_train,
+        "y_train": y_train,
+        "X_test": x_test,
+        "y_test": y_test,
+        "label_names": [str(d) for d in range(10)],
+        "classes": [str(d) for d in range(10)],
+    }
 
 
 # --------------------------------------------------------------------------- preparation
@@ -566,13 +658,13 @@ def stratified_subset(y: NDArray[Any], count: int, rng: np.random.Generator) -> 
     remainder = quota - take + rng.uniform(0, 1e-9, quota.shape)  # random tie-break
     for c in np.argsort(-remainder)[: count - int(take.sum())]:
         take[c] += 1
-    chosen = [rng.choice(np.flatnonzero(inverse == c), size=int(k), replace=False)
-              for c, k in enumerate(take) if k > 0]
+    chosen = [rng.choice(np.flatnonzero(inverse == c), size=int(k), replace=False) for c, k in enumerate(take) if k > 0]
     return np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.zeros(0, dtype=np.int64)
 
 
-def _normalise(x_train: NDArray[Any], x_test: NDArray[Any],
-               mode: str) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+def _normalise(
+    x_train: NDArray[Any], x_test: NDArray[Any], mode: str
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
     """Flattened float32 train/test arrays normalised with statistics of the train split only, and the stats."""
     xtr = x_train.astype(np.float64)
     xte = x_test.astype(np.float64)
@@ -580,8 +672,10 @@ def _normalise(x_train: NDArray[Any], x_test: NDArray[Any],
         if xtr.ndim == 3:  # grayscale (n,H,W): one channel
             xtr, xte = xtr[..., None], xte[..., None]
         if xtr.ndim != 4:
-            raise DataError(f"normalize='channel' needs images (n,H,W,C) or (n,H,W), got shape {x_train.shape}; "
-                            "use normalize='standardize' for feature vectors")
+            raise DataError(
+                f"normalize='channel' needs images (n,H,W,C) or (n,H,W), got shape {x_train.shape}; "
+                "use normalize='standardize' for feature vectors"
+            )
         axes = (0, 1, 2)
         mean, std = xtr.mean(axis=axes), xtr.std(axis=axes)
     elif mode == "standardize":
@@ -598,10 +692,20 @@ def _normalise(x_train: NDArray[Any], x_test: NDArray[Any],
     return flat[0], flat[1], mean.astype(np.float32), std.astype(np.float32)
 
 
-def prepare_arrays(X_train: NDArray[Any], y_train: NDArray[Any], X_test: NDArray[Any], y_test: NDArray[Any], *,
-                   classes: Sequence[int] | None = None, n_train: int | None = None, n_test: int | None = None,
-                   normalize: str = "standardize", seed: int = 0, num_classes: int | None = None,
-                   label_names: Sequence[str] | None = None) -> dict[str, Any]:
+def prepare_arrays(
+    X_train: NDArray[Any],
+    y_train: NDArray[Any],
+    X_test: NDArray[Any],
+    y_test: NDArray[Any],
+    *,
+    classes: Sequence[int] | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    normalize: str = "standardize",
+    seed: int = 0,
+    num_classes: int | None = None,
+    label_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Subset classes/samples (stratified, seeded), normalise with train statistics, flatten, one-hot."""
     if normalize not in NORMALIZATIONS:
         raise DataError(f"normalize={normalize!r} is not one of {', '.join(NORMALIZATIONS)}")
@@ -621,8 +725,10 @@ def prepare_arrays(X_train: NDArray[Any], y_train: NDArray[Any], X_test: NDArray
             raise DataError(f"classes={list(classes)!r} must be a non-empty list of distinct labels")
         missing = sorted(set(chosen.tolist()) - set(np.unique(y_train).tolist()))
         if missing:
-            raise DataError(f"classes {missing} do not occur in the training labels "
-                            f"(present: {np.unique(y_train).tolist()}); fix the config's classes list")
+            raise DataError(
+                f"classes {missing} do not occur in the training labels "
+                f"(present: {np.unique(y_train).tolist()}); fix the config's classes list"
+            )
     keep_train, keep_test = np.isin(y_train, chosen), np.isin(y_test, chosen)
     if classes is None and not keep_test.all():
         extra = sorted(set(np.unique(y_test[~keep_test]).tolist()))
@@ -646,10 +752,17 @@ def prepare_arrays(X_train: NDArray[Any], y_train: NDArray[Any], X_test: NDArray
     x_train_f, x_test_f, mean, std = _normalise(xtr, xte, normalize)
     eye = np.eye(count, dtype=np.float32)
     out: dict[str, Any] = {
-        "X_train": x_train_f, "y_train": ytr, "Y_train": eye[ytr],
-        "X_test": x_test_f, "y_test": yte, "Y_test": eye[yte],
-        "classes": chosen.astype(np.int64), "mean": mean, "std": std,
-        "normalize": normalize, "seed": int(seed),
+        "X_train": x_train_f,
+        "y_train": ytr,
+        "Y_train": eye[ytr],
+        "X_test": x_test_f,
+        "y_test": yte,
+        "Y_test": eye[yte],
+        "classes": chosen.astype(np.int64),
+        "mean": mean,
+        "std": std,
+        "normalize": normalize,
+        "seed": int(seed),
     }
     if label_names is not None:
         names = list(label_names)
@@ -665,8 +778,10 @@ def save_prepared(path: PathLike, arrays: Mapping[str, Any]) -> None:
     for key, value in arrays.items():
         arr = np.asarray(value)
         if arr.dtype == object:
-            raise DataError(f"save_prepared: value of {key!r} ({type(value).__name__}) is not a numeric or string "
-                            "array; convert it or leave it out")
+            raise DataError(
+                f"save_prepared: value of {key!r} ({type(value).__name__}) is not a numeric or string "
+                "array; convert it or leave it out"
+            )
         payload[key] = arr
     target = Path(path)
     if target.suffix != ".npz":
@@ -692,15 +807,39 @@ def load_prepared(path: PathLike) -> dict[str, Any]:
                 else:
                     out[key] = arr
     except (OSError, ValueError, EOFError, zlib.error) as exc:  # numpy's own text would suggest allow_pickle
-        raise DataError(f"cannot read prepared dataset {target}: it is not an .npz archive of plain arrays "
-                        f"({type(exc).__name__}); delete it and rerun the preparation") from exc
+        raise DataError(
+            f"cannot read prepared dataset {target}: it is not an .npz archive of plain arrays "
+            f"({type(exc).__name__}); delete it and rerun the preparation"
+        ) from exc
     return out
 
 
 __all__ = [
-    "CIFAR_ROW_BYTES", "CIFAR_SOURCES", "CIFAR10_LABEL_NAMES", "FASHION_MNIST_DEBIAN_DIR", "FASHION_MNIST_FILES",
-    "FASHION_MNIST_LABEL_NAMES", "IDX_MAX_BYTES", "NORMALIZATIONS", "CifarSource", "DataError",
-    "RestrictedUnpickler", "archive_byte_limit", "fetch_cifar", "file_md5", "find_fashion_mnist", "load_cifar",
-    "load_digits_split", "load_fashion_mnist", "load_prepared", "make_cifar_archive", "member_byte_limit",
-    "member_images", "prepare_arrays", "read_idx", "restricted_loads", "save_prepared", "stratified_subset",
+    "CIFAR_ROW_BYTES",
+    "CIFAR_SOURCES",
+    "CIFAR10_LABEL_NAMES",
+    "FASHION_MNIST_DEBIAN_DIR",
+    "FASHION_MNIST_FILES",
+    "FASHION_MNIST_LABEL_NAMES",
+    "IDX_MAX_BYTES",
+    "NORMALIZATIONS",
+    "CifarSource",
+    "DataError",
+    "RestrictedUnpickler",
+    "archive_byte_limit",
+    "fetch_cifar",
+    "file_md5",
+    "find_fashion_mnist",
+    "load_cifar",
+    "load_digits_split",
+    "load_fashion_mnist",
+    "load_prepared",
+    "make_cifar_archive",
+    "member_byte_limit",
+    "member_images",
+    "prepare_arrays",
+    "read_idx",
+    "restricted_loads",
+    "save_prepared",
+    "stratified_subset",
 ]

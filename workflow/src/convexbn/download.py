@@ -73,7 +73,7 @@ class Limits:
 def check_url(url: Any, key: str) -> str:
     """`url` after checking it parses and is http(s):// with a host or file:// with a path."""
     shown = repr(url) if len(str(url)) <= 120 else repr(str(url)[:100] + "...")
-    fix = ("give a full URL such as https://host/path/archive.tar.gz or file:///path/archive.tar.gz")
+    fix = "give a full URL such as https://host/path/archive.tar.gz or file:///path/archive.tar.gz"
     if not isinstance(url, str):
         raise DataError(f"config key {key}: {shown} is not a URL; {fix}")
     try:
@@ -112,8 +112,11 @@ def remove_stale_parts(target: Path) -> list[Path]:
         except FileNotFoundError:
             continue
     if removed:
-        log.info("removed %d partial file(s) of an interrupted download: %s", len(removed),
-                 ", ".join(p.name for p in removed))
+        log.info(
+            "removed %d partial file(s) of an interrupted download: %s",
+            len(removed),
+            ", ".join(p.name for p in removed),
+        )
     return removed
 
 
@@ -206,14 +209,18 @@ def _stream(resp: Any, fh: BinaryIO, url: str, limits: Limits, watchdog: _Watchd
     length = resp.headers.get("Content-Length")
     expected = int(length) if length and length.isdigit() else None
     if expected is not None and expected > limits.max_bytes:
-        raise DataError(f"{url} announces {expected:,} bytes, more than fetch.max_bytes = {limits.max_bytes:,}; "
-                        "check the URL (the official archives are about 170 MB) or raise fetch.max_bytes")
+        raise DataError(
+            f"{url} announces {expected:,} bytes, more than fetch.max_bytes = {limits.max_bytes:,}; "
+            "check the URL (the official archives are about 170 MB) or raise fetch.max_bytes"
+        )
     digest, received, last_log = hashlib.md5(), 0, time.monotonic()
     while chunk := resp.read1(_CHUNK):
         received += len(chunk)
         if received > limits.max_bytes:
-            raise DataError(f"{url} sent more than fetch.max_bytes = {limits.max_bytes:,} bytes; nothing was kept. "
-                            "Check the URL (the official archives are about 170 MB) or raise fetch.max_bytes")
+            raise DataError(
+                f"{url} sent more than fetch.max_bytes = {limits.max_bytes:,} bytes; nothing was kept. "
+                "Check the URL (the official archives are about 170 MB) or raise fetch.max_bytes"
+            )
         fh.write(chunk)
         digest.update(chunk)
         if time.monotonic() - last_log > 5.0:
@@ -221,8 +228,9 @@ def _stream(resp: Any, fh: BinaryIO, url: str, limits: Limits, watchdog: _Watchd
             log.info("downloading %s: %.1f%s MB", url, received / 1e6, total)
             last_log = time.monotonic()
     if watchdog.fired:
-        raise TransientError(f"no complete download within fetch.deadline = {limits.deadline:g} s "
-                             f"({received:,} bytes received)")
+        raise TransientError(
+            f"no complete download within fetch.deadline = {limits.deadline:g} s ({received:,} bytes received)"
+        )
     if expected is not None and received != expected:
         raise TransientError(f"connection closed after {received} of {expected} bytes (truncated transfer)")
     return digest.hexdigest(), received
@@ -249,9 +257,14 @@ def download_once(url: str, fh: BinaryIO, limits: Limits) -> tuple[str, int]:
             raise TransientError(f"{type(exc).__name__}: {reason}") from exc
 
 
-def download_verified(url: str, target: Path, md5: str, limits: Limits,
-                      on_failure: Callable[[list[str]], str],
-                      on_mismatch: Callable[[str, int], str]) -> Path:
+def download_verified(
+    url: str,
+    target: Path,
+    md5: str,
+    limits: Limits,
+    on_failure: Callable[[list[str]], str],
+    on_mismatch: Callable[[str, int], str],
+) -> Path:
     """Download `url` to `target` with retries; keep it only when its MD5 is `md5`. `on_failure(errors)`
     and `on_mismatch(actual, size)` build the messages of the DataErrors raised otherwise."""
     remove_stale_parts(target)
@@ -277,29 +290,38 @@ def download_verified(url: str, target: Path, md5: str, limits: Limits,
     return target
 
 
-def copy_verified(source: Path, target: Path, md5: str, limits: Limits, key: str,
-                  on_mismatch: Callable[[str, int], str]) -> Path:
+def copy_verified(
+    source: Path, target: Path, md5: str, limits: Limits, key: str, on_mismatch: Callable[[str, int], str]
+) -> Path:
     """Copy a local regular file of at most `limits.max_bytes` to `target` atomically, hashing while
     copying; refuse it on an MD5 mismatch (`key` names the config key that gave `source`)."""
     try:
         st = os.stat(source)
     except OSError as exc:
-        raise DataError(f"config key {key}: {str(source)!r} cannot be read ({os.strerror(exc.errno or 0)}); "
-                        "fix the path to an existing archive") from None
+        raise DataError(
+            f"config key {key}: {str(source)!r} cannot be read ({os.strerror(exc.errno or 0)}); "
+            "fix the path to an existing archive"
+        ) from None
     if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"config key {key}: {str(source)!r} is not an existing regular file (a folder, device or "
-                        "FIFO cannot be an archive); fix the path")
+        raise DataError(
+            f"config key {key}: {str(source)!r} is not an existing regular file (a folder, device or "
+            "FIFO cannot be an archive); fix the path"
+        )
     if st.st_size > limits.max_bytes:
-        raise DataError(f"config key {key}: {str(source)!r} has {st.st_size:,} bytes, more than fetch.max_bytes = "
-                        f"{limits.max_bytes:,}; check the file (the official archives are about 170 MB)")
+        raise DataError(
+            f"config key {key}: {str(source)!r} has {st.st_size:,} bytes, more than fetch.max_bytes = "
+            f"{limits.max_bytes:,}; check the file (the official archives are about 170 MB)"
+        )
     remove_stale_parts(target)
     with atomic_writer(target, suffix=".part") as fh, open(source, "rb") as src:
         digest, copied = hashlib.md5(), 0
         while chunk := src.read(_CHUNK):
             copied += len(chunk)
             if copied > limits.max_bytes:  # the file grew while being copied
-                raise DataError(f"config key {key}: {str(source)!r} grew beyond fetch.max_bytes = "
-                                f"{limits.max_bytes:,} while being copied; check the file")
+                raise DataError(
+                    f"config key {key}: {str(source)!r} grew beyond fetch.max_bytes = "
+                    f"{limits.max_bytes:,} while being copied; check the file"
+                )
             digest.update(chunk)
             fh.write(chunk)
         if digest.hexdigest() != md5:
@@ -307,5 +329,16 @@ def copy_verified(source: Path, target: Path, md5: str, limits: Limits, key: str
     return target
 
 
-__all__ = ["DEFAULT_DEADLINE", "DEFAULT_MAX_BYTES", "DataError", "Limits", "TransientError", "check_url",
-           "copy_verified", "download_once", "download_verified", "file_url_path", "remove_stale_parts"]
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_BYTES",
+    "DataError",
+    "Limits",
+    "TransientError",
+    "check_url",
+    "copy_verified",
+    "download_once",
+    "download_verified",
+    "file_url_path",
+    "remove_stale_parts",
+]

@@ -54,8 +54,9 @@ def _existing_ancestor(path: Path) -> Path:
     return parent
 
 
-def check_output_path(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (),
-                      what: str = "output") -> Path:
+def check_output_path(
+    path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (), what: str = "output"
+) -> Path:
     """`path` if a result can safely be written there: absent or a regular file, not one of `inputs`,
     every component a valid name, the nearest existing folder above it writable; else OutputPathError."""
     out = Path(path)
@@ -64,8 +65,10 @@ def check_output_path(path: str | os.PathLike, inputs: tuple[str | os.PathLike, 
     limit = _name_max(_existing_ancestor(out))
     for part in out.parts:
         if len(os.fsencode(part)) > limit:
-            raise OutputPathError(f"{what} name {part[:40]!r}... is {len(os.fsencode(part))} bytes, longer than "
-                                  f"the file system's limit of {limit}; choose a shorter file name")
+            raise OutputPathError(
+                f"{what} name {part[:40]!r}... is {len(os.fsencode(part))} bytes, longer than "
+                f"the file system's limit of {limit}; choose a shorter file name"
+            )
     try:
         st = os.stat(out)
     except FileNotFoundError:
@@ -73,27 +76,34 @@ def check_output_path(path: str | os.PathLike, inputs: tuple[str | os.PathLike, 
     except NotADirectoryError:
         raise OutputPathError(f"{what} {str(path)!r}: a folder in the path is a file; fix the path") from None
     except OSError as exc:
-        raise OutputPathError(f"{what} {str(path)!r} cannot be checked ({os.strerror(exc.errno or 0)}); "
-                              "choose another path") from None
+        raise OutputPathError(
+            f"{what} {str(path)!r} cannot be checked ({os.strerror(exc.errno or 0)}); choose another path"
+        ) from None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise OutputPathError(f"{what} {str(path)!r} is a directory; give a file name such as result.json")
     if st is not None and not stat.S_ISREG(st.st_mode):
-        raise OutputPathError(f"{what} {str(path)!r} is a special file (device, FIFO or socket), which would be "
-                              "replaced; give the path of a regular file")
+        raise OutputPathError(
+            f"{what} {str(path)!r} is a special file (device, FIFO or socket), which would be "
+            "replaced; give the path of a regular file"
+        )
     for source in inputs:
         try:
             same = st is not None and os.path.samefile(out, source)
         except OSError:
             same = False
         if same or os.path.abspath(out) == os.path.abspath(source):
-            raise OutputPathError(f"{what} {str(path)!r} is also an input ({str(source)!r}) and would be "
-                                  "overwritten; write the result to another file")
+            raise OutputPathError(
+                f"{what} {str(path)!r} is also an input ({str(source)!r}) and would be "
+                "overwritten; write the result to another file"
+            )
     folder = _existing_ancestor(out)
     if not folder.is_dir():
         raise OutputPathError(f"{what} {str(path)!r}: {str(folder)!r} is not a folder; fix the path")
     if not _writable(folder):
-        raise OutputPathError(f"{what} {str(path)!r}: folder {str(folder)!r} is not writable; choose a folder "
-                              "you can write to or fix its permissions")
+        raise OutputPathError(
+            f"{what} {str(path)!r}: folder {str(folder)!r} is not writable; choose a folder "
+            "you can write to or fix its permissions"
+        )
     return out
 
 
@@ -164,8 +174,10 @@ def _refuse_special(path: Path) -> None:
             return
         raise
     if not stat.S_ISREG(st.st_mode):
-        raise OutputPathError(f"refusing to replace {str(path)!r}: it is not a regular file (a device, FIFO, "
-                              "socket or folder); write to a regular file instead")
+        raise OutputPathError(
+            f"refusing to replace {str(path)!r}: it is not a regular file (a device, FIFO, "
+            "socket or folder); write to a regular file instead"
+        )
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -191,8 +203,9 @@ def git_revision(cwd: str | os.PathLike | None = None) -> str | None:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -213,8 +226,9 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def provenance(config: Any = None, seed: int | None = None, device: str | None = None,
-               seconds: float | None = None) -> dict[str, Any]:
+def provenance(
+    config: Any = None, seed: int | None = None, device: str | None = None, seconds: float | None = None
+) -> dict[str, Any]:
     """Provenance block saved inside every result file."""
     return {
         "config": config,

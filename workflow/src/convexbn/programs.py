@@ -27,9 +27,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from convexbn.arrangements import Arrangements, arrangements_for
-from convexbn.networks import LOSSES, BNParams, evaluate_objective
 from convexbn.conic import SolveRecord, resolve_solver, solve_problem
 from convexbn.devices import NEURON_RTOL
+from convexbn.networks import LOSSES, BNParams, evaluate_objective
 from convexbn.solver.path import beta_max
 from convexbn.whitening import Whitening, as_data_matrix, whiten
 
@@ -74,13 +74,16 @@ class C2Program:
         if self.u.value is None or self.up.value is None:
             return None, None
         shape = (self.P, self.q, self.C)
-        return (np.asarray(self.u.value, dtype=np.float64).reshape(shape),
-                np.asarray(self.up.value, dtype=np.float64).reshape(shape))
+        return (
+            np.asarray(self.u.value, dtype=np.float64).reshape(shape),
+            np.asarray(self.up.value, dtype=np.float64).reshape(shape),
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # validation helpers
 # ----------------------------------------------------------------------------------------------
+
 
 def _prefix(where: str) -> str:
     """'where: ' for error messages, or nothing."""
@@ -94,8 +97,10 @@ def as_targets(Y: np.ndarray, n: int | None = None, where: str = "") -> np.ndarr
         Y = Y[:, None]
     if Y.ndim != 2 or Y.shape[1] < 1 or (n is not None and Y.shape[0] != n):
         rows = "n" if n is None else str(n)
-        raise ValueError(f"{_prefix(where)}Y must have shape ({rows},) or ({rows}, C) to match the data, got "
-                         f"{np.shape(Y)}; give one target row per sample")
+        raise ValueError(
+            f"{_prefix(where)}Y must have shape ({rows},) or ({rows}, C) to match the data, got "
+            f"{np.shape(Y)}; give one target row per sample"
+        )
     if not np.all(np.isfinite(Y)):
         raise ValueError(f"{_prefix(where)}targets contain NaN or infinite values; clean the labels first")
     return Y
@@ -126,15 +131,18 @@ def check_loss_targets(Y: np.ndarray, loss: str, where: str = "") -> None:
     if loss == "cross_entropy" and (Y.shape[1] < 2 or not is_one_hot(Y)):
         raise ValueError(
             f"{_prefix(where)}cross_entropy needs one-hot targets with C >= 2 classes, got shape {Y.shape}; "
-            "encode class labels one-hot (n, C) or use --loss squared")
+            "encode class labels one-hot (n, C) or use --loss squared"
+        )
     if loss == "hinge" and not np.all(np.abs(Y) == 1):
-        raise ValueError(f"{_prefix(where)}hinge loss needs targets in {{-1, +1}}; recode the labels "
-                         "(e.g. 2*onehot - 1)")
+        raise ValueError(
+            f"{_prefix(where)}hinge loss needs targets in {{-1, +1}}; recode the labels (e.g. 2*onehot - 1)"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # losses and objectives in numpy
 # ----------------------------------------------------------------------------------------------
+
 
 def loss_value(F: np.ndarray, Y: np.ndarray, loss: str = "squared") -> float:
     """Data term ℓ(F, Y) in the paper convention (½‖F−Y‖², summed softmax CE, or summed hinge)."""
@@ -170,8 +178,9 @@ def c2_predictions(Ut: np.ndarray, masks: np.ndarray, u: np.ndarray, up: np.ndar
     return np.einsum("np,nq,pqc->nc", np.asarray(masks, dtype=np.float64), Ut, u - up, optimize=True)
 
 
-def c2_objective(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, u: np.ndarray,
-                 up: np.ndarray, loss: str = "squared") -> float:
+def c2_objective(
+    Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, u: np.ndarray, up: np.ndarray, loss: str = "squared"
+) -> float:
     """Objective of (C2) recomputed in numpy from the blocks u, u' of shape (P, q, C)."""
     Y = as_targets(Y, Ut.shape[0])
     F = c2_predictions(Ut, masks, u, up)
@@ -193,20 +202,21 @@ def cone_violation(Ut: np.ndarray, masks: np.ndarray, u: np.ndarray, up: np.ndar
 # program (C2)
 # ----------------------------------------------------------------------------------------------
 
+
 def _pattern_matrices(Ut: np.ndarray, masks: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Sparse A = [D_1 U', …, D_P U'] (n × P·q) and block-diagonal B = diag((2D_i − I) U') (n·P × P·q)."""
     n, q = Ut.shape
     P = masks.shape[1]
     cols_q = np.arange(q)
     rows, pats = np.nonzero(masks)  # active (sample, pattern) pairs
-    A = sp.csr_matrix(
-        (Ut[rows].ravel(), (np.repeat(rows, q), (pats[:, None] * q + cols_q).ravel())), shape=(n, P * q))
+    A = sp.csr_matrix((Ut[rows].ravel(), (np.repeat(rows, q), (pats[:, None] * q + cols_q).ravel())), shape=(n, P * q))
     sign = np.where(masks, 1.0, -1.0)  # (n, P)
     r_all, p_all = np.meshgrid(np.arange(n), np.arange(P), indexing="ij")
     r_all, p_all = r_all.ravel(), p_all.ravel()
     data = (sign[r_all, p_all][:, None] * Ut[r_all]).ravel()
     B = sp.csr_matrix(
-        (data, (np.repeat(p_all * n + r_all, q), (p_all[:, None] * q + cols_q).ravel())), shape=(n * P, P * q))
+        (data, (np.repeat(p_all * n + r_all, q), (p_all[:, None] * q + cols_q).ravel())), shape=(n * P, P * q)
+    )
     return A, B
 
 
@@ -229,15 +239,23 @@ def c2_problem(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, lo
     up = cp.Variable((P * q, C), name="u_prime")
     data = loss_cvxpy(A @ (u - up), Y, loss)
     # column (i + c·P) of the Fortran reshape is block (i, c)
-    norms = cp.norm(cp.reshape(u, (q, P * C), order="F"), 2, axis=0) + \
-        cp.norm(cp.reshape(up, (q, P * C), order="F"), 2, axis=0)
+    norms = cp.norm(cp.reshape(u, (q, P * C), order="F"), 2, axis=0) + cp.norm(
+        cp.reshape(up, (q, P * C), order="F"), 2, axis=0
+    )
     problem = cp.Problem(cp.Minimize(data + beta * cp.sum(norms)), [B @ u >= 0, B @ up >= 0])
     return C2Program(problem=problem, u=u, up=up, P=P, q=q, C=C)
 
 
-def solve_c2(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solver: str = "auto",
-             loss: str = "squared", tol: float = 1e-6, **options: Any
-             ) -> tuple[np.ndarray | None, np.ndarray | None, SolveRecord]:
+def solve_c2(
+    Ut: np.ndarray,
+    Y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    solver: str = "auto",
+    loss: str = "squared",
+    tol: float = 1e-6,
+    **options: Any,
+) -> tuple[np.ndarray | None, np.ndarray | None, SolveRecord]:
     """Solve (C2) → (u, u', record); blocks (P, q, C) are None when the solver returned no point.
 
     `solver` is any name `resolve_solver` accepts; "fast" uses `convexbn.solver.solve_c2_fast` with
@@ -258,10 +276,19 @@ def solve_c2(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solv
         sol = solve_c2_fast(Ut, Y, check_beta(beta), masks, tol=tol, loss=loss, **options)
         u, up = np.asarray(sol.u, dtype=np.float64), np.asarray(sol.up, dtype=np.float64)
         record = SolveRecord(
-            solver="fast", status=str(sol.status), seconds=time.perf_counter() - t0,
-            iterations=int(sol.iterations), objective=float(sol.objective), reason=reason,
-            extra={"gap": float(sol.gap), "cone_violation": float(sol.cone_violation),
-                   "solver_seconds": float(sol.seconds), "history": list(sol.history)})
+            solver="fast",
+            status=str(sol.status),
+            seconds=time.perf_counter() - t0,
+            iterations=int(sol.iterations),
+            objective=float(sol.objective),
+            reason=reason,
+            extra={
+                "gap": float(sol.gap),
+                "cone_violation": float(sol.cone_violation),
+                "solver_seconds": float(sol.seconds),
+                "history": list(sol.history),
+            },
+        )
     else:
         prog = c2_problem(Ut, Y, beta, masks, loss)
         record = solve_problem(prog.problem, name, **{**C2_SOLVER_OPTIONS.get(name, {}), **options})
@@ -279,6 +306,7 @@ def solve_c2(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solv
 # ----------------------------------------------------------------------------------------------
 # reconstruction and prediction
 # ----------------------------------------------------------------------------------------------
+
 
 def reconstruct_before(wh: Whitening, u: np.ndarray, up: np.ndarray, tol: float = NEURON_RTOL) -> BNParams:
     """BN-before-ReLU network from (C2) blocks: one neuron per block with norm > tol·(largest norm).
@@ -320,8 +348,9 @@ def reconstruct_before(wh: Whitening, u: np.ndarray, up: np.ndarray, tol: float 
     )
 
 
-def predict_convex_gates(wh: Whitening, arr: Arrangements, u: np.ndarray, up: np.ndarray,
-                         Xnew: np.ndarray) -> np.ndarray:
+def predict_convex_gates(
+    wh: Whitening, arr: Arrangements, u: np.ndarray, up: np.ndarray, Xnew: np.ndarray
+) -> np.ndarray:
     """The "convex-model" predictor Σ_i 1[φ(x)ᵀg_i ≥ 0] φ(x)ᵀ(u_i − u'_i) with generator gates (A4).
 
     On training rows it equals the reconstructed network's outputs; out of sample it can differ.
@@ -335,29 +364,52 @@ def predict_convex_gates(wh: Whitening, arr: Arrangements, u: np.ndarray, up: np
 # the two-layer BN-before-ReLU solve
 # ----------------------------------------------------------------------------------------------
 
+
 def zero_is_optimal(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, loss: str = "squared") -> bool:
     """Whether the zero network is a certified optimum of (C2) (squared loss and β ≥ β_max, the exact threshold)."""
     return loss == "squared" and float(beta) >= beta_max(Ut, Y, masks)
 
 
-def _zero_solution(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solver: str,
-                   t0: float) -> tuple[np.ndarray, np.ndarray, SolveRecord]:
+def _zero_solution(
+    Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, solver: str, t0: float
+) -> tuple[np.ndarray, np.ndarray, SolveRecord]:
     """The zero blocks and a record certifying them, without calling a conic solver."""
     shape = (masks.shape[1], Ut.shape[1], Y.shape[1])
     bmax = beta_max(Ut, Y, masks)
-    reason = (f"beta {beta:g} >= beta_max {bmax:.6g}: the zero network is the certified optimum "
-              f"(no solver needed; {solver} was not called)")
+    reason = (
+        f"beta {beta:g} >= beta_max {bmax:.6g}: the zero network is the certified optimum "
+        f"(no solver needed; {solver} was not called)"
+    )
     log.info("%s", reason)
-    record = SolveRecord(solver="zero (beta >= beta_max)", status="optimal", seconds=time.perf_counter() - t0,
-                         iterations=0, objective=loss_value(np.zeros_like(Y), Y, "squared"), reason=reason,
-                         extra={"beta_max": bmax, "cone_violation": 0.0, "gap": 0.0})
+    record = SolveRecord(
+        solver="zero (beta >= beta_max)",
+        status="optimal",
+        seconds=time.perf_counter() - t0,
+        iterations=0,
+        objective=loss_value(np.zeros_like(Y), Y, "squared"),
+        reason=reason,
+        extra={"beta_max": bmax, "cone_violation": 0.0, "gap": 0.0},
+    )
     return np.zeros(shape), np.zeros(shape), record
 
 
-def solve_two_layer(X: np.ndarray, Y: np.ndarray, beta: float, *, arrangements: str | int = "exact",
-                    truncate: int | None = None, solver: str = "auto", seed: int = 0, loss: str = "squared",
-                    bias: str = "unit", whitening: Whitening | None = None, arr: Arrangements | None = None,
-                    tol: float = 1e-6, prune_tol: float = NEURON_RTOL, **options: Any) -> ConvexResult:
+def solve_two_layer(
+    X: np.ndarray,
+    Y: np.ndarray,
+    beta: float,
+    *,
+    arrangements: str | int = "exact",
+    truncate: int | None = None,
+    solver: str = "auto",
+    seed: int = 0,
+    loss: str = "squared",
+    bias: str = "unit",
+    whitening: Whitening | None = None,
+    arr: Arrangements | None = None,
+    tol: float = 1e-6,
+    prune_tol: float = NEURON_RTOL,
+    **options: Any,
+) -> ConvexResult:
     """Whiten (top-k), build arrangements (exact or N seeded samples), solve (C2), reconstruct the BN net.
 
     `record.seconds` is the wall time of the whole call (whitening, arrangements, construction,
@@ -386,8 +438,14 @@ def solve_two_layer(X: np.ndarray, Y: np.ndarray, beta: float, *, arrangements: 
     else:
         u, up, record = solve_c2(Ut, Y, beta, arr.masks, solver=solver, loss=loss, tol=tol, **options)
     t_solve = time.perf_counter()
-    extra: dict[str, Any] = {"whitening": wh, "arrangements": arr, "u": u, "up": up,
-                             "certified": record.status == "optimal", "loss": loss}
+    extra: dict[str, Any] = {
+        "whitening": wh,
+        "arrangements": arr,
+        "u": u,
+        "up": up,
+        "certified": record.status == "optimal",
+        "loss": loss,
+    }
     if u is None or up is None or not (np.all(np.isfinite(u)) and np.all(np.isfinite(up))):
         params, objective, neurons = None, float("nan"), 0
         extra["warning"] = f"solver {record.solver} returned no usable point (status {record.status})"
@@ -396,18 +454,26 @@ def solve_two_layer(X: np.ndarray, Y: np.ndarray, beta: float, *, arrangements: 
         params = reconstruct_before(wh, u, up, tol=prune_tol)
         neurons = params.width
         if record.status != "optimal":
-            extra["warning"] = (f"status {record.status}: solution not certified optimal; "
-                                "parameters reconstructed from the returned point")
+            extra["warning"] = (
+                f"status {record.status}: solution not certified optimal; "
+                "parameters reconstructed from the returned point"
+            )
     record.seconds = time.perf_counter() - t0
-    extra["timings"] = {"whitening": t_wh - t0, "arrangements": t_arr - t_wh, "solve": t_solve - t_arr,
-                        "reconstruct": time.perf_counter() - t_solve}
-    return ConvexResult(objective=objective, record=record, params=params, neurons=neurons,
-                        arrangements=arr.count, extra=extra)
+    extra["timings"] = {
+        "whitening": t_wh - t0,
+        "arrangements": t_arr - t_wh,
+        "solve": t_solve - t_arr,
+        "reconstruct": time.perf_counter() - t_solve,
+    }
+    return ConvexResult(
+        objective=objective, record=record, params=params, neurons=neurons, arrangements=arr.count, extra=extra
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # closed forms (n ≤ d, rank(JX) = n − 1)
 # ----------------------------------------------------------------------------------------------
+
 
 def _shrink_term(norm: float, beta: float) -> float:
     """Optimal value of one sign part: β‖y‖ − β²/2 if ‖y‖ > β else ‖y‖²/2."""
@@ -427,21 +493,26 @@ def closed_form(X: np.ndarray, Y: np.ndarray, beta: float, bias: str = "unit") -
     Y = as_targets(Y, n)
     beta = check_beta(beta)
     if bias != "unit":
-        raise ValueError(f"the closed form holds for bias='unit' (orthonormal U') only, got {bias!r}; "
-                         "use solve_two_layer for other bias scalings")
+        raise ValueError(
+            f"the closed form holds for bias='unit' (orthonormal U') only, got {bias!r}; "
+            "use solve_two_layer for other bias scalings"
+        )
     wh = whiten(X, bias="unit")
     if wh.rank != n - 1:
         raise ValueError(
             f"closed form needs rank(JX) = n-1 = {n - 1} (high-dimensional regime n <= d), but rank(JX) = "
-            f"{wh.rank} for X of shape {X.shape}; use solve_two_layer (the convex program) instead")
+            f"{wh.rank} for X of shape {X.shape}; use solve_two_layer (the convex program) instead"
+        )
     C = Y.shape[1]
     if C == 1:
         y = Y[:, 0]
         parts = [(np.maximum(y, 0.0), 0, 1.0), (np.maximum(-y, 0.0), 0, -1.0)]
     else:
         if not is_one_hot(Y):
-            raise ValueError(f"the vector-output closed form needs one-hot targets (each row a single 1), "
-                             f"got a {Y.shape} matrix that is not one-hot; use solve_two_layer instead")
+            raise ValueError(
+                f"the vector-output closed form needs one-hot targets (each row a single 1), "
+                f"got a {Y.shape} matrix that is not one-hot; use solve_two_layer instead"
+            )
         parts = [(Y[:, k].copy(), k, 1.0) for k in range(C)]
     U = wh.features(X)[:, : wh.k]
     cols, outs, F = [], [], np.zeros_like(Y)
@@ -461,17 +532,39 @@ def closed_form(X: np.ndarray, Y: np.ndarray, beta: float, bias: str = "unit") -
         F[:, k] += sign * (1.0 - beta / norm) * ys
     m = len(cols)
     S = np.array(cols).T if m else np.zeros((wh.q, 0))
-    params = BNParams(W=wh.first_layer(S), gamma=np.linalg.norm(S[: wh.k], axis=0), alpha=S[wh.k].copy(),
-                      V=np.array(outs) if m else np.zeros((0, C)))
+    params = BNParams(
+        W=wh.first_layer(S),
+        gamma=np.linalg.norm(S[: wh.k], axis=0),
+        alpha=S[wh.k].copy(),
+        V=np.array(outs) if m else np.zeros((0, C)),
+    )
     seconds = time.perf_counter() - t0
-    record = SolveRecord(solver="closed-form", status="optimal", seconds=seconds, iterations=0,
-                         objective=objective, reason="closed form (rank(JX) = n-1)")
-    return ConvexResult(objective=objective, record=record, params=params, neurons=m, arrangements=0,
-                        extra={"whitening": wh, "prediction": F, "certified": True, "loss": "squared"})
+    record = SolveRecord(
+        solver="closed-form",
+        status="optimal",
+        seconds=seconds,
+        iterations=0,
+        objective=objective,
+        reason="closed form (rank(JX) = n-1)",
+    )
+    return ConvexResult(
+        objective=objective,
+        record=record,
+        params=params,
+        neurons=m,
+        arrangements=0,
+        extra={"whitening": wh, "prediction": F, "certified": True, "loss": "squared"},
+    )
 
 
-def convex_outputs(Phi: np.ndarray, u: np.ndarray, up: np.ndarray, generators: np.ndarray | None = None,
-                   predictor: str = "network", chunk_elems: int = 20_000_000) -> np.ndarray:
+def convex_outputs(
+    Phi: np.ndarray,
+    u: np.ndarray,
+    up: np.ndarray,
+    generators: np.ndarray | None = None,
+    predictor: str = "network",
+    chunk_elems: int = 20_000_000,
+) -> np.ndarray:
     """Outputs Σ_i (Φu_i)_+ − (Φu'_i)_+ (= the reconstructed BN net, A4 'network') or generator-gated ones."""
     Phi = np.asarray(Phi, dtype=np.float64)
     P, q, C = u.shape
@@ -482,14 +575,14 @@ def convex_outputs(Phi: np.ndarray, u: np.ndarray, up: np.ndarray, generators: n
     flat = lambda B: np.ascontiguousarray(B.transpose(1, 0, 2)).reshape(q, P * C)  # noqa: E731  (q, P·C) for BLAS
     Uf, Upf, Df = flat(u), flat(up), flat(u - up)
     for s in range(0, Phi.shape[0], rows):
-        F = Phi[s:s + rows]
+        F = Phi[s : s + rows]
         if predictor == "network":
             a = (F @ Uf).reshape(-1, P, C)
             b = (F @ Upf).reshape(-1, P, C)
-            out[s:s + rows] = np.maximum(a, 0).sum(1) - np.maximum(b, 0).sum(1)
+            out[s : s + rows] = np.maximum(a, 0).sum(1) - np.maximum(b, 0).sum(1)
         else:
             gates = (F @ generators >= 0).astype(np.float64)  # (n, P)
-            out[s:s + rows] = np.einsum("np,npc->nc", gates, (F @ Df).reshape(-1, P, C))
+            out[s : s + rows] = np.einsum("np,npc->nc", gates, (F @ Df).reshape(-1, P, C))
     return out
 
 
@@ -498,8 +591,9 @@ def block_norms(u: np.ndarray, up: np.ndarray) -> np.ndarray:
     return np.concatenate([np.linalg.norm(u, axis=1), np.linalg.norm(up, axis=1)], axis=0)
 
 
-def sparsify_blocks(Ut: np.ndarray, masks: np.ndarray, u: np.ndarray, up: np.ndarray,
-                    rel_tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray, str]:
+def sparsify_blocks(
+    Ut: np.ndarray, masks: np.ndarray, u: np.ndarray, up: np.ndarray, rel_tol: float = 1e-7
+) -> tuple[np.ndarray, np.ndarray, str]:
     """A sparsest-vertex optimal solution with the same fit and norm sum (LP over block magnitudes).
 
     Interior-point solvers return non-sparse optima; keeping each active block's direction fixed, any

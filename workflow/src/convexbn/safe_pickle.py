@@ -32,18 +32,24 @@ class _ArrayBudget:
             dt = np.dtype(dtype)
             dims = [int(v) for v in (shape if isinstance(shape, (tuple, list)) else (shape,))]
         except (TypeError, ValueError) as exc:
-            raise DataError(f"a CIFAR pickle declares an invalid array ({exc}); the archive is corrupt: delete it "
-                            "and fetch it again") from None
+            raise DataError(
+                f"a CIFAR pickle declares an invalid array ({exc}); the archive is corrupt: delete it "
+                "and fetch it again"
+            ) from None
         if dt.hasobject or any(v < 0 for v in dims):
-            raise DataError("a CIFAR pickle declares an object or negative-size array, which CIFAR never holds; "
-                            "the archive is corrupt or malicious: delete it and fetch it again")
+            raise DataError(
+                "a CIFAR pickle declares an object or negative-size array, which CIFAR never holds; "
+                "the archive is corrupt or malicious: delete it and fetch it again"
+            )
         nbytes = dt.itemsize
         for v in dims:
             nbytes *= v
         if nbytes > self.left:
-            raise DataError(f"a CIFAR pickle declares an array of {nbytes:,} bytes (shape {tuple(dims)} of {dt}) "
-                            f"where its own data and the CIFAR batch shape allow {self.limit:,} in all; the archive "
-                            "is corrupt or malicious: delete it and fetch it again")
+            raise DataError(
+                f"a CIFAR pickle declares an array of {nbytes:,} bytes (shape {tuple(dims)} of {dt}) "
+                f"where its own data and the CIFAR batch shape allow {self.limit:,} in all; the archive "
+                "is corrupt or malicious: delete it and fetch it again"
+            )
         self.left -= nbytes
 
 
@@ -90,9 +96,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise DataError(f"refusing to unpickle {module}.{name}: CIFAR batches contain only numpy arrays, "
-                            "lists, dicts and strings, so this file is not a genuine CIFAR batch (it may be "
-                            "malicious). Delete it and fetch the archive again with its MD5 verified.") from None
+            raise DataError(
+                f"refusing to unpickle {module}.{name}: CIFAR batches contain only numpy arrays, "
+                "lists, dicts and strings, so this file is not a genuine CIFAR batch (it may be "
+                "malicious). Delete it and fetch the archive again with its MD5 verified."
+            ) from None
 
     def persistent_load(self, pid: Any) -> Any:
         """Refuse persistent ids, which CIFAR never uses."""
@@ -101,6 +109,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def _plain(obj: Any) -> Any:
     """`obj` with arrays at its top level or one container level down viewed as plain numpy arrays."""
+
     def view(value: Any) -> Any:
         """A plain ndarray view of an array, anything else unchanged."""
         return value.view(np.ndarray) if isinstance(value, np.ndarray) else value
@@ -121,8 +130,10 @@ def restricted_loads(data: bytes | bytearray, max_array_bytes: int | None = None
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a corrupt member
-        raise DataError(f"cannot decode a CIFAR pickle ({type(exc).__name__}: {exc}); the archive is corrupt: "
-                        "delete it and fetch it again") from exc
+        raise DataError(
+            f"cannot decode a CIFAR pickle ({type(exc).__name__}: {exc}); the archive is corrupt: "
+            "delete it and fetch it again"
+        ) from exc
 
 
 _PurePythonPickler: Any = getattr(pickle, "_Pickler")  # noqa: B009 - pure-Python pickler, overridable dispatch

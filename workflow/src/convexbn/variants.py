@@ -28,6 +28,8 @@ import torch
 from torch import nn
 
 from convexbn.arrangements import Arrangements, arrangements_for
+from convexbn.conic import SolveRecord, SolverError, resolve_solver, solve_problem
+from convexbn.devices import NEURON_RTOL
 from convexbn.networks import BNParams, Loss, PaperBNNet, load_paper_params, set_running_stats
 from convexbn.programs import (
     ConvexResult,
@@ -38,8 +40,6 @@ from convexbn.programs import (
     loss_value,
     reconstruct_before,
 )
-from convexbn.conic import SolveRecord, SolverError, resolve_solver, solve_problem
-from convexbn.devices import NEURON_RTOL
 from convexbn.whitening import BiasColumn, Whitening, as_data_matrix, whiten
 
 log = logging.getLogger("convexbn.variants")
@@ -138,8 +138,9 @@ def relu_arrangements(X: np.ndarray, spec: ArrangementSpec = "exact", seed: int 
     return Arrangements(masks=arr.masks, generators=Vr @ arr.generators, exact=arr.exact)
 
 
-def _after_prediction(X: np.ndarray, masks: np.ndarray, c: float, W: np.ndarray, Wp: np.ndarray,
-                      b: np.ndarray, bp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _after_prediction(
+    X: np.ndarray, masks: np.ndarray, c: float, W: np.ndarray, Wp: np.ndarray, b: np.ndarray, bp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Output F (n, C) and block norms (P, C) twice of the BN-after program at given variables.
 
     W, Wp: (C, d, P); b, bp: (C, P).
@@ -160,8 +161,9 @@ def _after_prediction(X: np.ndarray, masks: np.ndarray, c: float, W: np.ndarray,
     return F, norms, norms_p
 
 
-def _after_problem(X: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, c: float, loss: str
-                   ) -> tuple[cp.Problem, cp.Variable, cp.Variable, cp.Variable, cp.Variable]:
+def _after_problem(
+    X: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, c: float, loss: str
+) -> tuple[cp.Problem, cp.Variable, cp.Variable, cp.Variable, cp.Variable]:
     """CVXPY form of the BN-after program with per-pattern whitening (sparse, fast to compile).
 
     Uses ‖J D_i X w‖ = ‖R_i w‖ with J D_i X = Q_i R_i, so each cone has d + 1 (not n + 1) entries.
@@ -169,13 +171,13 @@ def _after_problem(X: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray,
     """
     n, d = X.shape
     P, C = masks.shape[1], Y.shape[1]
-    blocks = [masks[:, i:i + 1] * X for i in range(P)]
+    blocks = [masks[:, i : i + 1] * X for i in range(P)]
     JDX = [B - B.mean(axis=0) for B in blocks]
     A = np.hstack(JDX)  # (n, P·d): [J D_1 X, …, J D_P X]
     Rs = [np.linalg.qr(M, mode="r") for M in JDX]  # (min(n, d), d) each
     kr = Rs[0].shape[0]
     R = sp.block_diag(Rs, format="csr")  # (P·kr, P·d)
-    S = sp.block_diag([(2.0 * masks[:, i:i + 1] - 1.0) * X for i in range(P)], format="csr")  # (P·n, P·d)
+    S = sp.block_diag([(2.0 * masks[:, i : i + 1] - 1.0) * X for i in range(P)], format="csr")  # (P·n, P·d)
     w, wp = cp.Variable((P * d, C), name="w"), cp.Variable((P * d, C), name="w_prime")
     b, bp = cp.Variable((P, C), name="b"), cp.Variable((P, C), name="b_prime")
     shift = np.ones((n, 1)) @ cp.reshape(cp.sum(b - bp, axis=0), (1, C), order="F")
@@ -246,13 +248,29 @@ def solve_bn_after_relu(
     params = _reconstruct_after(X, masks, arr.generators, W, Wp, b, bp, norms, norms_p, keep, keep_p)
     extra.update({"W": W, "Wp": Wp, "b": b, "bp": bp, "block_norms": norms, "block_norms_p": norms_p})
     record.seconds = time.perf_counter() - t_start
-    return ConvexResult(objective=objective, record=record, params=params,
-                        neurons=int(keep.sum() + keep_p.sum()), arrangements=P, extra=extra)
+    return ConvexResult(
+        objective=objective,
+        record=record,
+        params=params,
+        neurons=int(keep.sum() + keep_p.sum()),
+        arrangements=P,
+        extra=extra,
+    )
 
 
-def _reconstruct_after(X: np.ndarray, masks: np.ndarray, G: np.ndarray, W: np.ndarray, Wp: np.ndarray,
-                       b: np.ndarray, bp: np.ndarray, norms: np.ndarray, norms_p: np.ndarray,
-                       keep: np.ndarray, keep_p: np.ndarray) -> BNParams:
+def _reconstruct_after(
+    X: np.ndarray,
+    masks: np.ndarray,
+    G: np.ndarray,
+    W: np.ndarray,
+    Wp: np.ndarray,
+    b: np.ndarray,
+    bp: np.ndarray,
+    norms: np.ndarray,
+    norms_p: np.ndarray,
+    keep: np.ndarray,
+    keep_p: np.ndarray,
+) -> BNParams:
     """One BN-after neuron per kept block: v = ±√t, γ = ‖J D X w‖/√t, α = b/√t, weight w (t = block norm)."""
     C, d, P = W.shape
     cols, gammas, alphas, vs = [], [], [], []
@@ -294,8 +312,7 @@ def extract_patches_1d(X: np.ndarray, size: int, stride: int = 1) -> np.ndarray:
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
             raise ValueError(f"extract_patches_1d: patch {label} must be a positive integer, got {val!r}")
     if size > L:
-        raise ValueError(f"extract_patches_1d: patch size {size} exceeds the signal length {L}; "
-                         f"choose size <= {L}")
+        raise ValueError(f"extract_patches_1d: patch size {size} exceeds the signal length {L}; choose size <= {L}")
     K = (L - size) // stride + 1
     starts = np.arange(K) * stride
     idx = starts[:, None] + np.arange(size)[None, :]  # (K, size)
@@ -364,9 +381,14 @@ def cnn_whitening(patches: np.ndarray, truncate: int | None = None, bias: BiasCo
     return whiten(patches.reshape(n * K, h), k=truncate, bias=bias)
 
 
-def bn_conv_from_params(params: BNParams, patches: np.ndarray, bias_value: float | None = None,
-                        eps: float = 1e-5, dtype: torch.dtype = torch.float64,
-                        device: torch.device | str | None = None) -> BNConvNet:
+def bn_conv_from_params(
+    params: BNParams,
+    patches: np.ndarray,
+    bias_value: float | None = None,
+    eps: float = 1e-5,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> BNConvNet:
     """A real `BNConvNet` holding paper-convention `params`, filters scaled so BN eps is negligible."""
     patches = _check_patches(patches, "bn_conv_from_params")
     n, K, h = patches.shape
@@ -378,19 +400,21 @@ def bn_conv_from_params(params: BNParams, patches: np.ndarray, bias_value: float
     return net
 
 
-def _cnn_problem(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, pool: sp.spmatrix, loss: str
-                 ) -> tuple[cp.Problem, cp.Variable, cp.Variable]:
+def _cnn_problem(
+    Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, pool: sp.spmatrix, loss: str
+) -> tuple[cp.Problem, cp.Variable, cp.Variable]:
     """CVXPY form of the pooled (C2)-type CNN program with sparse pattern matrices.
 
     Variables u, u' (P·q, C): rows i·q … i·q+q−1 of column k hold block (i, k).
     """
     N, q = Ut.shape
     P, C = masks.shape[1], Y.shape[1]
-    A = pool @ sp.hstack([sp.csr_matrix(masks[:, i:i + 1] * Ut) for i in range(P)], format="csr")  # (n, P·q)
-    S = sp.block_diag([(2.0 * masks[:, i:i + 1] - 1.0) * Ut for i in range(P)], format="csr")  # (P·N, P·q)
+    A = pool @ sp.hstack([sp.csr_matrix(masks[:, i : i + 1] * Ut) for i in range(P)], format="csr")  # (n, P·q)
+    S = sp.block_diag([(2.0 * masks[:, i : i + 1] - 1.0) * Ut for i in range(P)], format="csr")  # (P·N, P·q)
     u, up = cp.Variable((P * q, C), name="u"), cp.Variable((P * q, C), name="u_prime")
-    pen = cp.sum(cp.norm(cp.reshape(u, (q, P * C), order="F"), 2, axis=0)) + \
-        cp.sum(cp.norm(cp.reshape(up, (q, P * C), order="F"), 2, axis=0))
+    pen = cp.sum(cp.norm(cp.reshape(u, (q, P * C), order="F"), 2, axis=0)) + cp.sum(
+        cp.norm(cp.reshape(up, (q, P * C), order="F"), 2, axis=0)
+    )
     problem = cp.Problem(cp.Minimize(loss_cvxpy(A @ (u - up), Y, loss) + beta * pen), [S @ u >= 0, S @ up >= 0])
     return problem, u, up
 
@@ -447,10 +471,10 @@ def solve_cnn(
     keep, keep_p = _keep(norms, tol, top), _keep(norms_p, tol, top)
     u *= keep[:, None, :]
     up *= keep_p[:, None, :]
-    F_val = np.stack([pool @ np.sum(masks * (Ut @ (u[:, :, k] - up[:, :, k]).T), axis=1) for k in range(C)],
-                     axis=1)
-    objective = loss_value(F_val, Y, loss) + beta * float(np.linalg.norm(u, axis=1).sum()
-                                                          + np.linalg.norm(up, axis=1).sum())
+    F_val = np.stack([pool @ np.sum(masks * (Ut @ (u[:, :, k] - up[:, :, k]).T), axis=1) for k in range(C)], axis=1)
+    objective = loss_value(F_val, Y, loss) + beta * float(
+        np.linalg.norm(u, axis=1).sum() + np.linalg.norm(up, axis=1).sum()
+    )
     params = reconstruct_before(wh, u, up, tol=tol)  # pruned blocks are exactly zero already
     if params.width == 0:
         params = _zero_params(h, C)
@@ -458,8 +482,14 @@ def solve_cnn(
     net = bn_conv_from_params(params, patches, bias_value=bias_value, eps=eps, device=device)
     extra.update({"u": u, "up": up, "network": net})
     record.seconds = time.perf_counter() - t_start
-    return ConvexResult(objective=objective, record=record, params=params,
-                        neurons=int(keep.sum() + keep_p.sum()), arrangements=P, extra=extra)
+    return ConvexResult(
+        objective=objective,
+        record=record,
+        params=params,
+        neurons=int(keep.sum() + keep_p.sum()),
+        arrangements=P,
+        extra=extra,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -475,8 +505,9 @@ class DeepBNNet(PaperBNNet):
     are not penalised (BN makes the network invariant to their positive column scaling).
     """
 
-    def __init__(self, d: int, widths: list[int], C: int = 1, eps: float = 1e-5,
-                 bias_value: float | None = None) -> None:
+    def __init__(
+        self, d: int, widths: list[int], C: int = 1, eps: float = 1e-5, bias_value: float | None = None
+    ) -> None:
         super().__init__()
         widths = list(widths)
         if not widths or any(int(w) < 1 for w in widths):
@@ -585,20 +616,38 @@ def solve_deep_last_two(
     L1 = len(net.linears)
     with torch.no_grad():
         fixed = 0.5 * beta * float(net.bn_penalty(n, list(range(L1 - 1))))
-    two = solve_two_layer(A, Yn, beta, arrangements=arrangements, truncate=truncate, solver=solver,
-                          seed=seed, loss=loss, bias=bias, tol=tol, prune_tol=prune_tol)
+    two = solve_two_layer(
+        A,
+        Yn,
+        beta,
+        arrangements=arrangements,
+        truncate=truncate,
+        solver=solver,
+        seed=seed,
+        loss=loss,
+        bias=bias,
+        tol=tol,
+        prune_tol=prune_tol,
+    )
     extra: dict[str, Any] = dict(two.extra)
     extra.update({"two_layer": two, "fixed_penalty": fixed, "two_layer_objective": two.objective})
     record = copy.copy(two.record)
     if two.params is None:
         record.seconds = time.perf_counter() - t_start
-        return ConvexResult(objective=float("nan"), record=record, params=None, neurons=0,
-                            arrangements=two.arrangements, extra=extra)
+        return ConvexResult(
+            objective=float("nan"), record=record, params=None, neurons=0, arrangements=two.arrangements, extra=extra
+        )
     params = two.params if two.params.width > 0 else _zero_params(A.shape[1], Yn.shape[1])
     extra["network"] = _assemble_deep(net, params, A, X)
     record.seconds = time.perf_counter() - t_start
-    return ConvexResult(objective=fixed + two.objective, record=record, params=params,
-                        neurons=two.neurons, arrangements=two.arrangements, extra=extra)
+    return ConvexResult(
+        objective=fixed + two.objective,
+        record=record,
+        params=params,
+        neurons=two.neurons,
+        arrangements=two.arrangements,
+        extra=extra,
+    )
 
 
 def _assemble_deep(net: DeepBNNet, params: BNParams, A: np.ndarray, X: np.ndarray) -> DeepBNNet:

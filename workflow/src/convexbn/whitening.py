@@ -94,8 +94,15 @@ def truncate(wh: Whitening, k: int | None) -> Whitening:
         return wh
     if k < 0:
         raise ValueError(f"truncate: k must be >= 0, got {k}")
-    return Whitening(mean=wh.mean, V=wh.V[:, :k].copy(), sigma=wh.sigma[:k].copy(), n=wh.n, rank=wh.rank,
-                     bias_value=wh.bias_value, full_sigma=wh.full_sigma)
+    return Whitening(
+        mean=wh.mean,
+        V=wh.V[:, :k].copy(),
+        sigma=wh.sigma[:k].copy(),
+        n=wh.n,
+        rank=wh.rank,
+        bias_value=wh.bias_value,
+        full_sigma=wh.full_sigma,
+    )
 
 
 def save_whitening(path: str, wh: Whitening) -> None:
@@ -105,16 +112,31 @@ def save_whitening(path: str, wh: Whitening) -> None:
     from convexbn.io import atomic_write_bytes
 
     buf = _io.BytesIO()
-    np.savez(buf, mean=wh.mean, V=wh.V, sigma=wh.sigma, n=wh.n, rank=wh.rank, bias_value=wh.bias_value,
-             full_sigma=wh.full_sigma)
+    np.savez(
+        buf,
+        mean=wh.mean,
+        V=wh.V,
+        sigma=wh.sigma,
+        n=wh.n,
+        rank=wh.rank,
+        bias_value=wh.bias_value,
+        full_sigma=wh.full_sigma,
+    )
     atomic_write_bytes(path, buf.getvalue())
 
 
 def load_whitening(path: str) -> Whitening:
     """Read a whitening written by `save_whitening`."""
     with np.load(path) as z:
-        return Whitening(mean=z["mean"], V=z["V"], sigma=z["sigma"], n=int(z["n"]), rank=int(z["rank"]),
-                         bias_value=float(z["bias_value"]), full_sigma=z["full_sigma"])
+        return Whitening(
+            mean=z["mean"],
+            V=z["V"],
+            sigma=z["sigma"],
+            n=int(z["n"]),
+            rank=int(z["rank"]),
+            bias_value=float(z["bias_value"]),
+            full_sigma=z["full_sigma"],
+        )
 
 
 def path_energy_convex(u: np.ndarray, up: np.ndarray, r: int) -> np.ndarray:
@@ -127,8 +149,9 @@ def path_energy_convex(u: np.ndarray, up: np.ndarray, r: int) -> np.ndarray:
     return E / max(E.sum(), 1e-300)
 
 
-def path_energy_network(W: np.ndarray, gamma: np.ndarray, Vout: np.ndarray, V: np.ndarray,
-                        sigma: np.ndarray) -> np.ndarray:
+def path_energy_network(
+    W: np.ndarray, gamma: np.ndarray, Vout: np.ndarray, V: np.ndarray, sigma: np.ndarray
+) -> np.ndarray:
     """Per-singular-direction energy Σ_j |γ_j|‖v_j‖ ẑ_jk² of a BN net, ẑ_j ∝ Σ Vᵀ w_j (normalised to 1)."""
     Z = sigma[:, None] * (V.T @ W)  # (r, m)
     Zn = Z / np.maximum(np.linalg.norm(Z, axis=0, keepdims=True), 1e-300)

@@ -68,7 +68,7 @@ class AdmmState:
     act_prev: torch.Tensor | None = None
     stable: int = 0
     polish_tries: int = 0
-    last_polish_it: int = -10**9
+    last_polish_it: int = -(10**9)
     seconds_polish: float = 0.0
 
 
@@ -106,12 +106,24 @@ def out_of_budget(pb: AdmmProblem, st: AdmmState) -> str | None:
 
 def record(pb: AdmmProblem, st: AdmmState, stage: str, cert: dict[str, Any], **kw: Any) -> None:
     """Append a certificate to the history (and print it when verbose)."""
-    st.history.append({"stage": stage, "iteration": st.iters, "seconds": time.perf_counter() - pb.t0,
-                       "objective": cert["primal"], "dual": cert["dual"], "gap": cert["gap"],
-                       "violation": cert["violation"], "rho": st.rho, **kw})
+    st.history.append(
+        {
+            "stage": stage,
+            "iteration": st.iters,
+            "seconds": time.perf_counter() - pb.t0,
+            "objective": cert["primal"],
+            "dual": cert["dual"],
+            "gap": cert["gap"],
+            "violation": cert["violation"],
+            "rho": st.rho,
+            **kw,
+        }
+    )
     if pb.verbose:
-        print(f"[fast c2] {stage:7s} it={st.iters:6d} t={st.history[-1]['seconds']:.2f}s obj={cert['primal']:.10g} "
-              f"gap={cert['gap']:.2e} viol={cert['violation']:.1e} {kw}")
+        print(
+            f"[fast c2] {stage:7s} it={st.iters:6d} t={st.history[-1]['seconds']:.2f}s obj={cert['primal']:.10g} "
+            f"gap={cert['gap']:.2e} viol={cert['violation']:.1e} {kw}"
+        )
 
 
 def better(a: dict[str, Any], b: dict[str, Any] | None) -> bool:
@@ -162,14 +174,14 @@ def progress(st: AdmmState, Z: torch.Tensor, V_old: torch.Tensor) -> tuple[float
     return rp, rd, settled, early
 
 
-def polish_classes(pb: AdmmProblem, Wn: np.ndarray, p_est: np.ndarray, fallback_ok: bool
-                   ) -> tuple[np.ndarray, np.ndarray, bool] | None:
+def polish_classes(
+    pb: AdmmProblem, Wn: np.ndarray, p_est: np.ndarray, fallback_ok: bool
+) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """Polish every class (active set, else the conic fallback when allowed) → (W, μ, all priced exactly) or None."""
     Wp, pp, exact = np.zeros_like(Wn), p_est.copy(), True
     deadline = math.inf if pb.max_seconds is None else pb.t0 + pb.max_seconds
     for c in range(pb.Y.shape[1]):
-        res = active_set_polish(pb.Ut, pb.masks, pb.Y[:, c], pb.beta, Wn[..., c], deadline=deadline,
-                                mu0=p_est[..., c])
+        res = active_set_polish(pb.Ut, pb.masks, pb.Y[:, c], pb.beta, Wn[..., c], deadline=deadline, mu0=p_est[..., c])
         if res is not None:
             Wp[..., c], pp[..., c] = res
             continue
@@ -185,16 +197,15 @@ def polish_classes(pb: AdmmProblem, Wn: np.ndarray, p_est: np.ndarray, fallback_
     return Wp, pp, exact
 
 
-def polished_certificate(pb: AdmmProblem, st: AdmmState, Wp: np.ndarray, pp: np.ndarray, exact: bool
-                         ) -> dict[str, Any]:
+def polished_certificate(pb: AdmmProblem, st: AdmmState, Wp: np.ndarray, pp: np.ndarray, exact: bool) -> dict[str, Any]:
     """Certificate of a polished point; exact per-block NNLS where the multipliers leave a gap above tol."""
     Wt = torch.as_tensor(Wp, dtype=torch.float64, device=pb.dev)
-    cert = certificate(st.op64, Wt, torch.as_tensor(pp, dtype=torch.float64, device=pb.dev), pb.tol,
-                       nnls_iters=0 if exact else 100)
+    cert = certificate(
+        st.op64, Wt, torch.as_tensor(pp, dtype=torch.float64, device=pb.dev), pb.tol, nnls_iters=0 if exact else 100
+    )
     if cert["gap"] > pb.tol:  # inactive blocks' bounds are loose: exact per-block NNLS where needed
         pe = exact_multipliers(pb.Ut, pb.masks, Wp, pb.Y, pb.beta, cert["p"].cpu().numpy(), pb.tol)
-        cert = certificate(st.op64, Wt, torch.as_tensor(pe, dtype=torch.float64, device=pb.dev), pb.tol,
-                           nnls_iters=0)
+        cert = certificate(st.op64, Wt, torch.as_tensor(pe, dtype=torch.float64, device=pb.dev), pb.tol, nnls_iters=0)
     cert["W"], cert["mu"] = Wt, cert["p"]
     return cert
 
@@ -255,22 +266,56 @@ def admm_result(pb: AdmmProblem, st: AdmmState, dt: torch.dtype) -> FastSolution
     return FastSolution(
         u=np.ascontiguousarray(Wb[:, 0].transpose(1, 0, 2)),
         up=np.ascontiguousarray(Wb[:, 1].transpose(1, 0, 2)),
-        objective=best["primal"], gap=best["gap"] if best["viol_ok"] else math.nan,
-        cone_violation=best["violation"], status=st.status,
-        iterations=st.iters, seconds=time.perf_counter() - pb.t0, history=st.history, dual=best["dual"],
-        device=str(pb.dev), dtype=str(dt).replace("torch.", ""),
-        extra={"multipliers": best["mu"].cpu().numpy(), "rho": st.rho, "polish_attempts": st.polish_tries,
-               "admm_dtype": str(st.op.dtype).replace("torch.", ""), "polish_seconds": st.seconds_polish},
+        objective=best["primal"],
+        gap=best["gap"] if best["viol_ok"] else math.nan,
+        cone_violation=best["violation"],
+        status=st.status,
+        iterations=st.iters,
+        seconds=time.perf_counter() - pb.t0,
+        history=st.history,
+        dual=best["dual"],
+        device=str(pb.dev),
+        dtype=str(dt).replace("torch.", ""),
+        extra={
+            "multipliers": best["mu"].cpu().numpy(),
+            "rho": st.rho,
+            "polish_attempts": st.polish_tries,
+            "admm_dtype": str(st.op.dtype).replace("torch.", ""),
+            "polish_seconds": st.seconds_polish,
+        },
     )
 
 
-def solve_dense(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, *, tol: float,
-                max_seconds: float | None = None, max_iter: int | None = None, dtype: torch.dtype = torch.float64,
-                device: torch.device = torch.device("cpu"), warm_start: Any = None, polish: bool = True,
-                verbose: bool = False, t0: float | None = None) -> FastSolution:
+def solve_dense(
+    Ut: np.ndarray,
+    Y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    *,
+    tol: float,
+    max_seconds: float | None = None,
+    max_iter: int | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device = torch.device("cpu"),
+    warm_start: Any = None,
+    polish: bool = True,
+    verbose: bool = False,
+    t0: float | None = None,
+) -> FastSolution:
     """ADMM + active-set polish + certificate on validated inputs (U' orthonormal, Y (n, C), masks (n, P) bool)."""
-    pb = AdmmProblem(Ut=Ut, masks=masks, Y=Y, beta=beta, tol=tol, max_seconds=max_seconds, max_iter=max_iter,
-                     polish=polish, verbose=verbose, t0=time.perf_counter() if t0 is None else t0, dev=device)
+    pb = AdmmProblem(
+        Ut=Ut,
+        masks=masks,
+        Y=Y,
+        beta=beta,
+        tol=tol,
+        max_seconds=max_seconds,
+        max_iter=max_iter,
+        polish=polish,
+        verbose=verbose,
+        t0=time.perf_counter() if t0 is None else t0,
+        dev=device,
+    )
     st = init_admm(pb, dtype, warm_start)
     while True:
         Z, V_old = admm_iteration(st, beta)
@@ -279,11 +324,15 @@ def solve_dense(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, *
         if st.iters % CHECK_EVERY and not stop:
             continue
         rp, rd, settled, early = progress(st, Z, V_old)
-        want_polish = polish and (stop is not None or ((settled or early) and st.iters - st.last_polish_it
-                                                       >= 4 * CHECK_EVERY * max(1, st.polish_tries)))
+        want_polish = polish and (
+            stop is not None
+            or ((settled or early) and st.iters - st.last_polish_it >= 4 * CHECK_EVERY * max(1, st.polish_tries))
+        )
         if verbose and st.iters % (5 * CHECK_EVERY) == 0:
-            print(f"[fast c2] admm it={st.iters} rho={st.rho:.3g} rp={rp:.1e} rd={rd:.1e} "
-                  f"active={int(st.act_prev.sum())} stable={st.stable}")
+            print(
+                f"[fast c2] admm it={st.iters} rho={st.rho:.3g} rp={rp:.1e} rd={rd:.1e} "
+                f"active={int(st.act_prev.sum())} stable={st.stable}"
+            )
         if (want_polish or stop) and admm_certificate(pb, st, rp=rp, rd=rd):
             st.status = "optimal"
             break

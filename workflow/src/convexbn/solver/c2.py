@@ -70,10 +70,34 @@ def solve_c2_fast(
         working_set = dense_c2_bytes(n, P, C) > DENSE_C2_BYTES or P > WORKING_SET_PATTERNS
     with torch_threads(nthreads), blas_threads(nthreads):
         if working_set:
-            sol = solve_working_set(Ut, Y, float(beta), masks, tol=tol, max_seconds=max_seconds, max_iter=max_iter,
-                                    dtype=dt, device=dev, verbose=verbose, t0=t0)
+            sol = solve_working_set(
+                Ut,
+                Y,
+                float(beta),
+                masks,
+                tol=tol,
+                max_seconds=max_seconds,
+                max_iter=max_iter,
+                dtype=dt,
+                device=dev,
+                verbose=verbose,
+                t0=t0,
+            )
         else:
-            sol = solve_dense(Ut, Y, float(beta), masks, tol=tol, max_seconds=max_seconds, max_iter=max_iter,
-                              dtype=dt, device=dev, warm_start=warm_start, polish=polish, verbose=verbose, t0=t0)
+            sol = solve_dense(
+                Ut,
+                Y,
+                float(beta),
+                masks,
+                tol=tol,
+                max_seconds=max_seconds,
+                max_iter=max_iter,
+                dtype=dt,
+                device=dev,
+                warm_start=warm_start,
+                polish=polish,
+                verbose=verbose,
+                t0=t0,
+            )
     sol.threads = nthreads
     return sol

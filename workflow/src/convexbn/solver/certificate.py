@@ -21,12 +21,15 @@ from convexbn.solver.operator import C2Operator
 from convexbn.solver.state import CONE_TOL, TINY, as_targets
 
 
-def c2_primal(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, u: np.ndarray,
-              up: np.ndarray) -> tuple[float, float]:
+def c2_primal(
+    Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, u: np.ndarray, up: np.ndarray
+) -> tuple[float, float]:
     """(objective, cone violation) of blocks u, up (P, q, C) in program (C2), in float64 NumPy."""
     Y = as_targets(Y, Ut.shape[0])
     f = np.einsum("np,nq,pqc->nc", masks.astype(float), Ut, u - up)
-    obj = 0.5 * float(((f - Y) ** 2).sum()) + beta * float(np.linalg.norm(u, axis=1).sum() + np.linalg.norm(up, axis=1).sum())
+    obj = 0.5 * float(((f - Y) ** 2).sum()) + beta * float(
+        np.linalg.norm(u, axis=1).sum() + np.linalg.norm(up, axis=1).sum()
+    )
     S = 2.0 * masks - 1.0
     g1 = np.einsum("np,nq,pqc->npc", S, Ut, u)
     g2 = np.einsum("np,nq,pqc->npc", S, Ut, up)
@@ -55,8 +58,9 @@ def worst_block_norms(op: C2Operator, base: torch.Tensor, p: torch.Tensor) -> to
     return op.adj(base + op.S * p).norm(dim=0).amax(dim=(0, 1))
 
 
-def certificate(op64: C2Operator, W: torch.Tensor, p: torch.Tensor | None, tol: float,
-                 nnls_iters: int = 100) -> dict[str, Any]:
+def certificate(
+    op64: C2Operator, W: torch.Tensor, p: torch.Tensor | None, tol: float, nnls_iters: int = 100
+) -> dict[str, Any]:
     """Primal value, dual lower bound, relative gap and cone violation at W (float64 operator)."""
     beta = op64.beta
     Z = op64.Z(W)
@@ -87,12 +91,20 @@ def certificate(op64: C2Operator, W: torch.Tensor, p: torch.Tensor | None, tol: 
     dual = float(dual_c.sum())
     gap = (primal - dual) / max(abs(primal), 1e-12)
     scale = max(1.0, float(norms.max()) if norms.numel() else 1.0)
-    return {"primal": primal, "dual": dual, "gap": max(gap, 0.0), "violation": viol,
-            "viol_ok": viol <= CONE_TOL * scale, "p": p, "dual_scale": float(smax.min())}
+    return {
+        "primal": primal,
+        "dual": dual,
+        "gap": max(gap, 0.0),
+        "violation": viol,
+        "viol_ok": viol <= CONE_TOL * scale,
+        "p": p,
+        "dual_scale": float(smax.min()),
+    }
 
 
-def project_cone(G: np.ndarray, w: np.ndarray, rown: np.ndarray | None = None,
-                  first: int | None = None, accept_below: float = -1.0) -> tuple[np.ndarray, np.ndarray]:
+def project_cone(
+    G: np.ndarray, w: np.ndarray, rown: np.ndarray | None = None, first: int | None = None, accept_below: float = -1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean projection of w onto {u : G u ≥ 0} via the NNLS dual; returns (projection, μ ≥ 0).
 
     NNLS is solved on the `first` rows of smallest normalised G w (default 3q), and violated rows are
@@ -132,8 +144,9 @@ def _block_values(Ut: np.ndarray, base: np.ndarray, Sm: np.ndarray, mu: np.ndarr
     return A, np.linalg.norm(A, axis=0).reshape(2, -1)
 
 
-def dual_pg(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, mu: np.ndarray, iters: int
-             ) -> tuple[np.ndarray, np.ndarray]:
+def dual_pg(
+    Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, mu: np.ndarray, iters: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Improve cone multipliers μ ≥ 0 (n, 2, P) of every block at once for the pricing bounds.
 
     FISTA with step 1 (‖S_i U'‖ = 1) on min_{μ ≥ 0} ½‖U'ᵀ(σ D_i λ + S_i μ)‖², all 2P blocks in two
@@ -159,8 +172,9 @@ def dual_pg(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, mu: np.ndarray, 
     return np.where(better[None], x, mu), np.where(better, b1, b0)
 
 
-def exact_multipliers(Ut: np.ndarray, masks: np.ndarray, W: np.ndarray, Y: np.ndarray, beta: float,
-                       p: np.ndarray, tol: float) -> np.ndarray:
+def exact_multipliers(
+    Ut: np.ndarray, masks: np.ndarray, W: np.ndarray, Y: np.ndarray, beta: float, p: np.ndarray, tol: float
+) -> np.ndarray:
     """Re-solve the per-block dual NNLS exactly where the current multipliers give a norm > β.
 
     For block (s, i, c) with g = U'ᵀ(s D_i λ_c) and G = S_i U', min_{μ ≥ 0} ‖g + Gᵀμ‖ equals the
@@ -178,7 +192,7 @@ def exact_multipliers(Ut: np.ndarray, masks: np.ndarray, W: np.ndarray, Y: np.nd
     norms = np.linalg.norm(np.einsum("nq,nspc->qspc", Ut, base), axis=0)
     out = p.copy()
     for s, i, c in zip(*np.nonzero(norms > beta * (1 + 0.25 * tol))):
-        G = S[:, i:i + 1] * Ut
+        G = S[:, i : i + 1] * Ut
         g = (1.0 if s == 0 else -1.0) * (Ut.T @ (masks[:, i] * lam[:, c]))
         mu, _ = nnls(G.T, -g, maxiter=50 * Ut.shape[0])
         if np.linalg.norm(g + G.T @ mu) < norms[s, i, c]:
@@ -186,9 +200,19 @@ def exact_multipliers(Ut: np.ndarray, masks: np.ndarray, W: np.ndarray, Y: np.nd
     return out
 
 
-def price_patterns(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, beta: float, *, skip: np.ndarray | None = None,
-                   tol: float = 1e-6, pg_iters: int = 20, chunk: int = 256, stop_after: int | None = None,
-                   exact: bool = True) -> np.ndarray:
+def price_patterns(
+    Ut: np.ndarray,
+    masks: np.ndarray,
+    lam: np.ndarray,
+    beta: float,
+    *,
+    skip: np.ndarray | None = None,
+    tol: float = 1e-6,
+    pg_iters: int = 20,
+    chunk: int = 256,
+    stop_after: int | None = None,
+    exact: bool = True,
+) -> np.ndarray:
     """Certified upper bounds (2, P) on min_{μ ≥ 0} ‖U'ᵀ(±D_i λ + S_i μ)‖ for every pattern not in `skip`.
 
     A block is dual feasible for the residual λ when its bound is ≤ β. Per chunk of patterns: μ = 0,
@@ -206,7 +230,7 @@ def price_patterns(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, beta: flo
     out = np.setdiff1d(np.arange(P), np.asarray(skip if skip is not None else [], dtype=int))
     grads: dict[int, np.ndarray] = {}
     for a in range(0, len(out), chunk):
-        idx = out[a:a + chunk]
+        idx = out[a : a + chunk]
         m = masks[:, idx].astype(np.float64)
         g = Ut.T @ (m * lam[:, None])  # (q, k): U'ᵀ D_i λ, the μ = 0 value of both signs
         b0 = np.linalg.norm(g, axis=0)
@@ -222,7 +246,7 @@ def price_patterns(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, beta: flo
     todo.sort(key=lambda b: -bound[b])
     found = 0
     for s, i in todo:
-        G = (2.0 * masks[:, i:i + 1] - 1.0) * Ut
+        G = (2.0 * masks[:, i : i + 1] - 1.0) * Ut
         d, _ = project_cone(G, (1.0 if s == 0 else -1.0) * grads[i], rown, accept_below=thr)
         bound[s, i] = min(bound[s, i], float(np.linalg.norm(d)))
         if bound[s, i] > thr:

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from convexbn.solver.faces import polish_bytes
 from convexbn.solver import state as limits
+from convexbn.solver.faces import polish_bytes
 
 
 def null_basis(G: np.ndarray, q: int) -> np.ndarray:
@@ -32,8 +32,9 @@ def _group_value(M: np.ndarray, z: np.ndarray, y: np.ndarray, beta: float, offs:
     return 0.5 * float(r @ r) + beta * sum(float(np.linalg.norm(z[a:b])) for a, b in zip(offs[:-1], offs[1:]))
 
 
-def newton_blocks(Ms: list[np.ndarray], z0: list[np.ndarray], y: np.ndarray, beta: float,
-                   iters: int = 40) -> tuple[list[np.ndarray], bool]:
+def newton_blocks(
+    Ms: list[np.ndarray], z0: list[np.ndarray], y: np.ndarray, beta: float, iters: int = 40
+) -> tuple[list[np.ndarray], bool]:
     """Damped Newton for min ½‖Σ_b M_b z_b − y‖² + β Σ ‖z_b‖ from z0 (all blocks non-zero)."""
     sizes = [m.shape[1] for m in Ms]
     if not Ms:
@@ -53,7 +54,7 @@ def newton_blocks(Ms: list[np.ndarray], z0: list[np.ndarray], y: np.ndarray, bet
             zb = z[sl]
             nb = float(np.linalg.norm(zb))
             if nb < 1e-14:
-                return [z[offs[b]:offs[b + 1]] for b in range(len(Ms))], False
+                return [z[offs[b] : offs[b + 1]] for b in range(len(Ms))], False
             zh = zb / nb
             grad[sl] += beta * zh
             H[sl, sl] += (beta / nb) * (np.eye(len(zb)) - np.outer(zh, zh))
@@ -75,14 +76,21 @@ def newton_blocks(Ms: list[np.ndarray], z0: list[np.ndarray], y: np.ndarray, bet
         z, fval = zn, fn
         if dec <= 1e-24 * max(1.0, abs(fval)):
             break
-    return [z[offs[b]:offs[b + 1]] for b in range(len(Ms))], True
+    return [z[offs[b] : offs[b + 1]] for b in range(len(Ms))], True
 
 
 Block = tuple[int, int]
 
 
-def _initial_sets(Ut: np.ndarray, S: np.ndarray, W: np.ndarray, blocks: list[Block], tight: float,
-                  min_rows: int, init_sets: dict[Block, np.ndarray] | None) -> dict[Block, np.ndarray]:
+def _initial_sets(
+    Ut: np.ndarray,
+    S: np.ndarray,
+    W: np.ndarray,
+    blocks: list[Block],
+    tight: float,
+    min_rows: int,
+    init_sets: dict[Block, np.ndarray] | None,
+) -> dict[Block, np.ndarray]:
     """Per block, the rows taken as equalities first: normalised slack ≤ `tight` (at most q − 1), or `init_sets`."""
     n, q = Ut.shape
     rown = np.linalg.norm(Ut, axis=1) + 1e-300
@@ -113,8 +121,9 @@ def _face_coordinates(G: np.ndarray, act: np.ndarray, w: np.ndarray, top: float)
     return N, z
 
 
-def _correct_set(G: np.ndarray, F: np.ndarray, act: np.ndarray, w: np.ndarray, r: np.ndarray, beta: float,
-                 rown: np.ndarray) -> tuple[np.ndarray, bool]:
+def _correct_set(
+    G: np.ndarray, F: np.ndarray, act: np.ndarray, w: np.ndarray, r: np.ndarray, beta: float, rown: np.ndarray
+) -> tuple[np.ndarray, bool]:
     """Face multipliers of one block; adds its most violated dropped row and releases its most negative one.
 
     Returns (multipliers (n,) clipped at 0, whether the set changed); `act` is updated in place.
@@ -138,10 +147,19 @@ def _correct_set(G: np.ndarray, F: np.ndarray, act: np.ndarray, w: np.ndarray, r
     return full, changed
 
 
-def polish_class(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float, W: np.ndarray,
-                 act_rel: float = 1e-3, tight: float = 1e-2, rounds: int = 80, min_rows: int = 0,
-                 deadline: float = math.inf,
-                 init_sets: dict[Block, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+def polish_class(
+    Ut: np.ndarray,
+    masks: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    W: np.ndarray,
+    act_rel: float = 1e-3,
+    tight: float = 1e-2,
+    rounds: int = 80,
+    min_rows: int = 0,
+    deadline: float = math.inf,
+    init_sets: dict[Block, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Active-set polish of one class: Newton on the faces of the active blocks, sets corrected.
 
     W: (q, 2, P) blocks from the first-order method. Active blocks have norm > act_rel·max; each
@@ -160,8 +178,8 @@ def polish_class(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float, 
         return None
     rown = np.linalg.norm(Ut, axis=1) + 1e-300
     blocks = [(s, i) for s in range(2) for i in range(P) if norms[s, i] > act_rel * top]
-    G = {b: S[:, b[1]:b[1] + 1] * Ut for b in blocks}
-    Fm = {b: (1.0 if b[0] == 0 else -1.0) * (masks[:, b[1]:b[1] + 1] * Ut) for b in blocks}
+    G = {b: S[:, b[1] : b[1] + 1] * Ut for b in blocks}
+    Fm = {b: (1.0 if b[0] == 0 else -1.0) * (masks[:, b[1] : b[1] + 1] * Ut) for b in blocks}
     act = _initial_sets(Ut, S, W, blocks, tight, min_rows, init_sets)
     wcur = {b: W[:, b[0], b[1]].copy() for b in blocks}
     for _ in range(rounds):
@@ -193,9 +211,14 @@ def polish_class(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float, 
     return None
 
 
-def restricted_conic(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float,
-                      blocks: list[tuple[int, int]], rows: dict[tuple[int, int], np.ndarray]
-                      ) -> tuple[dict[tuple[int, int], np.ndarray], dict[tuple[int, int], np.ndarray]] | None:
+def restricted_conic(
+    Ut: np.ndarray,
+    masks: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    blocks: list[tuple[int, int]],
+    rows: dict[tuple[int, int], np.ndarray],
+) -> tuple[dict[tuple[int, int], np.ndarray], dict[tuple[int, int], np.ndarray]] | None:
     """Solve (C2) restricted to `blocks` and, per block, the cone rows `rows[b]` with Clarabel directly.
 
     Built without CVXPY in reduced coordinates: variables x = (w_1..w_k, t_1..t_k), the fit enters as
@@ -210,7 +233,7 @@ def restricted_conic(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: flo
     k = len(blocks)
     if k == 0 or polish_bytes(n, q, k, k * q) > limits.POLISH_MAX_BYTES:
         return None
-    F = np.hstack([(1.0 if s == 0 else -1.0) * (masks[:, i:i + 1] * Ut) for s, i in blocks])  # (n, kq)
+    F = np.hstack([(1.0 if s == 0 else -1.0) * (masks[:, i : i + 1] * Ut) for s, i in blocks])  # (n, kq)
     H = F.T @ F
     N = k * q + k
     iu, ju = np.triu_indices(k * q)
@@ -221,7 +244,7 @@ def restricted_conic(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: flo
     sizes = []
     for j, (s, i) in enumerate(blocks):
         r = rows[(s, i)]
-        Gb = (2.0 * masks[r, i:i + 1] - 1.0) * Ut[r]  # (|r|, q)
+        Gb = (2.0 * masks[r, i : i + 1] - 1.0) * Ut[r]  # (|r|, q)
         rr, cc = np.meshgrid(np.arange(len(r)), np.arange(q), indexing="ij")
         ri.append((off + rr).ravel())
         ci.append((j * q + cc).ravel())
@@ -251,18 +274,26 @@ def restricted_conic(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: flo
         return None
     x = np.asarray(sol.x)
     z = np.asarray(sol.z)
-    ws = {b: x[j * q:(j + 1) * q].copy() for j, b in enumerate(blocks)}
+    ws = {b: x[j * q : (j + 1) * q].copy() for j, b in enumerate(blocks)}
     mus: dict[tuple[int, int], np.ndarray] = {}
     o = 0
     for j, b in enumerate(blocks):
-        mus[b] = np.maximum(z[o:o + sizes[j]], 0.0)
+        mus[b] = np.maximum(z[o : o + sizes[j]], 0.0)
         o += sizes[j]
     return ws, mus
 
 
-def polish_conic(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float, W: np.ndarray,
-                  act_rel: float = 1e-3, extra_rows: int = 2, rounds: int = 4,
-                  deadline: float = math.inf) -> tuple[np.ndarray, np.ndarray] | None:
+def polish_conic(
+    Ut: np.ndarray,
+    masks: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    W: np.ndarray,
+    act_rel: float = 1e-3,
+    extra_rows: int = 2,
+    rounds: int = 4,
+    deadline: float = math.inf,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Polish one class: small conic solve on active blocks / near-tight rows, then exact face Newton.
 
     Candidate rows per active block: the extra_rows·q smallest normalised slacks. After the conic

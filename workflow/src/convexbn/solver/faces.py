@@ -28,9 +28,16 @@ def lstsq(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     return scipy.linalg.lstsq(A, b, lapack_driver="gelsy", check_finite=False)[0]
 
 
-def fit_hessian(Ut: np.ndarray, Ns: list[np.ndarray], Fs: np.ndarray, dims: list[int],
-                 blocks: list[tuple[int, int]], cache: dict[str, Any], trans: dict[Any, np.ndarray],
-                 fresh: set[Any]) -> np.ndarray:
+def fit_hessian(
+    Ut: np.ndarray,
+    Ns: list[np.ndarray],
+    Fs: np.ndarray,
+    dims: list[int],
+    blocks: list[tuple[int, int]],
+    cache: dict[str, Any],
+    trans: dict[Any, np.ndarray],
+    fresh: set[Any],
+) -> np.ndarray:
     """(FN)ᵀ(FN) of the face coordinates, FN = [σ_b D_b U' N_b], updated from the previous round when possible.
 
     `trans[b]` (d_old × d_new) maps the previous basis of block b to the current one (Householder
@@ -38,17 +45,25 @@ def fit_hessian(Ut: np.ndarray, Ns: list[np.ndarray], Fs: np.ndarray, dims: list
     matrix is reused as Tᵀ H T only when the block list is unchanged and no basis is fresh.
     """
     D = int(sum(dims))
-    same = (cache.get("blocks") == blocks and not (fresh & set(blocks))
-            and all((trans[b].shape[1] if b in trans else old) == d
-                    for b, old, d in zip(blocks, cache.get("dims", []), dims)))
+    same = (
+        cache.get("blocks") == blocks
+        and not (fresh & set(blocks))
+        and all(
+            (trans[b].shape[1] if b in trans else old) == d for b, old, d in zip(blocks, cache.get("dims", []), dims)
+        )
+    )
     if same:
         H0, odims = cache["H"], cache["dims"]
         ooffs = np.cumsum([0] + list(odims))
-        cols = [H0[:, ooffs[j]:ooffs[j + 1]] @ trans[b] if b in trans else H0[:, ooffs[j]:ooffs[j + 1]]
-                for j, b in enumerate(blocks)]
+        cols = [
+            H0[:, ooffs[j] : ooffs[j + 1]] @ trans[b] if b in trans else H0[:, ooffs[j] : ooffs[j + 1]]
+            for j, b in enumerate(blocks)
+        ]
         HT = np.hstack(cols) if cols else np.zeros((0, 0))
-        rows = [trans[b].T @ HT[ooffs[j]:ooffs[j + 1]] if b in trans else HT[ooffs[j]:ooffs[j + 1]]
-                for j, b in enumerate(blocks)]
+        rows = [
+            trans[b].T @ HT[ooffs[j] : ooffs[j + 1]] if b in trans else HT[ooffs[j] : ooffs[j + 1]]
+            for j, b in enumerate(blocks)
+        ]
         H = np.vstack(rows) if rows else np.zeros((0, 0))
         H = 0.5 * (H + H.T)
     elif D:
@@ -62,8 +77,9 @@ def fit_hessian(Ut: np.ndarray, Ns: list[np.ndarray], Fs: np.ndarray, dims: list
     return H
 
 
-def shrink_basis(cache: dict[Any, np.ndarray], key: Any, g: np.ndarray,
-                  trans: dict[Any, np.ndarray] | None = None) -> None:
+def shrink_basis(
+    cache: dict[Any, np.ndarray], key: Any, g: np.ndarray, trans: dict[Any, np.ndarray] | None = None
+) -> None:
     """Update a cached orthonormal null-space basis N after adding the row g: N ← N·Householder.
 
     The columns 2.. of the Householder reflector that maps v = Nᵀg to a multiple of e₁ span the
@@ -97,7 +113,7 @@ class BlockMats(dict):
 
     def __missing__(self, b: tuple[int, int]) -> np.ndarray:
         """Build, cache and return the matrix of block b = (sign, pattern)."""
-        m = self.masks[:, b[1]:b[1] + 1]
+        m = self.masks[:, b[1] : b[1] + 1]
         val = (2.0 * m - 1.0) * self.Ut if self.cone else (1.0 if b[0] == 0 else -1.0) * (m * self.Ut)
         self[b] = val
         return val

@@ -30,8 +30,16 @@ from convexbn.solver.state import (
 class GatedOperator:
     """Chunked operator f = Σ_i D_i U' w_i with masks stored or recomputed from generators."""
 
-    def __init__(self, Ut: np.ndarray, masks: np.ndarray | None, generators: np.ndarray | None,
-                 Y: np.ndarray, dtype: torch.dtype, device: torch.device, chunk: int):
+    def __init__(
+        self,
+        Ut: np.ndarray,
+        masks: np.ndarray | None,
+        generators: np.ndarray | None,
+        Y: np.ndarray,
+        dtype: torch.dtype,
+        device: torch.device,
+        chunk: int,
+    ):
         """Store U', targets and either the masks or the generators on the device."""
         self.n, self.q = Ut.shape
         self.U = torch.as_tensor(Ut, dtype=dtype, device=device)
@@ -97,10 +105,19 @@ class GatedOperator:
         return 1.02 * lam + 1e-12
 
 
-def gated_gradient_time(Ut: np.ndarray, W: np.ndarray, Y: np.ndarray, *, masks: np.ndarray | None = None,
-                        generators: np.ndarray | None = None, dtype: str = "float32",
-                        device: str | None = None, chunk: int = 1024, threads: int | None = None,
-                        repeats: int = 1) -> float:
+def gated_gradient_time(
+    Ut: np.ndarray,
+    W: np.ndarray,
+    Y: np.ndarray,
+    *,
+    masks: np.ndarray | None = None,
+    generators: np.ndarray | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+    chunk: int = 1024,
+    threads: int | None = None,
+    repeats: int = 1,
+) -> float:
     """Seconds for one full gradient (forward + adjoint) of the gated fit term; for benchmarks."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
@@ -166,14 +183,27 @@ def solve_gated_fast(
             W = torch.as_tensor(adapt_blocks(u0, q, P, C).transpose(1, 0, 2).copy(), dtype=dt, device=dev)
         best, status, it, history = fista(op, W, L, beta, tol, max_iter, max_seconds, t0, check_every, verbose)
     Wb = best["W"].to(torch.float64).cpu().numpy().transpose(1, 0, 2)
-    return FastSolution(u=np.ascontiguousarray(Wb), up=np.zeros_like(Wb), objective=best["primal"],
-                        gap=best["gap"], cone_violation=0.0, status=status, iterations=it,
-                        seconds=time.perf_counter() - t0, history=history, dual=best["dual"], device=str(dev),
-                        dtype=str(dt).replace("torch.", ""), threads=nthreads, extra={"lipschitz": L})
+    return FastSolution(
+        u=np.ascontiguousarray(Wb),
+        up=np.zeros_like(Wb),
+        objective=best["primal"],
+        gap=best["gap"],
+        cone_violation=0.0,
+        status=status,
+        iterations=it,
+        seconds=time.perf_counter() - t0,
+        history=history,
+        dual=best["dual"],
+        device=str(dev),
+        dtype=str(dt).replace("torch.", ""),
+        threads=nthreads,
+        extra={"lipschitz": L},
+    )
 
 
-def fista_step(op: GatedOperator, x: torch.Tensor, yk: torch.Tensor, t: float, L: float, beta: float
-               ) -> tuple[torch.Tensor, torch.Tensor, float]:
+def fista_step(
+    op: GatedOperator, x: torch.Tensor, yk: torch.Tensor, t: float, L: float, beta: float
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One proximal-gradient step from yk with momentum and gradient-based restart → (x, y, t)."""
     grad = op.adjoint(op.forward(yk) - op.Y)
     x_new = group_shrink((yk - grad / L).unsqueeze(1), beta / L).squeeze(1)
@@ -184,9 +214,18 @@ def fista_step(op: GatedOperator, x: torch.Tensor, yk: torch.Tensor, t: float, L
     return x_new, x_new + ((t - 1) / t_new) * diff, t_new
 
 
-def fista(op: GatedOperator, W: torch.Tensor, L: float, beta: float, tol: float, max_iter: int | None,
-          max_seconds: float | None, t0: float, check_every: int, verbose: bool
-          ) -> tuple[dict[str, Any], str, int, list[dict]]:
+def fista(
+    op: GatedOperator,
+    W: torch.Tensor,
+    L: float,
+    beta: float,
+    tol: float,
+    max_iter: int | None,
+    max_seconds: float | None,
+    t0: float,
+    check_every: int,
+    verbose: bool,
+) -> tuple[dict[str, Any], str, int, list[dict]]:
     """FISTA from W until the certified gap ≤ tol or a budget ends → (best certificate, status, iterations, history)."""
     x, yk, t = W, W, 1.0
     it = 0
@@ -203,8 +242,15 @@ def fista(op: GatedOperator, W: torch.Tensor, L: float, beta: float, tol: float,
         if it % check_every == 0 or stop:
             cert = gated_certificate(op, x, beta)
             cert["W"] = x
-            history.append({"iteration": it, "seconds": time.perf_counter() - t0, "objective": cert["primal"],
-                            "dual": cert["dual"], "gap": cert["gap"]})
+            history.append(
+                {
+                    "iteration": it,
+                    "seconds": time.perf_counter() - t0,
+                    "objective": cert["primal"],
+                    "dual": cert["dual"],
+                    "gap": cert["gap"],
+                }
+            )
             if verbose:
                 print(f"[fast gated] it={it} obj={cert['primal']:.10g} gap={cert['gap']:.2e}")
             if best is None or cert["gap"] < best["gap"]:
@@ -218,7 +264,7 @@ def fista(op: GatedOperator, W: torch.Tensor, L: float, beta: float, tol: float,
 
 def gated_certificate(op: GatedOperator, W: torch.Tensor, beta: float) -> dict[str, Any]:
     """Primal, dual and relative gap of the gated relaxation at W (accumulated in float64)."""
-    r = (op.forward(W) - op.Y)
+    r = op.forward(W) - op.Y
     lam = -r
     A = op.adjoint(lam)
     wmax = A.norm(dim=0).amax(dim=0).to(torch.float64)  # (C,)

@@ -13,8 +13,9 @@ from convexbn.solver.state import TINY
 class C2Operator:
     """Tensors of one (C2) instance: U', masks, signs and targets on a device in a dtype."""
 
-    def __init__(self, Ut: np.ndarray, masks: np.ndarray, Y: np.ndarray, beta: float,
-                 dtype: torch.dtype, device: torch.device):
+    def __init__(
+        self, Ut: np.ndarray, masks: np.ndarray, Y: np.ndarray, beta: float, dtype: torch.dtype, device: torch.device
+    ):
         """Move U', masks (as D_i, S_i and 0/−∞ offsets), signs and targets to the device in `dtype`."""
         self.n, self.q = Ut.shape
         self.P = masks.shape[1]
@@ -69,8 +70,15 @@ def group_shrink(W: torch.Tensor, thr: float) -> torch.Tensor:
     return W * torch.clamp(1 - thr / torch.clamp(nrm, min=TINY), min=0)
 
 
-def vstep(M: torch.Tensor, Y4: torch.Tensor, A: torch.Tensor, e: torch.Tensor, rho: float,
-           max_passes: int = 60, off: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def vstep(
+    M: torch.Tensor,
+    Y4: torch.Tensor,
+    A: torch.Tensor,
+    e: torch.Tensor,
+    rho: float,
+    max_passes: int = 60,
+    off: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-separable v-step: project A onto the sign cones K_b coupled by the fit, exactly per row.
 
     A: (n, 2, P, C) = U'W + Λ; M: (n, 1, P, 1) masks; Y4: (n, 1, 1, C); e: (n, 1, 1, C) warm start

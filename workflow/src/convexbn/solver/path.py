@@ -58,8 +58,9 @@ def beta_max(Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, *, exact: bool = 
     Y = as_targets(Y, Ut.shape[0])
     masks = masks_from(Ut, masks, None)
     if not exact:
-        return float(max(np.linalg.norm(Ut.T @ (masks * Y[:, c:c + 1]), axis=0).max(initial=0.0)
-                         for c in range(Y.shape[1])))
+        return float(
+            max(np.linalg.norm(Ut.T @ (masks * Y[:, c : c + 1]), axis=0).max(initial=0.0) for c in range(Y.shape[1]))
+        )
     rown = np.linalg.norm(Ut, axis=1) + 1e-300
     cands = []
     for c in range(Y.shape[1]):
@@ -70,15 +71,16 @@ def beta_max(Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, *, exact: bool = 
     for ub, s, i, c in cands:
         if ub <= best:
             break
-        G = (2.0 * masks[:, i:i + 1] - 1.0) * Ut
+        G = (2.0 * masks[:, i : i + 1] - 1.0) * Ut
         g = (1.0 if s == 0 else -1.0) * (Ut.T @ (masks[:, i] * Y[:, c]))
         d, _ = project_cone(G, g, rown, accept_below=best)
         best = max(best, float(np.linalg.norm(d)))
     return best
 
 
-def safe_screen(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, y: np.ndarray, beta: float,
-                primal: float, pg_iters: int = 20) -> np.ndarray:
+def safe_screen(
+    Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, y: np.ndarray, beta: float, primal: float, pg_iters: int = 20
+) -> np.ndarray:
     """Blocks (2, P) of one class proven zero at every optimum for β by the gap-safe sphere (module docstring).
 
     `lam` is the residual y − f of a point whose objective at β is `primal`; it is scaled into the
@@ -98,8 +100,16 @@ def strong_threshold(beta: float, beta_prev: float) -> float:
     return 2.0 * beta - beta_prev if 2.0 * beta > beta_prev else beta
 
 
-def screen_class(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, f: np.ndarray, active: np.ndarray,
-                 beta: float, beta_prev: float, penalty: float) -> tuple[np.ndarray, dict[str, int]]:
+def screen_class(
+    Ut: np.ndarray,
+    masks: np.ndarray,
+    y: np.ndarray,
+    f: np.ndarray,
+    active: np.ndarray,
+    beta: float,
+    beta_prev: float,
+    penalty: float,
+) -> tuple[np.ndarray, dict[str, int]]:
     """First working set of one class at β from the previous point (fit f, active patterns, Σ‖u‖ = penalty).
 
     Keeps the previously active patterns and those the strong rule keeps, minus blocks the safe rule
@@ -121,9 +131,20 @@ def zero_solution(Ut: np.ndarray, Y: np.ndarray, P: int, t0: float, dev: torch.d
     C = Y.shape[1]
     val = 0.5 * float((Y * Y).sum())
     z = np.zeros((P, q, C))
-    return FastSolution(u=z, up=z.copy(), objective=val, gap=0.0, cone_violation=0.0, status="optimal",
-                        iterations=0, seconds=time.perf_counter() - t0, dual=val, device=str(dev),
-                        dtype=str(dt).replace("torch.", ""), extra={"mode": "zero"})
+    return FastSolution(
+        u=z,
+        up=z.copy(),
+        objective=val,
+        gap=0.0,
+        cone_violation=0.0,
+        status="optimal",
+        iterations=0,
+        seconds=time.perf_counter() - t0,
+        dual=val,
+        device=str(dev),
+        dtype=str(dt).replace("torch.", ""),
+        extra={"mode": "zero"},
+    )
 
 
 def _check_betas(betas: Sequence[float]) -> np.ndarray:
@@ -138,10 +159,21 @@ def _check_betas(betas: Sequence[float]) -> np.ndarray:
     return b
 
 
-def solve_path(Ut: np.ndarray, Y: np.ndarray, betas: Sequence[float], masks: np.ndarray | None = None, *,
-               generators: np.ndarray | None = None, tol: float = 1e-6, max_seconds: float | None = None,
-               dtype: str = "float64", device: str | torch.device | None = None, threads: int | None = None,
-               verbose: bool = False, bmax: float | None = None) -> list[FastSolution]:
+def solve_path(
+    Ut: np.ndarray,
+    Y: np.ndarray,
+    betas: Sequence[float],
+    masks: np.ndarray | None = None,
+    *,
+    generators: np.ndarray | None = None,
+    tol: float = 1e-6,
+    max_seconds: float | None = None,
+    dtype: str = "float64",
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    verbose: bool = False,
+    bmax: float | None = None,
+) -> list[FastSolution]:
     """Certified (C2) solves along strictly decreasing `betas`, warm-started and screened (module docstring).
 
     Each point is a FastSolution with its own certificate (gap, cone violation, status); β ≥ β_max
@@ -168,21 +200,36 @@ def solve_path(Ut: np.ndarray, Y: np.ndarray, betas: Sequence[float], masks: np.
             if beta >= bmax:
                 sol = zero_solution(Ut, Y, P, t0, dev, dt)
             else:
-                sol = _path_point(Ut, Y, float(beta), masks, prev_u, prev_up, prev_beta, tol, max_seconds,
-                                  dt, dev, verbose, t0)
+                sol = _path_point(
+                    Ut, Y, float(beta), masks, prev_u, prev_up, prev_beta, tol, max_seconds, dt, dev, verbose, t0
+                )
                 prev_u, prev_up, prev_beta = sol.u, sol.up, float(beta)
             sol.threads = nthreads
             sol.extra.update({"beta": float(beta), "beta_max": bmax})
             if verbose:
-                print(f"[path] beta={beta:.6g} ({beta / bmax:.4g} beta_max) obj={sol.objective:.10g} "
-                      f"gap={sol.gap:.2e} status={sol.status} neurons={sol.neurons} t={sol.seconds:.2f}s")
+                print(
+                    f"[path] beta={beta:.6g} ({beta / bmax:.4g} beta_max) obj={sol.objective:.10g} "
+                    f"gap={sol.gap:.2e} status={sol.status} neurons={sol.neurons} t={sol.seconds:.2f}s"
+                )
             out.append(sol)
     return out
 
 
-def _path_point(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, prev_u: np.ndarray,
-                prev_up: np.ndarray, prev_beta: float, tol: float, max_seconds: float | None, dt: torch.dtype,
-                dev: torch.device, verbose: bool, t0: float) -> FastSolution:
+def _path_point(
+    Ut: np.ndarray,
+    Y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    prev_u: np.ndarray,
+    prev_up: np.ndarray,
+    prev_beta: float,
+    tol: float,
+    max_seconds: float | None,
+    dt: torch.dtype,
+    dev: torch.device,
+    verbose: bool,
+    t0: float,
+) -> FastSolution:
     """One path point: screen each class from the previous point, then column generation warm-started on it."""
     sets: list[np.ndarray] = []
     warm: list[Any] = []
@@ -198,8 +245,20 @@ def _path_point(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, p
         sets.append(A)
         warm.append((u[A][:, :, None], up[A][:, :, None]))
         counts.append(cnt)
-    sol = solve_working_set(Ut, Y, beta, masks, tol=tol, max_seconds=max_seconds, dtype=dt, device=dev,
-                            verbose=verbose, t0=t0, start_sets=sets, warm=warm)
+    sol = solve_working_set(
+        Ut,
+        Y,
+        beta,
+        masks,
+        tol=tol,
+        max_seconds=max_seconds,
+        dtype=dt,
+        device=dev,
+        verbose=verbose,
+        t0=t0,
+        start_sets=sets,
+        warm=warm,
+    )
     added = [sum(h["entering"] > 0 for h in sol.history if h["class"] == c) for c in range(Y.shape[1])]
     for cnt, a in zip(counts, added):
         cnt["pricing_rounds_with_entries"] = int(a)
@@ -207,8 +266,9 @@ def _path_point(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, p
     return sol
 
 
-def solve_c2_path(Ut: np.ndarray, Y: np.ndarray, betas: Sequence[float], masks: np.ndarray | None = None,
-                  **kwargs: Any) -> list[FastSolution]:
+def solve_c2_path(
+    Ut: np.ndarray, Y: np.ndarray, betas: Sequence[float], masks: np.ndarray | None = None, **kwargs: Any
+) -> list[FastSolution]:
     """Solve (C2) for each β in the given order, each `solve_c2_fast` warm-started from the previous solution."""
     if len(betas) == 0:
         raise ValueError("betas must contain at least one value")

@@ -147,13 +147,14 @@ def newton_direction(prob: FaceProblem, st: FaceState) -> NewtonStep | None:
             dz = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(Hr, check_finite=False), grad, check_finite=False)
         except np.linalg.LinAlgError:
             dz = -np.linalg.lstsq(H, grad, rcond=None)[0]
-    D = {b: Ns[j] @ dz[offs[j]:offs[j + 1]] for j, b in enumerate(st.blocks)}
+    D = {b: Ns[j] @ dz[offs[j] : offs[j + 1]] for j, b in enumerate(st.blocks)}
     return NewtonStep(dz=dz, grad=grad, dec=float(-grad @ dz), offs=offs, D=D)
 
 
-def ratio_test(prob: FaceProblem, st: FaceState, D: dict[Block, np.ndarray]
-               ) -> tuple[dict[Block, float], dict[Block, int]]:
-    """Per block, the largest step ≤ 1 along D keeping every row outside its working set feasible, and the blocking row."""
+def ratio_test(
+    prob: FaceProblem, st: FaceState, D: dict[Block, np.ndarray]
+) -> tuple[dict[Block, float], dict[Block, int]]:
+    """Per block, the largest step ≤ 1 along D keeping rows outside its working set feasible, and the blocking row."""
     k = len(st.blocks)
     _, Ss = block_columns(prob.masks, st.blocks)
     Dm = np.stack([D[b] for b in st.blocks], 1)
@@ -174,8 +175,9 @@ def ratio_test(prob: FaceProblem, st: FaceState, D: dict[Block, np.ndarray]
     return alpha, hit
 
 
-def _line_search(prob: FaceProblem, st: FaceState, ns: NewtonStep, alpha: dict[Block, float]
-                 ) -> tuple[float, float, dict[Block, np.ndarray], np.ndarray, float]:
+def _line_search(
+    prob: FaceProblem, st: FaceState, ns: NewtonStep, alpha: dict[Block, float]
+) -> tuple[float, float, dict[Block, np.ndarray], np.ndarray, float]:
     """Armijo backtracking along the per-block truncated direction → (step, slope, w, r, value).
 
     With p_b = g_bᵀD_b (Σ_b p_b = −decrement < 0), the per-block truncation Σ α_b p_b can be ≥ 0. Then
@@ -183,7 +185,10 @@ def _line_search(prob: FaceProblem, st: FaceState, ns: NewtonStep, alpha: dict[B
     min α · Σ p_b < 0, so the direction descends while every block with p_b < 0 still reaches its
     blocking row (one common step would add a single row per round).
     """
-    p = {b: float(ns.grad[ns.offs[j]:ns.offs[j + 1]] @ ns.dz[ns.offs[j]:ns.offs[j + 1]]) for j, b in enumerate(st.blocks)}
+    p = {
+        b: float(ns.grad[ns.offs[j] : ns.offs[j + 1]] @ ns.dz[ns.offs[j] : ns.offs[j + 1]])
+        for j, b in enumerate(st.blocks)
+    }
     slope = sum(alpha[b] * p[b] for b in st.blocks)
     if slope >= 0:
         amin = min(alpha.values())
@@ -258,9 +263,9 @@ def face_multipliers(prob: FaceProblem, st: FaceState, trace: Trace) -> tuple[di
     return mult, released
 
 
-def price_zero_blocks(prob: FaceProblem, st: FaceState, mu0: np.ndarray | None, pg_iters: int,
-                      enter_tol: float, trace: Trace
-                      ) -> tuple[list[tuple[Block, np.ndarray, np.ndarray]], np.ndarray, np.ndarray | None]:
+def price_zero_blocks(
+    prob: FaceProblem, st: FaceState, mu0: np.ndarray | None, pg_iters: int, enter_tol: float, trace: Trace
+) -> tuple[list[tuple[Block, np.ndarray, np.ndarray]], np.ndarray, np.ndarray | None]:
     """Price every zero block at the current residual → (entering (block, direction, μ), multipliers (n, 2, P), μ0).
 
     A zero block is dual feasible when min_{μ ≥ 0} ‖U'ᵀ(σ D_i λ + S_i μ)‖ ≤ β; the bound from `mu0`
@@ -316,10 +321,20 @@ def enter_blocks(prob: FaceProblem, st: FaceState, entering: list[tuple[Block, n
     st.fval, st.r = face_value(prob, st.blocks, st.w)
 
 
-def active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float, W: np.ndarray,
-                      act_rel: float = 0.05, rounds: int = 2000, deadline: float = math.inf,
-                      enter_tol: float = 1e-9, mu0: np.ndarray | None = None, pricing_pg_iters: int = 10,
-                      trace: Trace = None) -> tuple[np.ndarray, np.ndarray] | None:
+def active_set_polish(
+    Ut: np.ndarray,
+    masks: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    W: np.ndarray,
+    act_rel: float = 0.05,
+    rounds: int = 2000,
+    deadline: float = math.inf,
+    enter_tol: float = 1e-9,
+    mu0: np.ndarray | None = None,
+    pricing_pg_iters: int = 10,
+    trace: Trace = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Primal active-set Newton method for one class on the blocks with norm > act_rel·max in W (q, 2, P).
 
     Returns (W_new (q, 2, P), multipliers (n, 2, P)) of a point optimal for the whole class (every

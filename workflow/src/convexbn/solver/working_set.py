@@ -58,25 +58,50 @@ class WorkingSetOptions:
 def initial_patterns(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, initial: int) -> np.ndarray:
     """The `initial` patterns with the largest ‖U'ᵀ D_i y‖ (sorted indices)."""
     b_zero = np.linalg.norm(Ut.T @ (masks * y[:, None]), axis=0)
-    return np.sort(np.argsort(-b_zero, kind="stable")[:min(initial, masks.shape[1])])
+    return np.sort(np.argsort(-b_zero, kind="stable")[: min(initial, masks.shape[1])])
 
 
 def _zero_run(A: np.ndarray, q: int, n: int, y: np.ndarray) -> ClassRun:
     """The zero point on A (used when the budget ends before any solve of the class)."""
     z = np.zeros((len(A), q, 1))
-    return ClassRun(A=A, u=z, up=z.copy(), mu=np.zeros((n, 2, len(A))), objective=0.5 * float(y @ y),
-                    violation=0.0, status="time_limit")
+    return ClassRun(
+        A=A,
+        u=z,
+        up=z.copy(),
+        mu=np.zeros((n, 2, len(A))),
+        objective=0.5 * float(y @ y),
+        violation=0.0,
+        status="time_limit",
+    )
 
 
-def _sub_solve(Ut: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarray, A: np.ndarray, warm: Any,
-               opt: WorkingSetOptions, iters: int) -> Any:
+def _sub_solve(
+    Ut: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    A: np.ndarray,
+    warm: Any,
+    opt: WorkingSetOptions,
+    iters: int,
+) -> Any:
     """Dense solve restricted to the patterns A (None when the time budget is already spent)."""
     budget_left = None if opt.max_seconds is None else opt.max_seconds - (time.perf_counter() - opt.t0)
     if budget_left is not None and budget_left <= 0:
         return None
     left_iter = None if opt.max_iter is None else max(1, opt.max_iter - iters)
-    return solve_dense(Ut, y[:, None], beta, masks[:, A], tol=0.25 * opt.tol, max_seconds=budget_left,
-                       max_iter=left_iter, dtype=opt.dtype, device=opt.dev, warm_start=warm)
+    return solve_dense(
+        Ut,
+        y[:, None],
+        beta,
+        masks[:, A],
+        tol=0.25 * opt.tol,
+        max_seconds=budget_left,
+        max_iter=left_iter,
+        dtype=opt.dtype,
+        device=opt.dev,
+        warm_start=warm,
+    )
 
 
 def _grow(A: np.ndarray, new: np.ndarray, run: ClassRun, q: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -88,8 +113,18 @@ def _grow(A: np.ndarray, new: np.ndarray, run: ClassRun, q: int) -> tuple[np.nda
     return A_new, (wu, wup)
 
 
-def solve_class(Ut: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarray, A: np.ndarray, warm: Any,
-                opt: WorkingSetOptions, iters: int = 0, history: list[dict] | None = None, c: int = 0) -> ClassRun:
+def solve_class(
+    Ut: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    A: np.ndarray,
+    warm: Any,
+    opt: WorkingSetOptions,
+    iters: int = 0,
+    history: list[dict] | None = None,
+    c: int = 0,
+) -> ClassRun:
     """Column generation for one class c from the pattern set A (optional warm blocks on A); rounds go to `history`."""
     n, q = Ut.shape
     last_ok: ClassRun | None = None  # the last certified round
@@ -99,8 +134,15 @@ def solve_class(Ut: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarray, A
         rounds += 1
         if sub is not None:
             iters += sub.iterations
-            run = ClassRun(A=A, u=sub.u, up=sub.up, mu=sub.extra["multipliers"][..., 0], objective=sub.objective,
-                           violation=sub.cone_violation, status=sub.status)
+            run = ClassRun(
+                A=A,
+                u=sub.u,
+                up=sub.up,
+                mu=sub.extra["multipliers"][..., 0],
+                objective=sub.objective,
+                violation=sub.cone_violation,
+                status=sub.status,
+            )
         if sub is not None and sub.status == "optimal":
             last_ok = run
         elif last_ok is not None:  # stopped early: certify the last round's feasible optimum instead
@@ -112,20 +154,37 @@ def solve_class(Ut: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarray, A
         out_of_time = run.status != "optimal" or (opt.max_iter is not None and iters >= opt.max_iter)
         t_price = time.perf_counter()
         pg = 0 if sub is None and last_ok is None else 20
-        run.bound = price_patterns(Ut, masks, lam, beta, skip=A, tol=opt.tol, exact=not out_of_time,
-                                   stop_after=None if out_of_time else opt.add, pg_iters=pg)
+        run.bound = price_patterns(
+            Ut,
+            masks,
+            lam,
+            beta,
+            skip=A,
+            tol=opt.tol,
+            exact=not out_of_time,
+            stop_after=None if out_of_time else opt.add,
+            pg_iters=pg,
+        )
         viol_out = np.nan_to_num(run.bound, nan=0.0).max(0)  # (P,)
         entering = np.flatnonzero(viol_out > beta * (1 + 0.25 * opt.tol))
-        rec = {"stage": "working-set", "class": c, "patterns": int(len(A)), "entering": int(len(entering)),
-               "objective": run.objective, "status": run.status, "solve_seconds": 0.0 if sub is None else sub.seconds,
-               "pricing_seconds": time.perf_counter() - t_price, "seconds": time.perf_counter() - opt.t0}
+        rec = {
+            "stage": "working-set",
+            "class": c,
+            "patterns": int(len(A)),
+            "entering": int(len(entering)),
+            "objective": run.objective,
+            "status": run.status,
+            "solve_seconds": 0.0 if sub is None else sub.seconds,
+            "pricing_seconds": time.perf_counter() - t_price,
+            "seconds": time.perf_counter() - opt.t0,
+        }
         if history is not None:
             history.append(rec)
         if opt.verbose:
             print(f"[fast c2 ws] {rec}")
         run.iterations, run.rounds, run.added = iters, rounds, added
         if len(entering) and not out_of_time:
-            new = entering[np.argsort(-viol_out[entering], kind="stable")[:opt.add]]
+            new = entering[np.argsort(-viol_out[entering], kind="stable")[: opt.add]]
             added += len(new)
             A, warm = _grow(A, new, run, q)
             continue
@@ -140,8 +199,9 @@ def class_fit(Ut: np.ndarray, masks: np.ndarray, run: ClassRun) -> np.ndarray:
     return (mA * (Ut @ (run.u[:, :, 0] - run.up[:, :, 0]).T)).sum(1)
 
 
-def class_certificate(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float, run: ClassRun
-                      ) -> tuple[float, float, float]:
+def class_certificate(
+    Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float, run: ClassRun
+) -> tuple[float, float, float]:
     """(primal, dual lower bound, largest feasible dual scale) of one class from its multipliers and bounds."""
     n = Ut.shape[0]
     mA = masks[:, run.A].astype(np.float64)
@@ -158,8 +218,9 @@ def class_certificate(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: fl
     return primal, s_c * ly - 0.5 * s_c * s_c * ll, smax
 
 
-def assemble(Ut: np.ndarray, masks: np.ndarray, Y: np.ndarray, beta: float, runs: Sequence[ClassRun],
-             tol: float) -> dict[str, Any]:
+def assemble(
+    Ut: np.ndarray, masks: np.ndarray, Y: np.ndarray, beta: float, runs: Sequence[ClassRun], tol: float
+) -> dict[str, Any]:
     """Blocks (P, q, C), objective, dual, gap, violation and status of the per-class runs."""
     n, q = Ut.shape
     P, C = masks.shape[1], Y.shape[1]
@@ -179,23 +240,51 @@ def assemble(Ut: np.ndarray, masks: np.ndarray, Y: np.ndarray, beta: float, runs
         status = "max_iter"
     if viol > CONE_TOL * norms:  # an infeasible point's value is no upper bound: no gap is claimed
         gap = math.nan
-    return {"u": U_all, "up": Up_all, "objective": primal, "dual": dual, "gap": gap, "cone_violation": viol,
-            "status": status, "dual_scale": scale}
+    return {
+        "u": U_all,
+        "up": Up_all,
+        "objective": primal,
+        "dual": dual,
+        "gap": gap,
+        "cone_violation": viol,
+        "status": status,
+        "dual_scale": scale,
+    }
 
 
-def solve_working_set(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, *, tol: float,
-                      max_seconds: float | None = None, max_iter: int | None = None,
-                      dtype: torch.dtype = torch.float64, device: torch.device = torch.device("cpu"),
-                      verbose: bool = False, t0: float | None = None, initial: int = 64, add: int = 32,
-                      start_sets: Sequence[np.ndarray] | None = None,
-                      warm: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None) -> FastSolution:
+def solve_working_set(
+    Ut: np.ndarray,
+    Y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    *,
+    tol: float,
+    max_seconds: float | None = None,
+    max_iter: int | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device = torch.device("cpu"),
+    verbose: bool = False,
+    t0: float | None = None,
+    initial: int = 64,
+    add: int = 32,
+    start_sets: Sequence[np.ndarray] | None = None,
+    warm: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None,
+) -> FastSolution:
     """(C2) by column generation class by class (module docstring), on validated inputs.
 
     `start_sets[c]` (sorted pattern indices) replaces the default initial set of class c and
     `warm[c]` = (u, up) of shape (|start_sets[c]|, q, 1) warm-starts its first dense solve.
     """
-    opt = WorkingSetOptions(tol=tol, max_seconds=max_seconds, max_iter=max_iter, dtype=dtype, dev=device,
-                            verbose=verbose, t0=time.perf_counter() if t0 is None else t0, add=add)
+    opt = WorkingSetOptions(
+        tol=tol,
+        max_seconds=max_seconds,
+        max_iter=max_iter,
+        dtype=dtype,
+        dev=device,
+        verbose=verbose,
+        t0=time.perf_counter() if t0 is None else t0,
+        add=add,
+    )
     runs: list[ClassRun] = []
     history: list[dict] = []
     iters = 0
@@ -205,9 +294,18 @@ def solve_working_set(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndar
         iters = run.iterations
         runs.append(run)
     out = assemble(Ut, masks, Y, beta, runs, tol)
-    return FastSolution(u=out["u"], up=out["up"], objective=out["objective"], gap=out["gap"],
-                        cone_violation=out["cone_violation"], status=out["status"], iterations=iters,
-                        seconds=time.perf_counter() - opt.t0, history=history, dual=out["dual"], device=str(device),
-                        dtype=str(dtype).replace("torch.", ""),
-                        extra={"mode": "working_set", "dual_scale": out["dual_scale"],
-                               "patterns": [r.A for r in runs]})
+    return FastSolution(
+        u=out["u"],
+        up=out["up"],
+        objective=out["objective"],
+        gap=out["gap"],
+        cone_violation=out["cone_violation"],
+        status=out["status"],
+        iterations=iters,
+        seconds=time.perf_counter() - opt.t0,
+        history=history,
+        dual=out["dual"],
+        device=str(device),
+        dtype=str(dtype).replace("torch.", ""),
+        extra={"mode": "working_set", "dual_scale": out["dual_scale"], "patterns": [r.A for r in runs]},
+    )
