@@ -60,10 +60,10 @@ def _reference_cached(key: str) -> dict[str, Any]:
     u = u.reshape(u.shape[0], u.shape[1], -1)
     up = up.reshape(up.shape[0], up.shape[1], -1)
     us, ups, sp_status = sparsify_blocks(res.extra["whitening"].features(X), res.extra["arrangements"].masks, u, up)
-    out.update({"m_star": count_neurons(block_norms(us, ups), rel_tol=1e-7), "sparsify": sp_status,
+    out.update({"m_star": count_neurons(block_norms(us, ups)), "sparsify": sp_status,
                 "reconstructed_objective": reconstructed_objective(res, us, ups, X, Y, beta),
                 "reconstructed_objective_dense": reconstructed_objective(res, u, up, X, Y, beta),
-                "neurons_dense": count_neurons(block_norms(u, up), rel_tol=1e-7), "status": res.record.status})
+                "neurons_dense": count_neurons(block_norms(u, up)), "status": res.record.status})
     return out
 
 
