@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from convexbn.solver import state as limits
+import convexbn.solver.state as limits
 from convexbn.solver.faces import polish_bytes
 
 

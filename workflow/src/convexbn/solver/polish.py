@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from convexbn.solver import state as limits
+import convexbn.solver.state as limits
 from convexbn.solver.certificate import dual_pg, project_cone
 from convexbn.solver.faces import BlockMats, fit_hessian, lstsq, null_basis_qr, polish_bytes, shrink_basis
 
