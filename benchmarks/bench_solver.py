@@ -28,15 +28,15 @@ import torch
 
 from convexbn.arrangements import sample_arrangements
 from convexbn.io import atomic_write_bytes
+from convexbn.devices import resolve_device
 from convexbn.solver import (
     c2_primal,
     choose_threads,
     gated_gradient_time,
-    resolve_device,
     solve_c2_fast,
     solve_gated_fast,
 )
-from convexbn.solvers import mosek_available
+from convexbn.conic import mosek_available
 from convexbn.whitening import whiten
 
 CASES = ["E", "G1", "C1", "C2", "threads"]

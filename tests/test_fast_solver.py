@@ -8,13 +8,31 @@ import pytest
 import torch
 
 from convexbn.arrangements import sample_arrangements
+import convexbn.solver.admm as admm_mod
+import convexbn.solver.state as state_mod
+import convexbn.solver.working_set as ws_mod
 from convexbn.solver import (
+    WORKING_SET_PATTERNS,
+    C2Operator,
     FastSolution,
+    active_set_polish,
     c2_primal,
+    certificate,
     choose_threads,
+    dual_pg,
+    fit_hessian,
+    lstsq,
+    null_basis_qr,
+    polish_bytes,
+    polish_conic,
+    price_patterns,
+    project_cone,
+    shrink_basis,
     solve_c2_fast,
     solve_c2_path,
     solve_gated_fast,
+    solve_working_set,
+    vstep,
 )
 from convexbn.whitening import whiten
 
@@ -198,11 +216,9 @@ def _vstep_inputs(seed: int, n: int, P: int, C: int) -> tuple[torch.Tensor, torc
 
 def test_vstep_solves_row_problem_exactly():
     """The ADMM v-step returns v in the sign cones whose row residual satisfies its fixed point."""
-    from convexbn.solver import _vstep
-
     n, P, C, rho = 40, 7, 2, 0.7
     M, Y4, A = _vstep_inputs(11, n, P, C)
-    V, e = _vstep(M, Y4, A, torch.zeros(n, 1, 1, C, dtype=torch.float64), rho)
+    V, e = vstep(M, Y4, A, torch.zeros(n, 1, 1, C, dtype=torch.float64), rho)
     assert bool((V[M.expand_as(V) > 0] >= 0).all()) and bool((V[M.expand_as(V) == 0] <= 0).all())
     fit = (M * (V[:, 0:1] - V[:, 1:2])).sum(2, keepdim=True) - Y4
     assert torch.allclose(fit, e, atol=1e-12)
@@ -214,12 +230,10 @@ def test_vstep_solves_row_problem_exactly():
 
 def test_project_cone_satisfies_kkt():
     """The restricted-row NNLS projection onto {u : S U' u ≥ 0} is exact (full KKT on all rows)."""
-    from convexbn.solver import _project_cone
-
     U, _, M, _ = instance(200, 4, 3, seed=12)
     G = (2.0 * M[:, :1] - 1.0) * U
     w = np.random.default_rng(12).standard_normal(U.shape[1])
-    d, mu = _project_cone(G, w, first=U.shape[1])  # few rows first: forces the row-adding loop
+    d, mu = project_cone(G, w, first=U.shape[1])  # few rows first: forces the row-adding loop
     assert np.allclose(d, w + G.T @ mu, atol=1e-12)
     assert (mu >= 0).all()
     assert (G @ d).min() >= -1e-12
@@ -228,34 +242,30 @@ def test_project_cone_satisfies_kkt():
 
 def test_active_set_polish_from_rough_admm_point():
     """The active-set polish turns a rough ADMM point into an exactly feasible, certified optimum."""
-    from convexbn.solver import _C2, _active_set_polish, _certificate
-
     U, Y, M, _ = instance(60, 3, 20, seed=13)
     beta = 0.2
     rough = solve_c2_fast(U, Y, beta, M, max_iter=40, polish=False)
     W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)  # (q, 2, P)
-    res = _active_set_polish(U, M, Y[:, 0], beta, W, mu0=rough.extra["multipliers"][..., 0])
+    res = active_set_polish(U, M, Y[:, 0], beta, W, mu0=rough.extra["multipliers"][..., 0])
     assert res is not None
     Wp, pp = res
     obj, viol = c2_primal(U, Y, beta, M, Wp[:, 0].T[..., None], Wp[:, 1].T[..., None])
     assert viol <= 1e-12
     p_star = oracle_c2(U, Y, beta, M)
     assert abs(obj - p_star) <= 1e-7 * abs(p_star)
-    op = _C2(U, M, Y, beta, torch.float64, torch.device("cpu"))
-    cert = _certificate(op, torch.as_tensor(Wp[..., None]), torch.as_tensor(pp[..., None]), 1e-9, nnls_iters=0)
+    op = C2Operator(U, M, Y, beta, torch.float64, torch.device("cpu"))
+    cert = certificate(op, torch.as_tensor(Wp[..., None]), torch.as_tensor(pp[..., None]), 1e-9, nnls_iters=0)
     assert cert["gap"] <= 1e-9  # the returned multipliers certify optimality without further NNLS
     assert cert["dual"] <= p_star * (1 + 1e-9)
 
 
 def test_conic_fallback_polish_matches_oracle():
     """The fallback polish (direct Clarabel restricted solve + face Newton) reaches the optimum."""
-    from convexbn.solver import _polish_conic
-
     U, Y, M, _ = instance(40, 3, 12, seed=14)
     beta = 0.2
     rough = solve_c2_fast(U, Y, beta, M, max_iter=300, polish=False)
     W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
-    res = _polish_conic(U, M, Y[:, 0], beta, W, extra_rows=4)
+    res = polish_conic(U, M, Y[:, 0], beta, W, extra_rows=4)
     assert res is not None
     obj, viol = c2_primal(U, Y, beta, M, res[0][:, 0].T[..., None], res[0][:, 1].T[..., None])
     assert viol <= 1e-12
@@ -264,46 +274,40 @@ def test_conic_fallback_polish_matches_oracle():
 
 def test_vstep_with_precomputed_offsets_and_float32():
     """The v-step gives the same result with the cached 0/−∞ mask offsets and (to fp32 accuracy) in float32."""
-    from convexbn.solver import _vstep
-
     n, P, C, rho = 50, 9, 1, 3.0
     M, Y4, A = _vstep_inputs(21, n, P, C)
     e0 = torch.zeros(n, 1, 1, C, dtype=torch.float64)
-    V, e = _vstep(M, Y4, A, e0, rho)
+    V, e = vstep(M, Y4, A, e0, rho)
     off = torch.zeros_like(M).masked_fill_(M == 0, -np.inf)
-    V2, e2 = _vstep(M, Y4, A, e0, rho, off=off)
+    V2, e2 = vstep(M, Y4, A, e0, rho, off=off)
     assert torch.equal(V, V2) and torch.equal(e, e2)
-    V32, _ = _vstep(M.float(), Y4.float(), A.float(), e0.float(), rho, off=off.float())
+    V32, _ = vstep(M.float(), Y4.float(), A.float(), e0.float(), rho, off=off.float())
     assert V32.dtype == torch.float32
     assert torch.allclose(V32.double(), V, atol=1e-5)
 
 
 def test_null_basis_qr_and_lstsq_helpers():
     """The QR null-space basis is orthonormal and annihilates G_A, also for dependent rows; gelsy solves LS."""
-    from convexbn.solver import _lstsq, _null_basis_qr
-
     rng = np.random.default_rng(22)
     G = rng.standard_normal((4, 9))
     G = np.vstack([G, G[0] + 2 * G[1]])  # a dependent row: rank 4, null space of dimension 5
-    N = _null_basis_qr(G)
+    N = null_basis_qr(G)
     assert N.shape == (9, 5)
     assert np.allclose(N.T @ N, np.eye(5), atol=1e-12)
     assert np.abs(G @ N).max() <= 1e-12
     A = rng.standard_normal((9, 4))
     b = rng.standard_normal(9)
-    assert np.allclose(_lstsq(A, b), np.linalg.lstsq(A, b, rcond=None)[0], atol=1e-12)
+    assert np.allclose(lstsq(A, b), np.linalg.lstsq(A, b, rcond=None)[0], atol=1e-12)
 
 
 def test_dual_pg_gives_valid_and_better_bounds():
     """Batched pricing multipliers stay ≥ 0, their bounds are the true norms and never worse than the start."""
-    from convexbn.solver import _dual_pg
-
     U, Y, M, _ = instance(80, 4, 10, seed=23)
     n, q = U.shape
     P = M.shape[1]
     lam = np.random.default_rng(23).standard_normal(n)
     mu0 = np.zeros((n, 2, P))
-    mu, bound = _dual_pg(U, M, lam, mu0, iters=15)
+    mu, bound = dual_pg(U, M, lam, mu0, iters=15)
     assert (mu >= 0).all()
     S = 2.0 * M - 1.0
     for s, sg in enumerate((1.0, -1.0)):
@@ -316,24 +320,22 @@ def test_dual_pg_gives_valid_and_better_bounds():
 
 def test_fit_hessian_update_matches_rebuild():
     """The Householder-updated face Hessian Tᵀ H T equals a fresh (FN)ᵀ(FN) after rows are added."""
-    from convexbn.solver import _fit_hessian, _null_basis_qr, _shrink_basis
-
     U, _, M, _ = instance(70, 5, 4, seed=24)
     q = U.shape[1]
     blocks = [(0, 0), (1, 2), (0, 3)]
     S = 2.0 * M - 1.0
     Fs = np.stack([(1.0 if s == 0 else -1.0) * M[:, i] for s, i in blocks], 1)
-    nullb = {b: _null_basis_qr((S[:3, b[1]:b[1] + 1] * U[:3])) for b in blocks}
+    nullb = {b: null_basis_qr((S[:3, b[1]:b[1] + 1] * U[:3])) for b in blocks}
     cache: dict = {}
     trans: dict = {}
     fresh: set = set(blocks)
     Ns = [nullb[b] for b in blocks]
-    _fit_hessian(U, Ns, Fs, [N.shape[1] for N in Ns], blocks, cache, trans, fresh)
+    fit_hessian(U, Ns, Fs, [N.shape[1] for N in Ns], blocks, cache, trans, fresh)
     for b, row in zip(blocks[:2], (10, 20)):  # two blocks gain a row, the third keeps its face
-        _shrink_basis(nullb, b, S[row, b[1]] * U[row], trans)
+        shrink_basis(nullb, b, S[row, b[1]] * U[row], trans)
     Ns = [nullb[b] for b in blocks]
     dims = [N.shape[1] for N in Ns]
-    H_upd = _fit_hessian(U, Ns, Fs, dims, blocks, cache, trans, set())
+    H_upd = fit_hessian(U, Ns, Fs, dims, blocks, cache, trans, set())
     FN = (U @ np.hstack(Ns)) * np.repeat(Fs, dims, axis=1)
     assert dims == [q - 4, q - 4, q - 3]
     assert np.allclose(H_upd, FN.T @ FN, atol=1e-11)
@@ -342,15 +344,13 @@ def test_fit_hessian_update_matches_rebuild():
 
 def test_float64_solve_runs_admm_in_float32_then_upcasts_if_polish_fails(monkeypatch):
     """ADMM runs in float32 before a float64 polish; if polishing fails it continues in float64."""
-    import convexbn.solver as solver_mod
-
     U, Y, M, _ = instance(60, 3, 12, seed=25)
     sol = solve_c2_fast(U, Y, 0.3, M)
     assert sol.status == "optimal" and sol.dtype == "float64"
     assert sol.extra["admm_dtype"] == "float32"
     assert sol.cone_violation <= 1e-12
-    monkeypatch.setattr(solver_mod, "_active_set_polish", lambda *a, **k: None)
-    monkeypatch.setattr(solver_mod, "_polish_conic", lambda *a, **k: None)
+    monkeypatch.setattr(admm_mod, "active_set_polish", lambda *a, **k: None)
+    monkeypatch.setattr(admm_mod, "polish_conic", lambda *a, **k: None)
     sol2 = solve_c2_fast(U, Y, 0.3, M, max_iter=400)
     assert sol2.extra["admm_dtype"] == "float64"
     assert sol2.iterations == 400 and sol2.status == "max_iter"
@@ -374,13 +374,9 @@ def test_working_set_matches_cvxpy_and_dense():
 
 def test_working_set_grows_from_a_small_start():
     """Started from 2 patterns per class it must add the violating ones until pricing finds none."""
-    from convexbn.solver import _solve_c2_working_set, resolve_device
-    import time
-
     U, Y, M, _ = instance(40, 3, 30, C=1, seed=32)
     beta = 0.1
-    sol = _solve_c2_working_set(U, Y, beta, M, 1e-8, None, None, "float64", resolve_device("cpu"), False,
-                                time.perf_counter(), 1, initial=2, add=3)
+    sol = solve_working_set(U, Y, beta, M, tol=1e-8, initial=2, add=3)
     sizes = [h["patterns"] for h in sol.history]
     assert sizes[0] == 2 and sizes[-1] > 2 and sol.history[-1]["entering"] == 0
     assert_certified(sol, U, Y, beta, M, oracle_c2(U, Y, beta, M))
@@ -401,8 +397,6 @@ def test_working_set_stopped_early_is_honest():
 
 def test_price_patterns_bounds_are_valid_and_exact_where_needed():
     """Bounds never undercut the exact cone-projection norm; blocks above β get the exact value."""
-    from convexbn.solver import _project_cone, price_patterns
-
     U, Y, M, _ = instance(60, 3, 20, seed=34)
     assert M.shape[1] > 6
     lam = np.random.default_rng(34).standard_normal(U.shape[0])
@@ -412,7 +406,7 @@ def test_price_patterns_bounds_are_valid_and_exact_where_needed():
     for s, sg in enumerate((1.0, -1.0)):
         for i in set(range(M.shape[1])) - {0, 5}:
             G = (2.0 * M[:, i:i + 1] - 1.0) * U
-            d, _ = _project_cone(G, sg * U.T @ (M[:, i] * lam), first=U.shape[0])
+            d, _ = project_cone(G, sg * U.T @ (M[:, i] * lam), first=U.shape[0])
             exact = float(np.linalg.norm(d))
             assert bound[s, i] >= exact * (1 - 1e-9) - 1e-12
             if bound[s, i] > beta * (1 + 1e-8):
@@ -420,8 +414,6 @@ def test_price_patterns_bounds_are_valid_and_exact_where_needed():
 
 
 def test_many_patterns_switch_to_working_set():
-    from convexbn.solver import WORKING_SET_PATTERNS
-
     U, Y, M, _ = instance(400, 2, WORKING_SET_PATTERNS + 40, seed=35)
     assert M.shape[1] > WORKING_SET_PATTERNS
     sol = solve_c2_fast(U, Y, 0.5, M, tol=1e-6)
@@ -431,13 +423,9 @@ def test_many_patterns_switch_to_working_set():
 
 def test_working_set_stopped_after_a_certified_round_keeps_a_finite_gap(monkeypatch):
     """When a later round stops early, the class falls back to the last certified feasible point."""
-    import time
-
-    import convexbn.solver as solver_mod
-
     U, Y, M, _ = instance(40, 3, 30, C=1, seed=32)
     p_star = oracle_c2(U, Y, 0.1, M)
-    real = solver_mod.solve_c2_fast
+    real = ws_mod.solve_dense
     calls = []
 
     def second_round_stops(*a, **k):
@@ -446,9 +434,8 @@ def test_working_set_stopped_after_a_certified_round_keeps_a_finite_gap(monkeypa
             k.update(max_iter=1, polish=False)
         return real(*a, **k)
 
-    monkeypatch.setattr(solver_mod, "solve_c2_fast", second_round_stops)
-    sol = solver_mod._solve_c2_working_set(U, Y, 0.1, M, 1e-8, None, None, "float64", solver_mod.resolve_device("cpu"),
-                                           False, time.perf_counter(), 1, initial=2, add=3)
+    monkeypatch.setattr(ws_mod, "solve_dense", second_round_stops)
+    sol = solve_working_set(U, Y, 0.1, M, tol=1e-8, initial=2, add=3)
     assert len(calls) == 2 and sol.status == "max_iter"
     assert sol.cone_violation <= 1e-9 and np.isfinite(sol.gap) and sol.gap > 1e-8
     assert sol.dual <= p_star * (1 + 1e-9) <= sol.objective * (1 + 1e-9)
@@ -457,13 +444,11 @@ def test_working_set_stopped_after_a_certified_round_keeps_a_finite_gap(monkeypa
 
 def test_polish_too_large_for_memory_is_skipped_not_killed(monkeypatch):
     """Above POLISH_MAX_BYTES the polish declines (None) and ADMM goes on: a budget status, no crash."""
-    import convexbn.solver as solver_mod
-
     U, Y, M, _ = instance(60, 3, 12, seed=25)
-    assert solver_mod._polish_bytes(60, U.shape[1], 4) > 0
-    monkeypatch.setattr(solver_mod, "POLISH_MAX_BYTES", 1.0)
+    assert polish_bytes(60, U.shape[1], 4) > 0
+    monkeypatch.setattr(state_mod, "POLISH_MAX_BYTES", 1.0)
     W = np.random.default_rng(0).standard_normal((U.shape[1], 2, M.shape[1]))
-    assert solver_mod._active_set_polish(U, M, Y[:, 0], 0.3, W) is None
+    assert active_set_polish(U, M, Y[:, 0], 0.3, W) is None
     sol = solve_c2_fast(U, Y, 0.3, M, max_iter=200)
     assert sol.status == "max_iter" and sol.extra["polish_attempts"] >= 1
     assert sol.cone_violation < 1e-2

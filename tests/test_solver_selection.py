@@ -11,7 +11,7 @@ import pytest
 
 from convexbn import cli
 from convexbn.programs import solve_two_layer
-from convexbn.solvers import SolverError, resolve_solver, solve_problem
+from convexbn.conic import SolverError, resolve_solver, solve_problem
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import torch
 
 from convexbn import variants as V
 from convexbn.networks import BNMLP, bn_mlp_from_params, evaluate_objective
-from convexbn.solvers import SolverError
+from convexbn.conic import SolverError
 
 torch.set_num_threads(1)
 

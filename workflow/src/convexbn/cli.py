@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The `convexbn` argument parser with the `solve` and `train` sub-commands."""
     parser = _Parser(prog="convexbn", description="Exact convex programs for BatchNorm ReLU networks "
                      "(Ergen, Sahiner et al., ICLR 2022) and non-convex baselines.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{solve,train}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{solve,train,path}")
 
     s = sub.add_parser("solve", help="solve a convex BN program and reconstruct the network",
                        description="Solve the convex program of a BN ReLU network on FILE.npz (arrays X, y), "
@@ -206,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
     t.add_argument("--out", required=True, help="result JSON (written atomically at the end)")
     t.set_defaults(func=_cmd_train)
+    _add_path_parser(sub)
     return parser
 
 
@@ -422,7 +423,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     out = check_out(args.out, (args.data,))
     X, y = load_data(args.data, allow_3d=args.variant == "cnn")
     _precheck_solve(args, X, y)
-    from convexbn.solvers import SolverError, resolve_solver
+    from convexbn.conic import SolverError, resolve_solver
 
     if args.variant == "closed-form":
         solver, reason = "closed-form", "closed form (rank(JX) = n-1), no numerical solver"
@@ -550,6 +551,141 @@ def _cmd_train(args: argparse.Namespace) -> int:
     write_json(out, result)
     log.info("final objective %.10g after %d epochs on %s (%.2f s) -> %s", res.final_objective, args.epochs,
              res.device, res.seconds, out)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ path
+
+def _positive_list(label: str) -> Callable[[str], list[float]]:
+    """argparse type: comma-separated finite numbers > 0 in strictly decreasing order (a path from large to small β)."""
+    one = _pos_float(label)
+
+    def parse(text: str) -> list[float]:
+        """Split on commas and check every value and the order."""
+        parts = [p.strip() for p in text.split(",")]
+        if not text.strip() or any(not p for p in parts):
+            raise argparse.ArgumentTypeError(f"{label} needs comma-separated numbers such as 0.3,0.1,0.03, got {text!r}")
+        values = [one(p) for p in parts]
+        if any(b >= a for a, b in zip(values, values[1:])):
+            raise argparse.ArgumentTypeError(f"{label} must be strictly decreasing (a path from large to small β), "
+                                             f"got {text!r}; sort the values from largest to smallest")
+        return values
+    return parse
+
+
+def _add_path_parser(sub: Any) -> None:
+    """The `path` sub-command: a certified regularisation path of (C2)."""
+    p = sub.add_parser("path", help="solve (C2) along a decreasing path of β with certificates",
+                       description="Solve the BN-before-ReLU program (C2) on FILE.npz for a decreasing sequence of β "
+                       "(absolute, or ratios of β_max, the smallest β whose optimum is the zero network), "
+                       "certify every point and reconstruct each network by a real forward pass.")
+    p.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) scalar target or (n, C)")
+    grid = p.add_mutually_exclusive_group(required=True)
+    grid.add_argument("--ratios", type=_positive_list("--ratios"), help="β / β_max values, e.g. 0.3,0.1,0.03")
+    grid.add_argument("--betas", type=_positive_list("--betas"), help="absolute β values, e.g. 1,0.5,0.1")
+    p.add_argument("--truncate", type=_pos_int("--truncate"), default=None,
+                   help="keep the top-K singular directions of the whitening (explicit regulariser)")
+    p.add_argument("--arrangements", default="exact", type=_arrangement_spec,
+                   help="'exact' (enumerate all patterns) or N sampled Gaussian patterns")
+    p.add_argument("--seed", type=_seed("--seed"), default=0, help="seed of sampled arrangements")
+    p.add_argument("--tol", type=_pos_float("--tol"), default=1e-6, help="relative duality-gap target (fast)")
+    p.add_argument("--solver", default="fast",
+                   help="fast (warm-started, screened path) or a conic solver run cold point by point: "
+                   "auto, MOSEK, CLARABEL, SCS, ECOS, ...")
+    p.add_argument("--out", required=True, help="result JSON (written atomically at the end)")
+    p.set_defaults(func=_cmd_path)
+
+
+def _path_instance(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(whitening, U', masks) of the path, with one-line errors for sizes that cannot work."""
+    from convexbn.arrangements import arrangements_for
+    from convexbn.whitening import whiten
+
+    try:
+        wh = whiten(X, k=args.truncate)
+        Ut = wh.features(X)
+        arr = arrangements_for(Ut, args.arrangements, seed=args.seed)
+    except ValueError as exc:
+        raise CLIError(_one_line(exc)) from None
+    return wh, Ut, arr.masks
+
+
+def _path_point(wh: Any, X: np.ndarray, Y: np.ndarray, Ut: np.ndarray, masks: np.ndarray, beta: float,
+                bmax: float, u: np.ndarray | None, up: np.ndarray | None, status: str, gap: float | None,
+                seconds: float) -> dict[str, Any]:
+    """One RESULT.json point: convex objective, forward-pass objective of the reconstructed network, certificate."""
+    from convexbn import programs
+    from convexbn.networks import bn_mlp_from_params, evaluate_objective
+    from convexbn.solver import c2_primal
+
+    rec: dict[str, Any] = {"beta": beta, "ratio": beta / bmax, "objective": None, "network_objective": None,
+                           "gap": gap, "cone_violation": None, "status": status, "seconds": seconds, "neurons": 0}
+    if u is None or up is None:
+        return rec
+    obj, viol = c2_primal(Ut, Y, beta, masks, u, up)
+    params = programs.reconstruct_before(wh, u, up)
+    if params.width == 0:
+        net_obj = programs.loss_value(np.zeros_like(Y), Y, "squared")
+    else:
+        net = bn_mlp_from_params(params, X, placement="before", bias_value=wh.bias_value)
+        net_obj = evaluate_objective(net, X, Y, beta, loss="squared")
+    rec.update(objective=obj, network_objective=net_obj, cone_violation=viol, neurons=int(params.width))
+    return rec
+
+
+def _run_path(args: argparse.Namespace, solver: str, wh: Any, X: np.ndarray, Y: np.ndarray, Ut: np.ndarray,
+              masks: np.ndarray) -> tuple[float, list[dict[str, Any]]]:
+    """β_max and the points: the fast path (warm starts, screening) or a conic solver cold at every β."""
+    from convexbn import programs
+    from convexbn.solver import beta_max, solve_path
+
+    bmax = beta_max(Ut, Y, masks)
+    betas = args.betas if args.betas is not None else [r * bmax for r in args.ratios]
+    points = []
+    if solver == "fast":
+        for beta, sol in zip(betas, solve_path(Ut, Y, betas, masks, tol=args.tol, bmax=bmax)):
+            gap = float(sol.gap) if math.isfinite(sol.gap) else None
+            points.append(_path_point(wh, X, Y, Ut, masks, beta, bmax, sol.u, sol.up, sol.status, gap, sol.seconds))
+            log.info("beta %.6g (%.4g beta_max): %s, gap %s, %d neurons, %.2f s", beta, beta / bmax, sol.status,
+                     gap, points[-1]["neurons"], sol.seconds)
+        return bmax, points
+    for beta in betas:
+        u, up, rec = programs.solve_c2(Ut, Y, beta, masks, solver=solver)
+        points.append(_path_point(wh, X, Y, Ut, masks, beta, bmax, u, up, rec.status, None, rec.seconds))
+        log.info("beta %.6g (%.4g beta_max): %s with %s, %.2f s", beta, beta / bmax, rec.status, solver, rec.seconds)
+    return bmax, points
+
+
+def _cmd_path(args: argparse.Namespace) -> int:
+    """`convexbn path`: solve (C2) along a decreasing β path, write RESULT.json (beta_max, seconds, points)."""
+    t0 = time.perf_counter()
+    out = _check_out(args.out)
+    X, y = load_data(args.data)
+    Y = y if y.ndim == 2 else y[:, None]
+    from convexbn.conic import SolverError, resolve_solver
+    from convexbn.programs import check_loss_targets
+
+    try:
+        check_loss_targets(Y, "squared")
+        solver, reason = resolve_solver(args.solver)
+    except (SolverError, ValueError) as exc:
+        raise CLIError(_one_line(exc)) from None
+    log.info("path with solver %s (%s)", solver, reason)
+    wh, Ut, masks = _path_instance(args, X, Y)
+    bmax, points = _run_path(args, solver, wh, X, Y, Ut, masks)
+    from convexbn.io import provenance, write_json
+
+    seconds = time.perf_counter() - t0
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    result = {"beta_max": bmax, "seconds": seconds, "solver": solver, "solver_reason": reason, "tol": args.tol,
+              "n": int(X.shape[0]), "d": int(X.shape[1]), "C": int(Y.shape[1]), "q": int(Ut.shape[1]),
+              "arrangements": int(masks.shape[1]), "truncate": args.truncate, "seed": args.seed, "points": points,
+              "provenance": provenance(config=config, seed=args.seed, device="cpu", seconds=seconds)}
+    write_json(out, result)
+    bad = [p["beta"] for p in points if p["status"] != "optimal"]
+    if bad:
+        log.warning("%d of %d points not certified optimal (recorded in %s)", len(bad), len(points), out)
+    log.info("%d points, beta_max %.6g, %.2f s -> %s", len(points), bmax, seconds, out)
     return 0
 
 

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from convexbn.arrangements import Arrangements, arrangements_for
 from convexbn.networks import LOSSES, BNParams, evaluate_objective
-from convexbn.solvers import SolveRecord, resolve_solver, solve_problem
+from convexbn.conic import SolveRecord, resolve_solver, solve_problem
 from convexbn.whitening import Whitening, as_data_matrix, whiten
 
 log = logging.getLogger("convexbn.programs")

@@ -38,7 +38,7 @@ from convexbn.programs import (
     loss_value,
     reconstruct_before,
 )
-from convexbn.solvers import SolveRecord, SolverError, resolve_solver, solve_problem
+from convexbn.conic import SolveRecord, SolverError, resolve_solver, solve_problem
 from convexbn.whitening import BiasColumn, Whitening, as_data_matrix, whiten
 
 log = logging.getLogger("convexbn.variants")

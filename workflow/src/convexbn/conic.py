@@ -11,7 +11,7 @@ from typing import Any
 
 import cvxpy as cp
 
-log = logging.getLogger("convexbn.solvers")
+log = logging.getLogger("convexbn.conic")
 
 #: Solvers convexbn accepts by name (case-insensitive). "fast" is convexbn's own first-order solver.
 KNOWN_SOLVERS = ("auto", "fast", "MOSEK", "CLARABEL", "SCS", "ECOS", "QOCO", "OSQP", "HIGHS")

@@ -1,0 +1,103 @@
+"""Linear algebra of the faces {u : G_A u = 0} used by the polish: null bases, Hessian updates, block matrices."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+
+def polish_bytes(n: int, q: int, blocks: int, dim: int = 0) -> float:
+    """Bytes of the polish's per-block matrices (G_b, F_b: n × q each) and a dense Hessian of size `dim`."""
+    return 16.0 * n * q * blocks + 8.0 * (n + dim) * dim
+
+
+def null_basis_qr(GA: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (q, k) of {u : G_A u = 0} from a column-pivoted QR of G_Aᵀ (rank-revealing)."""
+    q = GA.shape[1]
+    Q, R, _ = scipy.linalg.qr(GA.T, pivoting=True, check_finite=False)
+    d = np.abs(np.diag(R))
+    rank = int((d > 1e-10 * max(float(d[0]) if d.size else 0.0, 1e-300)).sum())
+    return np.ascontiguousarray(Q[:, rank:]) if rank < q else np.zeros((q, 0))
+
+
+def lstsq(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least-squares solution of A x ≈ b by complete orthogonal factorisation (LAPACK gelsy)."""
+    return scipy.linalg.lstsq(A, b, lapack_driver="gelsy", check_finite=False)[0]
+
+
+def fit_hessian(Ut: np.ndarray, Ns: list[np.ndarray], Fs: np.ndarray, dims: list[int],
+                 blocks: list[tuple[int, int]], cache: dict[str, Any], trans: dict[Any, np.ndarray],
+                 fresh: set[Any]) -> np.ndarray:
+    """(FN)ᵀ(FN) of the face coordinates, FN = [σ_b D_b U' N_b], updated from the previous round when possible.
+
+    `trans[b]` (d_old × d_new) maps the previous basis of block b to the current one (Householder
+    updates); `fresh` holds blocks whose basis was rebuilt. Both are consumed (cleared). The cached
+    matrix is reused as Tᵀ H T only when the block list is unchanged and no basis is fresh.
+    """
+    D = int(sum(dims))
+    same = (cache.get("blocks") == blocks and not (fresh & set(blocks))
+            and all((trans[b].shape[1] if b in trans else old) == d
+                    for b, old, d in zip(blocks, cache.get("dims", []), dims)))
+    if same:
+        H0, odims = cache["H"], cache["dims"]
+        ooffs = np.cumsum([0] + list(odims))
+        cols = [H0[:, ooffs[j]:ooffs[j + 1]] @ trans[b] if b in trans else H0[:, ooffs[j]:ooffs[j + 1]]
+                for j, b in enumerate(blocks)]
+        HT = np.hstack(cols) if cols else np.zeros((0, 0))
+        rows = [trans[b].T @ HT[ooffs[j]:ooffs[j + 1]] if b in trans else HT[ooffs[j]:ooffs[j + 1]]
+                for j, b in enumerate(blocks)]
+        H = np.vstack(rows) if rows else np.zeros((0, 0))
+        H = 0.5 * (H + H.T)
+    elif D:
+        FN = (Ut @ np.hstack(Ns)) * np.repeat(Fs, dims, axis=1)
+        H = FN.T @ FN
+    else:
+        H = np.zeros((0, 0))
+    trans.clear()
+    fresh.clear()
+    cache["blocks"], cache["dims"], cache["H"] = list(blocks), list(dims), H
+    return H
+
+
+def shrink_basis(cache: dict[Any, np.ndarray], key: Any, g: np.ndarray,
+                  trans: dict[Any, np.ndarray] | None = None) -> None:
+    """Update a cached orthonormal null-space basis N after adding the row g: N ← N·Householder.
+
+    The columns 2.. of the Householder reflector that maps v = Nᵀg to a multiple of e₁ span the
+    null space of vᵀ, so N·H[:, 1:] is an orthonormal basis of {u ∈ range N : gᵀu = 0}; O(q·k²)
+    instead of a fresh SVD. Drops the cache entry (recomputed later) when g is nearly dependent.
+    """
+    N = cache.get(key)
+    if N is None or N.shape[1] == 0:
+        cache.pop(key, None)
+        return
+    v = N.T @ g
+    nv = float(np.linalg.norm(v))
+    if nv <= 1e-10 * max(float(np.linalg.norm(g)), 1e-300):
+        cache.pop(key, None)
+        return
+    u = v.copy()
+    u[0] += math.copysign(nv, v[0] if v[0] != 0 else 1.0)
+    Hh = np.eye(len(v)) - (2.0 / float(u @ u)) * np.outer(u, u)
+    cache[key] = N @ Hh[:, 1:]
+    if trans is not None:  # record the change of coordinates N_old → N_new for the Hessian update
+        trans[key] = trans[key] @ Hh[:, 1:] if key in trans else Hh[:, 1:]
+
+
+class BlockMats(dict):
+    """Lazily built per-block matrices: G_b = S_i U' (cone=True) or F_b = ±D_i U' (cone=False)."""
+
+    def __init__(self, Ut: np.ndarray, masks: np.ndarray, cone: bool):
+        """Empty cache over U' and the masks; `cone` picks G_b (True) or F_b (False)."""
+        super().__init__()
+        self.Ut, self.masks, self.cone = Ut, masks, cone
+
+    def __missing__(self, b: tuple[int, int]) -> np.ndarray:
+        """Build, cache and return the matrix of block b = (sign, pattern)."""
+        m = self.masks[:, b[1]:b[1] + 1]
+        val = (2.0 * m - 1.0) * self.Ut if self.cone else (1.0 if b[0] == 0 else -1.0) * (m * self.Ut)
+        self[b] = val
+        return val

@@ -1,0 +1,354 @@
+"""Primal active-set Newton polish of one (C2) class, with column generation over the zero blocks.
+
+Each active block is projected exactly onto its cone (restricted-row NNLS, `project_cone`); the
+working set of each block is its set of tight rows; every round is one Newton step of the smooth
+problem on the faces {G_A w_b = 0} (null-space coordinates, one dense solve of size Σ dim(face)),
+truncated per block at its first blocking row (which joins the working set); at a face optimum the
+most negative face multiplier of each block is released; blocks that reach zero leave; when nothing
+changes, every zero block is priced (cheap bound from batched projected gradient on the multipliers,
+then restricted NNLS only where that bound exceeds β) and blocks whose projected steepest-descent
+direction beats β enter. Iterates stay exactly feasible. The fit Hessian of the face coordinates is
+carried from round to round as Tᵀ H T when blocks only gained rows (`fit_hessian`). The returned
+multipliers (face multipliers for active blocks, NNLS multipliers for priced zero blocks) certify the
+class directly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from convexbn.solver import state as limits
+from convexbn.solver.certificate import dual_pg, project_cone
+from convexbn.solver.faces import BlockMats, fit_hessian, lstsq, null_basis_qr, polish_bytes, shrink_basis
+
+Block = tuple[int, int]
+Trace = list[tuple[Any, ...]] | None
+
+
+@dataclass
+class FaceProblem:
+    """Fixed data of one class: U', masks, targets y, β, the block matrices and the scale of the blocks."""
+
+    Ut: np.ndarray
+    masks: np.ndarray
+    y: np.ndarray
+    beta: float
+    top: float  # largest block norm of the starting point (sets "zero" thresholds)
+    G: BlockMats = field(init=False)  # G_b = S_i U'
+    F: BlockMats = field(init=False)  # F_b = ±D_i U'
+    rown: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Build the lazy block matrices and the row norms of U'."""
+        self.G = BlockMats(self.Ut, self.masks, cone=True)
+        self.F = BlockMats(self.Ut, self.masks, cone=False)
+        self.rown = np.linalg.norm(self.Ut, axis=1) + 1e-300
+
+
+@dataclass
+class FaceState:
+    """Iterate of the active-set method: active blocks, their points, working sets and cached bases."""
+
+    blocks: list[Block]
+    w: dict[Block, np.ndarray]
+    act: dict[Block, np.ndarray]
+    fval: float = math.inf
+    r: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    nullb: dict[Block, np.ndarray] = field(default_factory=dict)
+    hcache: dict[str, Any] = field(default_factory=dict)
+    trans: dict[Block, np.ndarray] = field(default_factory=dict)
+    fresh: set[Block] = field(default_factory=set)
+    mu_last: dict[Block, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class NewtonStep:
+    """A Newton direction on the faces: coordinates dz, gradient, decrement and the block directions D."""
+
+    dz: np.ndarray
+    grad: np.ndarray
+    dec: float
+    offs: np.ndarray
+    D: dict[Block, np.ndarray]
+
+
+def block_columns(masks: np.ndarray, blocks: list[Block]) -> tuple[np.ndarray, np.ndarray]:
+    """(σ_b m_i, S_i) columns (n, k) of the blocks in `blocks`."""
+    idx = [b[1] for b in blocks]
+    sg = np.array([1.0 if b[0] == 0 else -1.0 for b in blocks])
+    m = masks[:, idx].astype(float)
+    return m * sg, 2.0 * m - 1.0
+
+
+def face_value(prob: FaceProblem, blocks: list[Block], w: dict[Block, np.ndarray]) -> tuple[float, np.ndarray]:
+    """(objective, residual f − y) of the class at blocks w."""
+    Wm = np.stack([w[b] for b in blocks], 1)
+    r = ((prob.Ut @ Wm) * block_columns(prob.masks, blocks)[0]).sum(1) - prob.y
+    return 0.5 * float(r @ r) + prob.beta * float(np.linalg.norm(Wm, axis=0).sum()), r
+
+
+def face_basis(prob: FaceProblem, st: FaceState, b: Block) -> np.ndarray:
+    """Orthonormal basis of block b's face (cached; a rebuilt basis is marked fresh for the Hessian)."""
+    if b not in st.nullb:
+        A = st.act[b]
+        st.nullb[b] = np.eye(prob.Ut.shape[1]) if A.size == 0 else null_basis_qr(prob.G[b][A])
+        st.fresh.add(b)
+    return st.nullb[b]
+
+
+def start_faces(prob: FaceProblem, W: np.ndarray, act_rel: float) -> FaceState | None:
+    """Project the blocks with norm > act_rel·max onto their cones; working sets = rows with μ > 0."""
+    n, q = prob.Ut.shape
+    norms = np.linalg.norm(W, axis=0)
+    blocks = [(s, i) for s in range(2) for i in range(W.shape[2]) if norms[s, i] > act_rel * prob.top]
+    if polish_bytes(n, q, len(blocks)) > limits.POLISH_MAX_BYTES:
+        return None  # too large to polish densely: the caller keeps iterating ADMM
+    w: dict[Block, np.ndarray] = {}
+    act: dict[Block, np.ndarray] = {}
+    for b in blocks:
+        w[b], mu = project_cone(prob.G[b], W[:, b[0], b[1]], prob.rown)
+        act[b] = np.flatnonzero(mu > 0)
+    blocks = [b for b in blocks if np.linalg.norm(w[b]) > 1e-9 * prob.top]
+    if not blocks:
+        return None
+    st = FaceState(blocks=blocks, w=w, act=act)
+    st.fval, st.r = face_value(prob, blocks, w)
+    return st
+
+
+def newton_direction(prob: FaceProblem, st: FaceState) -> NewtonStep | None:
+    """Newton step of the smooth problem on the current faces (None when the face Hessian would not fit)."""
+    n, q = prob.Ut.shape
+    Ns = [face_basis(prob, st, b) for b in st.blocks]
+    dims = [N.shape[1] for N in Ns]
+    if polish_bytes(n, q, len(st.blocks), int(sum(dims))) > limits.POLISH_MAX_BYTES:
+        return None  # the face Hessian (and F N, n × D) would not fit
+    offs = np.cumsum([0] + dims)
+    Fs, _ = block_columns(prob.masks, st.blocks)
+    H = fit_hessian(prob.Ut, Ns, Fs, dims, st.blocks, st.hcache, st.trans, st.fresh).copy()
+    FtR = prob.Ut.T @ (Fs * st.r[:, None])  # (q, k): F_bᵀ r of every block
+    grad = np.concatenate([Ns[j].T @ FtR[:, j] for j in range(len(st.blocks))]) if st.blocks else np.zeros(0)
+    for j, b in enumerate(st.blocks):
+        sl = slice(offs[j], offs[j + 1])
+        nb = float(np.linalg.norm(st.w[b]))
+        Nw = Ns[j].T @ (st.w[b] / nb)
+        grad[sl] += prob.beta * Nw
+        H[sl, sl] += (prob.beta / nb) * (np.eye(dims[j]) - np.outer(Nw, Nw))
+    dz = np.zeros(0)
+    if H.size:
+        try:
+            Hr = H + 1e-13 * (np.trace(H) / len(H)) * np.eye(len(H))
+            dz = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(Hr, check_finite=False), grad, check_finite=False)
+        except np.linalg.LinAlgError:
+            dz = -np.linalg.lstsq(H, grad, rcond=None)[0]
+    D = {b: Ns[j] @ dz[offs[j]:offs[j + 1]] for j, b in enumerate(st.blocks)}
+    return NewtonStep(dz=dz, grad=grad, dec=float(-grad @ dz), offs=offs, D=D)
+
+
+def ratio_test(prob: FaceProblem, st: FaceState, D: dict[Block, np.ndarray]
+               ) -> tuple[dict[Block, float], dict[Block, int]]:
+    """Per block, the largest step ≤ 1 along D keeping every row outside its working set feasible, and the blocking row."""
+    k = len(st.blocks)
+    _, Ss = block_columns(prob.masks, st.blocks)
+    Dm = np.stack([D[b] for b in st.blocks], 1)
+    GDW = (prob.Ut @ np.hstack([Dm, np.stack([st.w[b] for b in st.blocks], 1)])) * np.hstack([Ss, Ss])
+    GD, GW = GDW[:, :k], GDW[:, k:]
+    neg = GD < -1e-15 * prob.rown[:, None] * np.maximum(np.linalg.norm(Dm, axis=0), 1e-300)[None, :]
+    for jb, b in enumerate(st.blocks):
+        neg[st.act[b], jb] = False
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(neg, np.maximum(GW, 0.0) / -GD, np.inf)
+    jmin = ratios.argmin(0)
+    rmin = ratios[jmin, np.arange(k)]
+    alpha = {b: 1.0 for b in st.blocks}
+    hit: dict[Block, int] = {}
+    for jb, b in enumerate(st.blocks):
+        if rmin[jb] < 1.0:
+            alpha[b], hit[b] = float(rmin[jb]), int(jmin[jb])
+    return alpha, hit
+
+
+def _line_search(prob: FaceProblem, st: FaceState, ns: NewtonStep, alpha: dict[Block, float]
+                 ) -> tuple[float, float, dict[Block, np.ndarray], np.ndarray, float]:
+    """Armijo backtracking along the per-block truncated direction → (step, slope, w, r, value)."""
+    slope = sum(alpha[b] * float(ns.grad[ns.offs[j]:ns.offs[j + 1]] @ ns.dz[ns.offs[j]:ns.offs[j + 1]])
+                for j, b in enumerate(st.blocks))
+    if slope >= 0:  # not a descent direction: one common step length instead
+        amin = min(alpha.values())
+        for b in alpha:
+            alpha[b] = amin
+        slope = -amin * ns.dec
+    step = 1.0
+    while True:
+        wn = {**st.w, **{b: st.w[b] + step * alpha[b] * ns.D[b] for b in st.blocks}}
+        fn, rn = face_value(prob, st.blocks, wn)
+        if fn <= st.fval + 1e-4 * step * slope or step < 1e-12:
+            return step, slope, wn, rn, fn
+        step *= 0.5
+
+
+def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) -> str:
+    """Take the truncated Newton step; 'done' when the face problem is solved, 'continue' or 'abort' otherwise."""
+    alpha, hit = ratio_test(prob, st, ns.D)
+    step, slope, wn, rn, fn = _line_search(prob, st, ns, alpha)
+    if fn > st.fval or (fn == st.fval and not hit):
+        if trace is not None:
+            trace.append(("ls-fail", step, slope))
+        return "done"  # no progress possible along the face: treat it as solved
+    st.w, st.fval, st.r = wn, fn, rn
+    added = False
+    if step == 1.0:
+        for b, j in hit.items():
+            if alpha[b] < 1.0 and prob.G[b][j] @ st.w[b] <= 1e-12 * prob.rown[j] * np.linalg.norm(st.w[b]):
+                shrink_basis(st.nullb, b, prob.G[b][j], st.trans)
+                st.act[b] = np.append(st.act[b], j)
+                added = True
+                if trace is not None:
+                    trace.append(("add", b, j, alpha[b]))
+    small = [b for b in st.blocks if np.linalg.norm(st.w[b]) <= 1e-9 * prob.top]
+    if small:  # a block shrank to zero: remove it from the problem
+        for b in small:
+            st.w[b] = np.zeros(prob.Ut.shape[1])
+        st.blocks = [b for b in st.blocks if b not in small]
+        if not st.blocks:
+            return "abort"
+        st.fval, st.r = face_value(prob, st.blocks, st.w)
+        return "continue"
+    return "continue" if added or ns.dec > 1e-18 * max(1.0, abs(st.fval)) else "done"
+
+
+def face_multipliers(prob: FaceProblem, st: FaceState, trace: Trace) -> tuple[dict[Block, np.ndarray], bool]:
+    """Face multipliers of every active block (clipped at 0); releases the most negative one per block."""
+    n = prob.Ut.shape[0]
+    released = False
+    mult: dict[Block, np.ndarray] = {}
+    FtR = prob.Ut.T @ (block_columns(prob.masks, st.blocks)[0] * st.r[:, None])  # (q, k) in one GEMM
+    for jb, b in enumerate(st.blocks):
+        rhs = FtR[:, jb] + prob.beta * st.w[b] / float(np.linalg.norm(st.w[b]))
+        A = st.act[b]
+        mu = lstsq(prob.G[b][A].T, rhs) if A.size else np.zeros(0)
+        if mu.size and mu.min() < -1e-10 * max(1.0, float(np.abs(mu).max())):
+            j = int(np.argmin(mu))
+            st.act[b] = np.delete(A, j)
+            st.nullb.pop(b, None)
+            released = True
+            if trace is not None:
+                trace.append(("release", b, int(A[j]), float(mu[j])))
+        full = np.zeros(n)
+        full[A] = np.maximum(mu, 0.0)
+        mult[b] = full
+    return mult, released
+
+
+def price_zero_blocks(prob: FaceProblem, st: FaceState, mu0: np.ndarray | None, pg_iters: int,
+                      enter_tol: float, trace: Trace
+                      ) -> tuple[list[tuple[Block, np.ndarray, np.ndarray]], np.ndarray, np.ndarray | None]:
+    """Price every zero block at the current residual → (entering (block, direction, μ), multipliers (n, 2, P), μ0).
+
+    A zero block is dual feasible when min_{μ ≥ 0} ‖U'ᵀ(σ D_i λ + S_i μ)‖ ≤ β; the bound from `mu0`
+    (improved by `pg_iters` batched projected-gradient steps) is tried first, then the previous
+    round's μ, then the exact projection. Blocks whose projection norm exceeds β(1 + enter_tol) enter;
+    the improved μ0 is returned for the next round.
+    """
+    n, P = prob.masks.shape
+    lam = -st.r
+    Aall = prob.Ut.T @ (prob.masks * lam[:, None])  # (q, P): U'ᵀ D_i λ
+    an = np.linalg.norm(Aall, axis=0)
+    inside = set(st.blocks)
+    pn = np.zeros((n, 2, P))
+    bound = None
+    if mu0 is not None:
+        mu0, bound = dual_pg(prob.Ut, prob.masks, lam, mu0, pg_iters)
+    thr = prob.beta * (1 + 1e-12)
+    entering: list[tuple[Block, np.ndarray, np.ndarray]] = []
+    for i in np.flatnonzero(an > thr):
+        for sg in range(2):
+            b = (sg, int(i))
+            if b in inside:
+                continue
+            if bound is not None and mu0 is not None and bound[sg, i] <= thr:
+                pn[:, sg, i] = mu0[:, sg, i]
+                continue
+            a = (1.0 if sg == 0 else -1.0) * Aall[:, i]
+            mu = st.mu_last.get(b)
+            if mu is not None and float(np.linalg.norm(a + prob.G[b].T @ mu)) <= thr:
+                pn[:, sg, i] = mu
+                continue
+            d, mu = project_cone(prob.G[b], a, prob.rown, accept_below=thr)
+            if float(np.linalg.norm(d)) > prob.beta * (1 + enter_tol):
+                entering.append((b, d, mu))
+            else:
+                pn[:, sg, i] = mu
+                st.mu_last[b] = mu
+    if trace is not None:
+        trace.append(("price", int((an > thr).sum()), len(entering)))
+    return entering, pn, mu0
+
+
+def enter_blocks(prob: FaceProblem, st: FaceState, entering: list[tuple[Block, np.ndarray, np.ndarray]]) -> None:
+    """Add the priced blocks along their projected steepest-descent directions (exact line minimiser, shared)."""
+    for b, d, mu in entering:
+        nd = float(np.linalg.norm(d))
+        fd = prob.F[b] @ d
+        t = (nd * nd - prob.beta * nd) / max(float(fd @ fd), 1e-300) / len(entering)
+        st.w[b] = t * d
+        st.act[b] = np.flatnonzero(mu > 0)
+        st.nullb.pop(b, None)
+        st.blocks.append(b)
+    st.fval, st.r = face_value(prob, st.blocks, st.w)
+
+
+def active_set_polish(Ut: np.ndarray, masks: np.ndarray, y: np.ndarray, beta: float, W: np.ndarray,
+                      act_rel: float = 0.05, rounds: int = 2000, deadline: float = math.inf,
+                      enter_tol: float = 1e-9, mu0: np.ndarray | None = None, pricing_pg_iters: int = 10,
+                      trace: Trace = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Primal active-set Newton method for one class on the blocks with norm > act_rel·max in W (q, 2, P).
+
+    Returns (W_new (q, 2, P), multipliers (n, 2, P)) of a point optimal for the whole class (every
+    zero block priced, module docstring), whose multipliers certify it, or None when the method
+    stops (deadline, memory limit POLISH_MAX_BYTES, or every block vanished). `mu0` (n, 2, P) seeds
+    the pricing multipliers; `trace` (optional list) records the rounds.
+    """
+    n, q = Ut.shape
+    P = masks.shape[1]
+    norms = np.linalg.norm(W, axis=0)
+    top = float(norms.max()) if norms.size else 0.0
+    if top == 0.0:
+        return None
+    prob = FaceProblem(Ut=Ut, masks=masks, y=y, beta=beta, top=top)
+    st = start_faces(prob, W, act_rel)
+    if st is None:
+        return None
+    for _ in range(rounds):
+        if time.perf_counter() > deadline or polish_bytes(n, q, len(st.blocks)) > limits.POLISH_MAX_BYTES:
+            return None
+        ns = newton_direction(prob, st)
+        if ns is None:
+            return None
+        if trace is not None:
+            trace.append((st.fval, ns.dec, len(st.blocks), int(ns.offs[-1])))
+        if ns.dec > 1e-18 * max(1.0, abs(st.fval)):
+            outcome = face_step(prob, st, ns, trace)
+            if outcome == "abort":
+                return None
+            if outcome == "continue":
+                continue
+        mult, released = face_multipliers(prob, st, trace)
+        if released:
+            continue
+        entering, pn, mu0 = price_zero_blocks(prob, st, mu0, pricing_pg_iters, enter_tol, trace)
+        if entering:
+            enter_blocks(prob, st, entering)
+            continue
+        Wn = np.zeros((q, 2, P))
+        for b in st.blocks:
+            Wn[:, b[0], b[1]] = st.w[b]
+            pn[:, b[0], b[1]] = mult[b]
+        return Wn, pn
+    return None
