@@ -37,6 +37,7 @@ include: "workflow/rules/whiten.smk"
 include: "workflow/rules/jobs.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
 
 
 localrules:
@@ -46,6 +47,7 @@ localrules:
     convex,
     tables,
     figures,
+    claims,
 
 
 rule all:
@@ -53,6 +55,7 @@ rule all:
     input:
         all_tables(),
         all_figures(),
+        CLAIMS_OUTPUTS,
     default_target: True
 
 
@@ -84,3 +87,9 @@ rule figures:
     """Figures (PDF + PNG) and Markdown/LaTeX tables under figures/."""
     input:
         all_figures(),
+
+
+rule claims:
+    """The claims scoreboard (figures/claims.md, .tex) and RESULTS.md."""
+    input:
+        CLAIMS_OUTPUTS,
