@@ -31,7 +31,7 @@ def _grid_record(base: dict[str, Any], points: list[dict[str, Any]], best: dict[
 
 def _run_sgd(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
     """The SGD grid (β × lr factor × epochs) for one seed; the validation choice is reported."""
-    points, traces = sgd_grid(inputs.data, p, inputs.device)
+    points, traces = sgd_grid(inputs.data, p, inputs.device, inputs.checkpoint)
     best = select_on_validation(points, TIES["sgd"])
     per_run = len(points) // len(traces)  # one training per (β, lr), resumed through the epoch grid
     run = next(i for i, pt in enumerate(points) if pt is best) // per_run

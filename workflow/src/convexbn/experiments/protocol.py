@@ -115,9 +115,25 @@ def _sgd_point(model: Any, d: dict[str, Any], Xs: dict[str, np.ndarray]) -> dict
     return out
 
 
-def sgd_grid(d: dict[str, Any], p: dict[str, Any], device: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every (β per sample, lr factor, epochs) of p['sgd']: (grid points, per-epoch traces with validation acc)."""
-    from convexbn.experiments.common import sgd_lr, train
+def _train_resumable(ckpt: str, **kw: Any) -> Any:
+    """One training through `experiments.common.train`, discarding a checkpoint left by another configuration."""
+    from convexbn.experiments.common import train
+    from convexbn.training import CheckpointMismatch
+
+    try:
+        return train(**kw, checkpoint=ckpt)
+    except CheckpointMismatch:
+        Path(ckpt).unlink(missing_ok=True)
+        return train(**kw, checkpoint=ckpt)
+
+
+def sgd_grid(d: dict[str, Any], p: dict[str, Any], device: str,
+             checkpoint: str | None = None) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """Every (β per sample, lr factor, epochs) of p['sgd']: (grid points, per-epoch traces with validation acc).
+
+    With `checkpoint` (a .pt path), each (β, lr) training keeps its own resumable checkpoint next to it.
+    """
+    from convexbn.experiments.common import sgd_lr
 
     s = p["sgd"]
     C = int(d["num_classes"])
@@ -130,13 +146,15 @@ def sgd_grid(d: dict[str, Any], p: dict[str, Any], device: str) -> tuple[list[di
         for lf in s["lr_factors"]:
             lr = sgd_lr({"lr": None, "lr_factor": lf, "width": s["width"]}, n, beta)
             with tempfile.TemporaryDirectory() as tmp:
-                ckpt = str(Path(tmp) / "run.pt")
+                ckpt = (str(Path(tmp) / "run.pt") if checkpoint is None
+                        else f"{str(checkpoint).removesuffix('.pt')}_b{float(bps):g}_lr{float(lf):g}.pt")
                 for ep in sorted(int(e) for e in s["epochs"]):
-                    tr = train(Xs["train"], one_hot(d["y_train"], C), beta, int(s["width"]), optimizer="sgd", lr=lr,
-                               epochs=ep, batch_size=int(s["batch_size"]), momentum=float(s["momentum"]),
-                               seed=int(p["seed"]), device=device, dtype=s["dtype"],
-                               X_test=Xs["val"] if has_val else None,
-                               Y_test=one_hot(d["y_val"], C) if has_val else None, checkpoint=ckpt)
+                    tr = _train_resumable(ckpt, X=Xs["train"], Y=one_hot(d["y_train"], C), beta=beta,
+                                          width=int(s["width"]), optimizer="sgd", lr=lr, epochs=ep,
+                                          batch_size=int(s["batch_size"]), momentum=float(s["momentum"]),
+                                          seed=int(p["seed"]), device=device, dtype=s["dtype"],
+                                          X_test=Xs["val"] if has_val else None,
+                                          Y_test=one_hot(d["y_val"], C) if has_val else None)
                     points.append({"beta_per_sample": float(bps), "beta": beta, "lr_factor": float(lf), "lr": lr,
                                    "epochs": ep, "objective": float(tr.final_objective), "seconds": float(tr.seconds),
                                    "width": int(s["width"]), **_sgd_point(tr.model, d, Xs)})
