@@ -479,9 +479,10 @@ def table_grid(grid: pd.DataFrame, out_dir: str, stem: str, experiment: str) -> 
 def table_knobs(summary: pd.DataFrame, out_dir: str, stem: str) -> None:
     """Test accuracy against the number of arrangements P, and with both test-time predictors (A4)."""
     rows = []
-    cv = summary[summary["method"].isin(["convex_truncated", "convex_P"])]
+    cv = summary[summary["method"].isin(["convex_truncated", "convex_P"]) & _col(summary, "P").notna()]
     first = _col(cv, "seed").min() if len(cv) else None
-    for _, r in cv[_col(cv, "seed") == first].sort_values("P").iterrows():
+    cv = cv[_col(cv, "seed") == first]
+    for _, r in (cv.sort_values("P") if len(cv) else cv).iterrows():
         rows.append({"knob": "arrangements P", "method": METHOD_LABELS["convex_truncated"], "value": int(r["P"]),
                      "seeds": 1, "chosen on validation": f"k={_int_or(r.get('k'), 'full')}, β/β_max={r.get('beta_ratio'):g}",
                      "test acc (%)": f"{100 * float(r['test_acc']):.2f}",
