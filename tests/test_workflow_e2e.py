@@ -130,7 +130,8 @@ def resume_overlay(path: Path) -> Path:
     overlay = only_experiments("truncation")
     overlay["experiments"]["truncation"].update({
         "datasets": ["digits"], "ks": [4],
-        "sgd": {"width": 32, "epochs": 1500, "batch_size": 10, "lr": 0.001, "momentum": 0.9, "dtype": "float32"}})
+        "sgd": {"width": 32, "epochs": [1500], "batch_size": 10, "beta_per_sample": [0.001], "lr_factors": [5.0],
+                "momentum": 0.9, "dtype": "float32"}})
     return write_overlay(path, overlay)
 
 
@@ -189,8 +190,8 @@ def test_solver_failure_is_recorded_and_keep_going_finishes_the_rest(tmp_path: P
     overlay = only_experiments("equivalence", "closed_form", "truncation")
     overlay["experiments"]["equivalence"]["solver"] = "MOSEK"
     overlay["experiments"]["truncation"].update({
-        "datasets": ["digits"], "ks": [4], "convex": {"max_iter": 1, "max_seconds": 5, "tol": 1.0e-12},
-        "sgd": {"width": 8, "epochs": 1, "batch_size": 100, "lr": 0.001, "momentum": 0.9, "dtype": "float32"}})
+        "datasets": ["digits"], "ks": [4], "convex": {"max_seconds": 0.001, "tol": 1.0e-12},
+        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9, "dtype": "float32"}})
     cfg = write_overlay(tmp_path / "fail.yaml", overlay)
     env = workflow_env(HOME=str(tmp_path), MOSEKLM_LICENSE_FILE=str(tmp_path / "no-such-licence.lic"))
     proc = run_snakemake(wf, "--cores", "2", "--keep-going", *CI, str(cfg), env=env, timeout=1200)
@@ -239,8 +240,8 @@ def test_offline_cifar_failure_leaves_other_datasets_complete(tmp_path: Path) ->
     overlay["data"] = {"cifar10": {"synthetic": None, "archive": None, "url": closed_port_url()}}
     overlay["fetch"] = {"retries": 0, "backoff": 0.1, "timeout": 5, "job_retries": 0}
     overlay["experiments"]["truncation"].update({
-        "datasets": ["digits", "cifar10"], "ks": [4], "convex": {"max_iter": 50, "max_seconds": 5, "tol": 1.0e-4},
-        "sgd": {"width": 8, "epochs": 1, "batch_size": 100, "lr": 0.001, "momentum": 0.9, "dtype": "float32"}})
+        "datasets": ["digits", "cifar10"], "ks": [4], "convex": {"max_seconds": 5, "tol": 1.0e-4},
+        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9, "dtype": "float32"}})
     cfg = write_overlay(tmp_path / "offline.yaml", overlay)
     proc = run_snakemake(wf, "--cores", "2", "--keep-going", *CI, str(cfg), timeout=900)
     out = proc.stdout + proc.stderr
