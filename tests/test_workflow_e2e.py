@@ -191,7 +191,8 @@ def test_solver_failure_is_recorded_and_keep_going_finishes_the_rest(tmp_path: P
     overlay["experiments"]["equivalence"]["solver"] = "MOSEK"
     overlay["experiments"]["truncation"].update({
         "datasets": ["digits"], "ks": [4], "convex": {"max_seconds": 0.001, "tol": 1.0e-12},
-        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9, "dtype": "float32"}})
+        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9,
+                "dtype": "float32"}})
     cfg = write_overlay(tmp_path / "fail.yaml", overlay)
     env = workflow_env(HOME=str(tmp_path), MOSEKLM_LICENSE_FILE=str(tmp_path / "no-such-licence.lic"))
     proc = run_snakemake(wf, "--cores", "2", "--keep-going", *CI, str(cfg), env=env, timeout=1200)
@@ -241,7 +242,8 @@ def test_offline_cifar_failure_leaves_other_datasets_complete(tmp_path: Path) ->
     overlay["fetch"] = {"retries": 0, "backoff": 0.1, "timeout": 5, "job_retries": 0}
     overlay["experiments"]["truncation"].update({
         "datasets": ["digits", "cifar10"], "ks": [4], "convex": {"max_seconds": 5, "tol": 1.0e-4},
-        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9, "dtype": "float32"}})
+        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9,
+                "dtype": "float32"}})
     cfg = write_overlay(tmp_path / "offline.yaml", overlay)
     proc = run_snakemake(wf, "--cores", "2", "--keep-going", *CI, str(cfg), timeout=900)
     out = proc.stdout + proc.stderr

@@ -483,8 +483,9 @@ def table_knobs(summary: pd.DataFrame, out_dir: str, stem: str) -> None:
     first = _col(cv, "seed").min() if len(cv) else None
     cv = cv[_col(cv, "seed") == first]
     for _, r in (cv.sort_values("P") if len(cv) else cv).iterrows():
+        chosen = f"k={_int_or(r.get('k'), 'full')}, β/β_max={r.get('beta_ratio'):g}"
         rows.append({"knob": "arrangements P", "method": METHOD_LABELS["convex_truncated"], "value": int(r["P"]),
-                     "seeds": 1, "chosen on validation": f"k={_int_or(r.get('k'), 'full')}, β/β_max={r.get('beta_ratio'):g}",
+                     "seeds": 1, "chosen on validation": chosen,
                      "test acc (%)": f"{100 * float(r['test_acc']):.2f}",
                      "certified": f"{_int_or(r.get('grid_certified'))}/{_int_or(r.get('grid_points'))}"})
     for method in ("convex_full", "convex_truncated"):
