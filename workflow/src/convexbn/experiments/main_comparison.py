@@ -29,7 +29,7 @@ def _grid_record(base: dict[str, Any], points: list[dict[str, Any]], best: dict[
     return [{**base, **pt, "selected": pt is best} for pt in points]
 
 
-def _run_sgd(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
+def run_sgd_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
     """The SGD grid (β × lr factor × epochs) for one seed; the validation choice is reported."""
     points, traces = sgd_grid(inputs.data, p, inputs.device, inputs.checkpoint)
     best = select_on_validation(points, TIES["sgd"])
@@ -44,7 +44,7 @@ def _run_sgd(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict
             "grid": _grid_record(base, points, best)}
 
 
-def _run_convex(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
+def run_convex_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
     """The convex paths of the job's ks at its P; (β ratio, k) chosen on validation."""
     P = int(p.get("P") or p["arrangements"])
     points = convex_grid(inputs.data, inputs.whitening, _ks(p), p, P, inputs.device)
@@ -66,7 +66,7 @@ def _run_convex(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> d
             "grid": _grid_record(base, points, best)}
 
 
-_METHODS = {"sgd": _run_sgd, "convex_full": _run_convex, "convex_truncated": _run_convex, "convex_P": _run_convex}
+_METHODS = {"sgd": run_sgd_grid, "convex_full": run_convex_grid, "convex_truncated": run_convex_grid, "convex_P": run_convex_grid}
 
 
 def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from convexbn.experiments.common import JobInputs
-from convexbn.experiments.main_comparison import _run_convex, _run_sgd
+from convexbn.experiments.main_comparison import run_convex_grid, run_sgd_grid
 
 
 def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
@@ -17,10 +17,10 @@ def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
 
     base = {"method": p["method"], "dataset": p["dataset"], "seed": p["seed"]}
     if p["method"] == "sgd":
-        res = _run_sgd(p, inputs, base)
+        res = run_sgd_grid(p, inputs, base)
         res["metrics"]["k"] = None
         return res
-    res = _run_convex({**p, "method": "convex_k", "ks": [p["k"] if p["k"] is not None else "full"]}, inputs, base)
+    res = run_convex_grid({**p, "method": "convex_k", "ks": [p["k"] if p["k"] is not None else "full"]}, inputs, base)
     res["metrics"].update({"k_label": k_label("full" if p["k"] is None else p["k"]),
                            "rank": inputs.whitening.rank})
     return res
