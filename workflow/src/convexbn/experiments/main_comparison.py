@@ -66,7 +66,8 @@ def run_convex_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) 
             "grid": _grid_record(base, points, best)}
 
 
-_METHODS = {"sgd": run_sgd_grid, "convex_full": run_convex_grid, "convex_truncated": run_convex_grid, "convex_P": run_convex_grid}
+_METHODS = {"sgd": run_sgd_grid, "convex_full": run_convex_grid, "convex_truncated": run_convex_grid,
+            "convex_P": run_convex_grid}
 
 
 def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:

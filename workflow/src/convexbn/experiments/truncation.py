@@ -20,7 +20,8 @@ def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
         res = run_sgd_grid(p, inputs, base)
         res["metrics"]["k"] = None
         return res
-    res = run_convex_grid({**p, "method": "convex_k", "ks": [p["k"] if p["k"] is not None else "full"]}, inputs, base)
+    ks = [p["k"] if p["k"] is not None else "full"]
+    res = run_convex_grid({**p, "method": "convex_k", "ks": ks}, inputs, base)
     res["metrics"].update({"k_label": k_label("full" if p["k"] is None else p["k"]),
                            "rank": inputs.whitening.rank})
     return res
