@@ -234,7 +234,8 @@ def test_implicit_bias_gd_concentrates_more_than_the_convex_solution(digits, tmp
 def test_truncation_and_main_comparison_choose_every_setting_on_validation(digits, tmp_path):
     base = {"datasets": ["digits"], "arrangements": 6, "sgd": SGD_GRID, "predictor": "network",
             "beta_ratios": [0.3, 0.1], "convex": {"max_seconds": 10, "tol": 1e-5}}
-    tdocs, tdf = _run_all("truncation", tiny_config("truncation", **base, ks=[4, "full"]), tmp_path, *digits)
+    tdocs, tdf = _run_all("truncation", tiny_config("truncation", **base, ks=[4, 500, "full"]), tmp_path, *digits)
+    assert tdocs["k500_digits"]["metrics"]["k"] == tdocs["kfull_digits"]["metrics"]["k"]  # k ≥ rank: full whitening
     assert tdocs["kfull_digits"]["metrics"]["k"] == tdocs["kfull_digits"]["metrics"]["rank"]
     assert tdocs["k4_digits"]["metrics"]["q"] == 5
     mconfig = tiny_config("main_comparison", **base, seeds=[0], methods=["sgd", "convex_full", "convex_truncated"],
@@ -259,7 +260,7 @@ def test_truncation_and_main_comparison_choose_every_setting_on_validation(digit
     assert sgd["trace"] and all("val_acc" in r for r in sgd["trace"])  # per-epoch validation accuracy
     grid_rows = df[df["record"] == "grid"]  # the whole grid reaches the aggregated table
     assert len(grid_rows) == sum(len(d["grid"]) for d in mdocs.values())
-    assert set(tdf[tdf["record"] == "grid"]["job"]) == {"sgd_digits", "k4_digits", "kfull_digits"}
+    assert set(tdf[tdf["record"] == "grid"]["job"]) == {"sgd_digits", "k4_digits", "k500_digits", "kfull_digits"}
     ckpts = list((tmp_path / "results" / "main_comparison" / "checkpoints").glob("sgd_digits_s0_*.pt"))
     assert len(ckpts) == 2  # one resumable training per (β, lr)
     # a changed configuration discards the stale checkpoints instead of failing

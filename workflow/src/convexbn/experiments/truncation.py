@@ -20,7 +20,7 @@ def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
         res = run_sgd_grid(p, inputs, base)
         res["metrics"]["k"] = None
         return res
-    ks = [p["k"] if p["k"] is not None else "full"]
+    ks = [p["k"] if p["k"] is not None and int(p["k"]) < inputs.whitening.k else "full"]  # k ≥ rank: full
     res = run_convex_grid({**p, "method": "convex_k", "ks": ks}, inputs, base)
     res["metrics"].update({"k_label": k_label("full" if p["k"] is None else p["k"]),
                            "rank": inputs.whitening.rank})
