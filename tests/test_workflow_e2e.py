@@ -136,10 +136,12 @@ def resume_overlay(path: Path) -> Path:
 
 
 def metrics_of(wf: Path) -> dict[str, Any]:
-    """Metrics and trace of the SGD job (the numbers that must not depend on an interruption)."""
+    """Metrics, grid and trace of the SGD job without wall-clock times (the numbers that must not depend on an
+    interruption)."""
     doc = json.loads((wf / JOB).read_text())
-    return {"metrics": doc["metrics"], "trace": [{k: v for k, v in row.items() if k != "seconds"}
-                                                 for row in doc["trace"]]}
+    untimed = lambda row: {k: v for k, v in row.items() if not k.endswith("seconds")}  # noqa: E731
+    return {"metrics": untimed(doc["metrics"]), "grid": [untimed(r) for r in doc["grid"]],
+            "trace": [untimed(r) for r in doc["trace"]]}
 
 
 def test_kill_during_baseline_then_resume_gives_same_numbers(tmp_path: Path) -> None:
