@@ -87,12 +87,13 @@ def test_report_after_the_run(ci_run: tuple[Path, Any]) -> None:
 
 def test_adding_one_k_plans_only_the_new_job(ci_run: tuple[Path, Any], tmp_path: Path) -> None:
     """Jobs receive only their own settings: one more k in truncation.ks plans that one job, its table and
-    its figures, nothing else (no other job's parameters changed)."""
+    its figures, and the scoreboard and RESULTS.md that read the table; nothing else (no other job's parameters
+    changed)."""
     wf, _ = ci_run
     overlay = write_overlay(tmp_path / "k.yaml", {"experiments": {"truncation": {"ks": [4, "full", 16]}}})
     plan = run_snakemake(wf, "-n", "--cores", "2", *CI, str(overlay), timeout=300, check=True)
     assert planned_rules(plan.stdout) == {"run_job": 1, "aggregate": 1, "figures_truncation_digits": 1,
-                                          "all": 1}, plan.stdout[-3000:]
+                                          "claims_scoreboard": 1, "results_md": 1, "all": 1}, plan.stdout[-3000:]
     assert "results/truncation/jobs/k16_digits.json" in plan.stdout
 
 
