@@ -286,3 +286,26 @@ def test_ci_config_writes_the_scoreboard_and_results_md(tmp_path: Path) -> None:
                   check=True)
     cifar = [line for line in (wf / "figures" / "claims.md").read_text().splitlines() if "| cifar10 |" in line]
     assert cifar and all(" | not run | no cifar10 archive" in line for line in cifar)
+
+
+def test_certification_counts_every_grid_solve_and_names_the_uncertified() -> None:
+    """A validated grid with one stopped path point is not certified, and the row says which and why."""
+    rows = [{"method": "convex_truncated", "seed": s, "val_acc": 0.9, "test_acc": 0.9, "solver_status": "optimal",
+             "solver_gap": 1e-9, "grid_points": 4, "grid_certified": 4 - (s == 1), "selected_by": "validation",
+             "uncertified": "k=16 β/β_max=0.003: time_limit (gap n/a)" if s == 1 else ""} for s in range(3)]
+    ok, text = C.certification(pd.DataFrame(rows))
+    assert not ok and "11/12" in text and "seed 1: k=16 β/β_max=0.003: time_limit" in text
+    assert C.certification(pd.DataFrame(rows[:1]))[0]
+    loose = pd.DataFrame([{"solver_status": "optimal", "solver_gap": 1e-3}])
+    assert C.certification(loose) == (False, "no (0/1 optimal; optimal with gap > 0.0001 × 1)")
+
+
+def test_convex_vs_sgd_reads_the_validated_choices_of_the_grid_jobs() -> None:
+    """One row per seed and method, each the validation choice of its job's grid (selected_by = validation)."""
+    rows = [{"method": m, "seed": s, "val_acc": 0.9, "test_acc": acc + 0.01 * s, "selected_by": "validation",
+             "k_selected_by": "validation accuracy", "solver_status": "optimal", "solver_gap": 0.0,
+             "grid_points": 6, "grid_certified": 6, "dataset": "digits"}
+            for s in range(3) for m, acc in (("convex_truncated", 0.95), ("sgd", 0.92))]
+    held = C.claim_convex_vs_sgd(table(rows), "digits")
+    assert held["verdict"] == C.HOLDS and "+3.0 ± 0.0 pp" in held["measured"], held
+    assert "β by validation" in held["validated"] and held["certified"].startswith("yes (18/18")

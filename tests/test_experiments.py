@@ -215,7 +215,8 @@ def test_build_dataset_splits_and_rejects_oversized_requests(digits, tmp_path):
         build_dataset("x", {**ds_cfg, "kind": "mnist"}, None, str(tmp_path / "x.npz"))
 
 
-SGD = {"width": 16, "epochs": 2, "batch_size": 40, "lr": None, "lr_factor": 5.0, "momentum": 0.9, "dtype": "float32"}
+SGD_GRID = {"width": 16, "batch_size": 40, "momentum": 0.9, "dtype": "float32", "beta_per_sample": [0.001, 0.01],
+            "lr_factors": [5.0], "epochs": [1, 2]}
 
 
 def test_implicit_bias_gd_concentrates_more_than_the_convex_solution(digits, tmp_path):
@@ -230,33 +231,57 @@ def test_implicit_bias_gd_concentrates_more_than_the_convex_solution(digits, tmp
         assert abs(g["energy"].sum() - 1.0) < 1e-6
 
 
-def test_truncation_and_main_comparison_choose_k_on_validation(digits, tmp_path):
-    base = {"datasets": ["digits"], "arrangements": 6, "sgd": SGD, "predictor": "network"}
-    tconfig = tiny_config("truncation", **base, ks=[4, "full"],
-                          convex={"max_iter": 60, "max_seconds": 10, "tol": 1e-5})
-    tdocs, _ = _run_all("truncation", tconfig, tmp_path, *digits)
+def test_truncation_and_main_comparison_choose_every_setting_on_validation(digits, tmp_path):
+    base = {"datasets": ["digits"], "arrangements": 6, "sgd": SGD_GRID, "predictor": "network",
+            "beta_ratios": [0.3, 0.1], "convex": {"max_seconds": 10, "tol": 1e-5}}
+    tdocs, tdf = _run_all("truncation", tiny_config("truncation", **base, ks=[4, 500, "full"]), tmp_path, *digits)
+    assert tdocs["k500_digits"]["metrics"]["k"] == tdocs["kfull_digits"]["metrics"]["k"]  # k ≥ rank: full whitening
     assert tdocs["kfull_digits"]["metrics"]["k"] == tdocs["kfull_digits"]["metrics"]["rank"]
     assert tdocs["k4_digits"]["metrics"]["q"] == 5
     mconfig = tiny_config("main_comparison", **base, seeds=[0], methods=["sgd", "convex_full", "convex_truncated"],
-                          ks=[4, 12], convex_full={"max_iter": 60, "max_seconds": 10, "tol": 1e-5},
-                          convex_truncated={"max_iter": 40, "max_seconds": 10, "tol": 1e-5}, trace_points=3)
+                          ks=[4, 12], p_sweep=[6, 10])
     mdocs, df = _run_all("main_comparison", mconfig, tmp_path, *digits)
-    tr = mdocs["convex_truncated_digits_s0"]["metrics"]
-    best = int(np.argmax(tr["val_acc_candidates"]))
-    assert tr["k"] == tr["k_candidates"][best]
+    assert set(mdocs) == {"sgd_digits_s0", "convex_full_digits_s0", "convex_truncated_digits_s0",
+                          "convex_P10_digits_s0"}  # P = 6 is the truncated job itself
     for doc in mdocs.values():
         _check_doc(doc)
         m = doc["metrics"]
-        assert 0.0 <= m["test_acc"] <= 1.0 and doc["dataset"] == "digits"
-        assert doc["trace"] and all("test_acc" in r for r in doc["trace"])
-    assert len(mdocs["convex_full_digits_s0"]["trace"]) >= 2  # accuracy checkpoints of the traced solve
-    ckpt = tmp_path / "results" / "main_comparison" / "checkpoints" / "sgd_digits_s0.pt"
-    assert ckpt.is_file()
-    # a changed configuration discards the stale checkpoint instead of failing
-    mconfig2 = tiny_config("main_comparison", **{**base, "sgd": {**SGD, "lr_factor": 2.0}}, seeds=[0])
+        assert m["selected_by"] == "validation" and 0.0 <= m["test_acc"] <= 1.0 and doc["dataset"] == "digits"
+        chosen = [g for g in doc["grid"] if g["selected"]]
+        assert len(chosen) == 1 and chosen[0]["val_acc"] == max(g["val_acc"] for g in doc["grid"])
+        assert chosen[0]["test_acc"] == m["test_acc"]
+    tr = mdocs["convex_truncated_digits_s0"]
+    assert {(g["k"], g["beta_ratio"]) for g in tr["grid"]} == {(4, 0.3), (4, 0.1), (12, 0.3), (12, 0.1)}
+    assert all(g["beta"] == pytest.approx(g["beta_ratio"] * g["beta_max"]) for g in tr["grid"])
+    assert all(g["test_acc_network"] is not None and g["test_acc_generator"] is not None for g in tr["grid"])
+    assert tr["metrics"]["grid_points"] == 4 and mdocs["convex_P10_digits_s0"]["metrics"]["P"] == 10
+    sgd = mdocs["sgd_digits_s0"]
+    assert {(g["beta_per_sample"], g["epochs"]) for g in sgd["grid"]} == {(0.001, 1), (0.001, 2), (0.01, 1), (0.01, 2)}
+    assert sgd["trace"] and all("val_acc" in r for r in sgd["trace"])  # per-epoch validation accuracy
+    grid_rows = df[df["record"] == "grid"]  # the whole grid reaches the aggregated table
+    assert len(grid_rows) == sum(len(d["grid"]) for d in mdocs.values())
+    assert set(tdf[tdf["record"] == "grid"]["job"]) == {"sgd_digits", "k4_digits", "k500_digits", "kfull_digits"}
+    ckpts = list((tmp_path / "results" / "main_comparison" / "checkpoints").glob("sgd_digits_s0_*.pt"))
+    assert len(ckpts) == 2  # one resumable training per (β, lr)
+    # a changed configuration discards the stale checkpoints instead of failing
+    mconfig2 = tiny_config("main_comparison", **{**base, "sgd": {**SGD_GRID, "width": 8}}, seeds=[0])
     out = tmp_path / "results" / "main_comparison" / "jobs" / "sgd_digits_s0.json"
+    ckpt = tmp_path / "results" / "main_comparison" / "checkpoints" / "sgd_digits_s0.pt"
     run_job(grid.find_job(mconfig2, "main_comparison", "sgd_digits_s0"), *digits, str(out), str(ckpt))
     assert json.loads(out.read_text())["status"] == "ok"
+
+
+def test_one_selection_rule_for_every_method_never_reads_test():
+    """Validation and test disagree: the validation choice wins; ties go to the stronger β, then the smaller k."""
+    sgd = [{"beta_per_sample": 1e-3, "epochs": 30, "val_acc": 0.90, "train_acc": 0.99, "test_acc": 0.80},
+           {"beta_per_sample": 1e-2, "epochs": 30, "val_acc": 0.85, "train_acc": 0.95, "test_acc": 0.97}]
+    assert select_on_validation(sgd, ("-beta_per_sample", "epochs"))["beta_per_sample"] == 1e-3
+    convex = [{"k": 16, "beta_ratio": 0.01, "val_acc": 0.9, "train_acc": 1.0, "test_acc": 0.5},
+              {"k": 16, "beta_ratio": 0.1, "val_acc": 0.9, "train_acc": 0.9, "test_acc": 0.6},
+              {"k": 8, "beta_ratio": 0.1, "val_acc": 0.9, "train_acc": 0.8, "test_acc": 0.7},
+              {"k": 32, "beta_ratio": 0.3, "val_acc": 0.8, "train_acc": 0.8, "test_acc": 0.99}]
+    best = select_on_validation(convex, ("-beta_ratio", "k"))
+    assert (best["k"], best["beta_ratio"]) == (8, 0.1)
 
 
 def test_variants_local_search_never_beats_the_convex_optimum(tmp_path):

@@ -86,8 +86,9 @@ def test_report_after_the_run(ci_run: tuple[Path, Any]) -> None:
 
 
 def test_adding_one_k_plans_only_the_new_job(ci_run: tuple[Path, Any], tmp_path: Path) -> None:
-    """Jobs receive only their own settings: one more k in truncation.ks plans that one job, its table, its
-    figures and the claims scoreboard and RESULTS.md that read every table, nothing else."""
+    """Jobs receive only their own settings: one more k in truncation.ks plans that one job, its table and
+    its figures, and the scoreboard and RESULTS.md that read the table; nothing else (no other job's parameters
+    changed)."""
     wf, _ = ci_run
     overlay = write_overlay(tmp_path / "k.yaml", {"experiments": {"truncation": {"ks": [4, "full", 16]}}})
     plan = run_snakemake(wf, "-n", "--cores", "2", *CI, str(overlay), timeout=300, check=True)
@@ -130,15 +131,18 @@ def resume_overlay(path: Path) -> Path:
     overlay = only_experiments("truncation")
     overlay["experiments"]["truncation"].update({
         "datasets": ["digits"], "ks": [4],
-        "sgd": {"width": 32, "epochs": 1500, "batch_size": 10, "lr": 0.001, "momentum": 0.9, "dtype": "float32"}})
+        "sgd": {"width": 32, "epochs": [1500], "batch_size": 10, "beta_per_sample": [0.001], "lr_factors": [5.0],
+                "momentum": 0.9, "dtype": "float32"}})
     return write_overlay(path, overlay)
 
 
 def metrics_of(wf: Path) -> dict[str, Any]:
-    """Metrics and trace of the SGD job (the numbers that must not depend on an interruption)."""
+    """Metrics, grid and trace of the SGD job without wall-clock times (the numbers that must not depend on an
+    interruption)."""
     doc = json.loads((wf / JOB).read_text())
-    return {"metrics": doc["metrics"], "trace": [{k: v for k, v in row.items() if k != "seconds"}
-                                                 for row in doc["trace"]]}
+    untimed = lambda row: {k: v for k, v in row.items() if not k.endswith("seconds")}  # noqa: E731
+    return {"metrics": untimed(doc["metrics"]), "grid": [untimed(r) for r in doc["grid"]],
+            "trace": [untimed(r) for r in doc["trace"]]}
 
 
 def test_kill_during_baseline_then_resume_gives_same_numbers(tmp_path: Path) -> None:
@@ -189,8 +193,9 @@ def test_solver_failure_is_recorded_and_keep_going_finishes_the_rest(tmp_path: P
     overlay = only_experiments("equivalence", "closed_form", "truncation")
     overlay["experiments"]["equivalence"]["solver"] = "MOSEK"
     overlay["experiments"]["truncation"].update({
-        "datasets": ["digits"], "ks": [4], "convex": {"max_iter": 1, "max_seconds": 5, "tol": 1.0e-12},
-        "sgd": {"width": 8, "epochs": 1, "batch_size": 100, "lr": 0.001, "momentum": 0.9, "dtype": "float32"}})
+        "datasets": ["digits"], "ks": [4], "convex": {"max_seconds": 0.001, "tol": 1.0e-12},
+        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9,
+                "dtype": "float32"}})
     cfg = write_overlay(tmp_path / "fail.yaml", overlay)
     env = workflow_env(HOME=str(tmp_path), MOSEKLM_LICENSE_FILE=str(tmp_path / "no-such-licence.lic"))
     proc = run_snakemake(wf, "--cores", "2", "--keep-going", *CI, str(cfg), env=env, timeout=1200)
@@ -239,8 +244,9 @@ def test_offline_cifar_failure_leaves_other_datasets_complete(tmp_path: Path) ->
     overlay["data"] = {"cifar10": {"synthetic": None, "archive": None, "url": closed_port_url()}}
     overlay["fetch"] = {"retries": 0, "backoff": 0.1, "timeout": 5, "job_retries": 0}
     overlay["experiments"]["truncation"].update({
-        "datasets": ["digits", "cifar10"], "ks": [4], "convex": {"max_iter": 50, "max_seconds": 5, "tol": 1.0e-4},
-        "sgd": {"width": 8, "epochs": 1, "batch_size": 100, "lr": 0.001, "momentum": 0.9, "dtype": "float32"}})
+        "datasets": ["digits", "cifar10"], "ks": [4], "convex": {"max_seconds": 5, "tol": 1.0e-4},
+        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9,
+                "dtype": "float32"}})
     cfg = write_overlay(tmp_path / "offline.yaml", overlay)
     proc = run_snakemake(wf, "--cores", "2", "--keep-going", *CI, str(cfg), timeout=900)
     out = proc.stdout + proc.stderr

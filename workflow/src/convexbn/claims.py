@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from convexbn.experiments.selection import select_on_validation as choose
+
 HOLDS = "holds"
 FAILS = "does not hold"
 NOT_RUN = "not run"
@@ -40,6 +42,8 @@ VARIANTS: tuple[str, ...] = ("bn_after_relu", "cnn", "deep", "vector_output")
 REAL_DATA = {"implicit_bias": "implicit_bias", "truncation": "truncation", "main_comparison": "convex_vs_sgd"}
 #: Columns holding β, in order of preference (a ratio of β_max when the experiment records one).
 BETA_COLUMNS: tuple[str, ...] = ("beta_ratio", "beta")
+#: Largest duality gap of a certified convex solve (status optimal as well).
+CERTIFIED_GAP = 1e-4
 #: Columns whose value is the selection rule of a setting (recorded by the experiment when it selects).
 SELECTED_BY_COLUMNS: tuple[str, ...] = ("beta_selected_by", "selected_by")
 
@@ -112,15 +116,28 @@ def dataset_label(s: pd.DataFrame | None, name: str | None) -> str:
 
 
 def certification(s: pd.DataFrame) -> tuple[bool, str]:
-    """(every solve optimal, 'yes' or 'no: status × count, ...') from the solver_status column."""
-    status = text_col(s, "solver_status").replace("", "missing")
-    bad = status[status != "optimal"]
+    """(every convex solve certified, 'yes …' or 'no: …, which and why').
+
+    A solve is certified when its status is optimal and its gap is at most CERTIFIED_GAP. Rows of a
+    validated grid (grid_points, grid_certified, uncertified columns) count every grid point the choice
+    was made from, and name the uncertified ones (k, β/β_max: status and gap).
+    """
     if s.empty:
         return False, "no convex solve"
-    if bad.empty:
+    if "grid_points" in s.columns and col(s, "grid_points").notna().all():
+        total, good = int(col(s, "grid_points").sum()), int(col(s, "grid_certified").fillna(0).sum())
+        if good == total:
+            return True, f"yes ({good}/{total} grid solves optimal, gap ≤ {CERTIFIED_GAP:g})"
+        which = "; ".join(f"seed {sd}: {u}" for sd, u in zip(seeds(s), text_col(s, "uncertified")) if u)
+        return False, f"no ({good}/{total} grid solves certified; {which})"
+    status = text_col(s, "solver_status").replace("", "missing")
+    gap = col(s, "solver_gap")
+    ok = (status == "optimal") & ~(gap > CERTIFIED_GAP)
+    if ok.all():
         return True, f"yes ({len(status)}/{len(status)} optimal)"
+    bad = status[~ok].where(status[~ok] != "optimal", f"optimal with gap > {CERTIFIED_GAP:g}")
     counts = ", ".join(f"{k} × {v}" for k, v in bad.value_counts().items())
-    return False, f"no ({len(status) - len(bad)}/{len(status)} optimal; {counts})"
+    return False, f"no ({int(ok.sum())}/{len(status)} optimal; {counts})"
 
 
 def _not_run(key: str, statistic: str, criterion: str, dataset: str, why: str) -> dict[str, Any]:
@@ -235,12 +252,18 @@ def seeds(s: pd.DataFrame) -> pd.Series:
 
 
 def select_on_validation(s: pd.DataFrame) -> pd.DataFrame:
-    """Per seed, the row with the best validation accuracy (ties: the first); all rows are candidates."""
+    """Per seed, the row chosen by the experiments' one selection rule (best validation accuracy; ties to
+    the stronger regularisation, then the smaller k); every row of a seed is a candidate."""
     if s.empty:
         return s
-    s = s.assign(_seed=seeds(s), _val=col(s, "val_acc").fillna(-np.inf))
-    idx = s.sort_values(["_seed", "_val"], ascending=[True, False], kind="stable").groupby("_seed").head(1).index
-    return s.loc[idx].drop(columns=["_seed", "_val"])
+    s = s.assign(_seed=seeds(s))
+    keep = []
+    for _, g in s.groupby("_seed", sort=True):
+        recs = [{"_i": i, "val_acc": v, "train_acc": t, "beta_ratio": b, "k": k}
+                for i, v, t, b, k in zip(g.index, col(g, "val_acc"), col(g, "train_acc"), col(g, "beta_ratio"),
+                                         col(g, "k"))]
+        keep.append(choose(recs, ("-beta_ratio", "k"))["_i"])
+    return s.loc[keep].drop(columns=["_seed"])
 
 
 def beta_validation(s: pd.DataFrame) -> tuple[bool, str]:
@@ -337,7 +360,7 @@ def claim_truncation(table: pd.DataFrame | None, dataset: str, why: str = "table
     k_ok = col(trunc_all, "val_acc").notna().all()
     validated = validated and bool(k_ok)
     how = f"k: {'on validation' if k_ok else 'no validation accuracy'}; {how}"
-    ok_cert, cert = certification(pd.concat([trunc, fullw]))
+    ok_cert, cert = certification(pd.concat([trunc_all, full_all]))
     ks = ", ".join(str(int(k)) for k in sorted(set(col(trunc, "k").dropna())))
     measured = (f"Δ {pm(diff, 1, '+.1f', ' pp')} (truncated k = {ks}: {pm(col(trunc, 'test_acc'), 100, '.1f', ' %')}; "
                 f"full: {pm(col(fullw, 'test_acc'), 100, '.1f', ' %')})")

@@ -30,13 +30,14 @@ METHOD_LABELS: dict[str, str] = {
     "convex": "Convex (exact)",
     "convex_full": "Convex (exact, full whitening)",
     "convex_truncated": "Convex (truncated whitening, k on validation)",
+    "convex_P": "Convex (truncated whitening) at another P",
     "closed_form": "Closed form",
 }
 
 #: One colour per method, shared by every figure.
 METHOD_COLORS: dict[str, str] = {
     "sgd": "#1f77b4", "gd": "#2ca02c", "adam": "#9467bd", "convex": "#000000",
-    "convex_full": "#d62728", "convex_truncated": "#ff7f0e", "closed_form": "#8c564b",
+    "convex_full": "#d62728", "convex_truncated": "#ff7f0e", "closed_form": "#8c564b", "convex_P": "#e377c2",
 }
 
 STYLE: dict[str, Any] = {
@@ -112,6 +113,12 @@ def read_table(table_csv: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if summary.empty:
         raise ValueError(f"{table_csv}: no summary rows; nothing to plot")
     return summary, trace
+
+
+def read_grid(table_csv: str) -> pd.DataFrame:
+    """The grid rows (every setting a method was selected from) of an aggregated CSV; empty when none."""
+    df = pd.read_csv(table_csv)
+    return df[df["record"] == "grid"].copy() if "record" in df.columns else df.iloc[:0]
 
 
 def _any_true(s: pd.Series | None) -> bool:
@@ -359,15 +366,20 @@ def table_truncation(summary: pd.DataFrame, out_dir: str, stem: str = "truncatio
         best_k = select_on_validation(cv.to_dict("records"), "kn")["kn"] if cv["val_acc"].notna().any() else None
         for _, r in cv.iterrows():
             rows.append({"dataset": ds, "method": "Convex (truncated)", "k": int(r["kn"]),
-                         "chosen on validation": "yes" if r["kn"] == best_k else "", "train acc": r["train_acc"],
-                         "val acc": r["val_acc"], "test acc": r["test_acc"], "solver status": r.get("solver_status")})
+                         "setting chosen on validation": f"β/β_max={r.get('beta_ratio')}",
+                         "k chosen on validation": "yes" if r["kn"] == best_k else "", "train acc": r["train_acc"],
+                         "val acc": r["val_acc"], "test acc": r["test_acc"], "solver status": r.get("solver_status"),
+                         "certified grid points": f"{_int_or(r.get('grid_certified'))}/{_int_or(r.get('grid_points'))}",
+                         "uncertified": r.get("uncertified")})
         for _, r in s[s["method"] == "sgd"].iterrows():
-            rows.append({"dataset": ds, "method": METHOD_LABELS["sgd"], "k": None, "chosen on validation": "",
-                         "train acc": r["train_acc"], "val acc": r.get("val_acc"), "test acc": r["test_acc"],
-                         "solver status": None})
+            rows.append({"dataset": ds, "method": METHOD_LABELS["sgd"], "k": None,
+                         "setting chosen on validation": _chosen_setting(s[s["method"] == "sgd"], "sgd"),
+                         "k chosen on validation": "", "train acc": r["train_acc"], "val acc": r.get("val_acc"),
+                         "test acc": r["test_acc"], "solver status": None, "certified grid points": "",
+                         "uncertified": ""})
     _write_table(pd.DataFrame(rows), out_dir, stem,
-                 "Accuracy of the convex model with whitening truncated to k directions; k chosen on the "
-                 "validation split, never on the test set (settings ours).")
+                 "Accuracy of the convex model with whitening truncated to k directions, β/β_max chosen per k "
+                 "and k chosen on the validation split, never on the test set (settings ours).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -410,20 +422,84 @@ def _pm(v: pd.Series, scale: float = 100.0) -> str:
     return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
 
 
+def _int_or(v: Any, missing: str = "n/a") -> str:
+    """An integer-valued cell as text ('3', not '3.0'); `missing` for None/NaN."""
+    return missing if v is None or (isinstance(v, float) and np.isnan(v)) else str(int(float(v)))
+
+
+def _chosen_setting(g: pd.DataFrame, method: str) -> str:
+    """The validation-chosen settings of one method over seeds, in words."""
+    if method == "sgd":
+        return "; ".join(sorted({f"β/n={r.beta_per_sample:g}, lr×{r.lr_factor:g}, {int(r.epochs)} ep"
+                                 for r in g.itertuples() if pd.notna(getattr(r, "beta_per_sample", None))}))
+    ks = _col(g, "k")
+    return "; ".join(sorted({f"k={'full' if pd.isna(k) else int(k)}, β/β_max={b:g}"
+                             for k, b in zip(ks, _col(g, "beta_ratio")) if pd.notna(b)}))
+
+
 def table_main(summary: pd.DataFrame, out_dir: str, stem: str = "main_accuracy_table") -> None:
-    """Final test/train accuracy mean ± std over seeds per dataset × method, with time and device."""
+    """Test accuracy of each method's validation choice, mean ± std over seeds, with its grid size and time."""
     rows = []
     for (ds, method), g in summary.groupby(["dataset", "method"], sort=False):
-        ks = sorted({int(k) for k in pd.to_numeric(_col(g, "k"), errors="coerce").dropna()})
+        if method == "convex_P":
+            continue  # accuracy against P: the knobs table
+        cert = _col(g, "grid_certified")
         rows.append({"dataset": _dataset_label(ds), "method": METHOD_LABELS.get(method, method),
-                     "seeds": len(g), "test acc (%)": _pm(g["test_acc"]), "train acc (%)": _pm(g["train_acc"]),
-                     "k": ", ".join(map(str, ks)) if method != "sgd" else "",
-                     "time (s)": _pm(_col(g, "seconds"), 1.0), "solver status": ", ".join(
-                         sorted({str(v) for v in _col(g, "solver_status").dropna()})),
-                     "device": _devices(g) or ""})
+                     "seeds": len(g), "test acc (%)": _pm(g["test_acc"]), "val acc (%)": _pm(_col(g, "val_acc")),
+                     "train acc (%)": _pm(g["train_acc"]), "chosen on validation": _chosen_setting(g, method),
+                     "grid points per seed": _pm(_col(g, "grid_points"), 1.0),
+                     "certified grid points": "" if method == "sgd" else
+                     f"{int(cert.sum())}/{int(_col(g, 'grid_points').sum())}",
+                     "grid time (s)": _pm(_col(g, "grid_seconds"), 1.0), "device": _devices(g) or ""})
     _write_table(pd.DataFrame(rows), out_dir, stem,
-                 "Final test accuracy (mean ± std over seeds) of the SGD-trained BN network, the exact convex model "
-                 "and the truncated convex model (k on validation), all on the device listed (settings ours).")
+                 "Test accuracy (mean ± std over seeds) of each method's setting chosen on the validation split "
+                 "from its grid (SGD: β, learning rate, epochs; convex: β/β_max, k), evaluated once on test. "
+                 "Every grid point is in the grid table (settings ours).")
+
+
+def table_grid(grid: pd.DataFrame, out_dir: str, stem: str, experiment: str) -> None:
+    """Every grid point of every job: its setting, validation and test accuracy, certificate, and the choice."""
+    cols = {"method": "method", "seed": "seed", "k": "k", "P": "P", "beta_ratio": "β/β_max", "beta_max": "β_max",
+            "beta_per_sample": "β/n", "lr_factor": "lr factor", "epochs": "epochs", "beta": "β",
+            "val_acc": "val acc", "test_acc": "test acc", "test_acc_generator": "test acc (generator gates)",
+            "solver_status": "solver status", "solver_gap": "gap", "seconds": "time (s)", "selected": "chosen"}
+    if grid.empty:
+        df = pd.DataFrame({"note": ["no grid recorded"]})
+    else:
+        g = grid[[c for c in cols if c in grid.columns]].copy()
+        if "selected" in g.columns:
+            g["selected"] = g["selected"].astype(str).isin(["True", "true", "1", "1.0"]).map({True: "yes", False: ""})
+        df = g.rename(columns=cols)
+    _write_table(df, out_dir, stem,
+                 f"{experiment}: every grid point (validation and test accuracy of each setting); 'chosen' marks the "
+                 "setting picked on validation accuracy by the one selection rule, ties to the stronger "
+                 "regularisation (settings ours).")
+
+
+def table_knobs(summary: pd.DataFrame, out_dir: str, stem: str) -> None:
+    """Test accuracy against the number of arrangements P, and with both test-time predictors (A4)."""
+    rows = []
+    cv = summary[summary["method"].isin(["convex_truncated", "convex_P"]) & _col(summary, "P").notna()]
+    first = _col(cv, "seed").min() if len(cv) else None
+    cv = cv[_col(cv, "seed") == first]
+    for _, r in (cv.sort_values("P") if len(cv) else cv).iterrows():
+        chosen = f"k={_int_or(r.get('k'), 'full')}, β/β_max={r.get('beta_ratio'):g}"
+        rows.append({"knob": "arrangements P", "method": METHOD_LABELS["convex_truncated"], "value": int(r["P"]),
+                     "seeds": 1, "chosen on validation": chosen,
+                     "test acc (%)": f"{100 * float(r['test_acc']):.2f}",
+                     "certified": f"{_int_or(r.get('grid_certified'))}/{_int_or(r.get('grid_points'))}"})
+    for method in ("convex_full", "convex_truncated"):
+        g = summary[summary["method"] == method]
+        for pred in ("network", "generator"):
+            if g.empty or f"test_acc_{pred}" not in g.columns:
+                continue
+            rows.append({"knob": "test-time predictor (A4)", "method": METHOD_LABELS[method], "value": pred,
+                         "seeds": len(g), "chosen on validation": _chosen_setting(g, method),
+                         "test acc (%)": _pm(_col(g, f"test_acc_{pred}")), "certified": ""})
+    _write_table(pd.DataFrame(rows or [{"knob": "none measured"}]), out_dir, stem,
+                 "Other knobs: test accuracy of the truncated convex model selected on validation at each number of "
+                 "sampled arrangements P (first seed), and of each convex model's chosen solution predicted by the "
+                 "reconstructed BN network or by the generator gates (A4) (settings ours).")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -136,7 +136,8 @@ def dataset_kinds(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 #: Summary columns shown in RESULTS.md's experiment tables (in this order, when present and not all empty).
 TABLE_COLUMNS: tuple[str, ...] = (
     "job", "dataset", "method", "variant", "transform", "output", "optimizer", "width", "instance", "seed", "k",
-    "beta", "beta_ratio", "lr", "epochs", "P", "status", "solver_status", "objective", "p_star", "p_closed", "p_cvxpy",
+    "beta", "beta_ratio", "beta_per_sample", "lr_factor", "lr", "epochs", "P", "selected_by", "grid_points",
+    "grid_certified", "uncertified", "status", "solver_status", "objective", "p_star", "p_closed", "p_cvxpy",
     "rel_diff_cvxpy", "best_final_objective", "best_nonconvex", "rel_gap", "rel_gap_min", "runs_below_p_star",
     "reconstruction_gap", "obj_change_convex", "obj_change_bn", "obj_change_relu", "top_energy_init", "top_energy",
     "train_acc", "val_acc", "test_acc", "neurons", "solver_gap", "wall_seconds")

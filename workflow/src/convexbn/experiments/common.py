@@ -1,5 +1,5 @@
-"""Helpers shared by the experiment modules: seeded synthetic data, traced fast solves, the SGD
-reference on a prepared dataset and result records.
+"""Helpers shared by the experiment modules: seeded synthetic data, traced fast solves, training
+calls, the SGD step size and result records (the real-data grids live in :mod:`.protocol`).
 
 Every function takes the job's own parameters (a slice of the validated configuration, see
 :mod:`convexbn.experiments.grid`); none supplies a configuration default.
@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from convexbn.devices import count_neurons
-from convexbn.networks import accuracy, one_hot
-from convexbn.programs import block_norms, convex_outputs
+from convexbn.networks import one_hot
 
 log = logging.getLogger("convexbn.experiments")
 
@@ -123,41 +119,6 @@ def solver_dict(sol: Any, seconds: float) -> dict[str, Any]:
             "cone_violation": None if getattr(sol, "cone_violation", None) is None else float(sol.cone_violation)}
 
 
-def convex_real(d: dict[str, Any], wh: Any, k: int | None, p: dict[str, Any], settings: dict[str, Any],
-                device: str, chunks: int) -> dict[str, Any]:
-    """Truncate the whitening, sample P arrangements, fast-solve with traced accuracies; train/val/test acc."""
-    from convexbn.arrangements import sample_arrangements
-    from convexbn.whitening import truncate
-
-    wk = truncate(wh, k)
-    Xtr = np.asarray(d["X_train"], dtype=np.float64)
-    Y = one_hot(d["y_train"], int(d["num_classes"]))
-    Ut = wk.features(Xtr)
-    arr = sample_arrangements(Ut, int(p["arrangements"]), seed=int(p["seed"]))
-    Phi_val = wk.features(np.asarray(d["X_val"], dtype=np.float64)) if len(d["y_val"]) else None
-    Phi_te = wk.features(np.asarray(d["X_test"], dtype=np.float64))
-    beta = beta_of(p, Xtr.shape[0])
-
-    def evaluate(u: np.ndarray, up: np.ndarray) -> dict[str, Any]:
-        """Train/val/test accuracy of the current convex iterate."""
-        fit = convex_outputs(Ut, u, up)  # = Σ_i D_i U'(u_i − u'_i) when the cone constraints hold
-        row = {"train_acc": accuracy(fit, d["y_train"]),
-               "test_acc": accuracy(convex_outputs(Phi_te, u, up, arr.generators, p["predictor"]), d["y_test"])}
-        if Phi_val is not None:
-            row["val_acc"] = accuracy(convex_outputs(Phi_val, u, up, arr.generators, p["predictor"]), d["y_val"])
-        return row
-
-    t0 = time.perf_counter()
-    sol, trace = fast_solve_traced(Ut, Y, beta, arr.masks, settings=settings, chunks=chunks, device=device,
-                                   on_chunk=evaluate)
-    seconds = time.perf_counter() - t0
-    last = trace[-1]
-    return {"k": wk.k, "q": wk.q, "P": arr.count, "beta": beta, "objective": float(sol.objective),
-            "train_acc": last["train_acc"], "val_acc": last.get("val_acc"), "test_acc": last["test_acc"],
-            "neurons": count_neurons(block_norms(np.asarray(sol.u), np.asarray(sol.up)), rel_tol=1e-6),
-            "solver": solver_dict(sol, seconds), "trace": trace}
-
-
 def sgd_lr(s: dict[str, Any], n: int, beta: float) -> float:
     """SGD step: 'lr' as given, else lr_factor × training's stable default 0.1/(n(1 + width/4 + β))."""
     if s.get("lr") is not None:
@@ -165,33 +126,3 @@ def sgd_lr(s: dict[str, Any], n: int, beta: float) -> float:
     from convexbn.training import default_lr
 
     return float(s["lr_factor"]) * default_lr("sgd", n, int(s["width"]), beta)
-
-
-def sgd_real(d: dict[str, Any], p: dict[str, Any], device: str, checkpoint: str | None) -> dict[str, Any]:
-    """SGD-trained BN network on a prepared dataset; per-epoch accuracy trace with wall-clock time."""
-    from convexbn.networks import predict
-    from convexbn.training import CheckpointMismatch
-
-    s = p["sgd"]
-    C = int(d["num_classes"])
-    Xtr = np.asarray(d["X_train"], dtype=np.float64)
-    beta = beta_of(p, Xtr.shape[0])
-    args = (Xtr, one_hot(d["y_train"], C), beta, int(s["width"]))
-    kwargs = {"optimizer": "sgd", "lr": sgd_lr(s, Xtr.shape[0], beta), "epochs": int(s["epochs"]),
-              "batch_size": int(s["batch_size"]), "momentum": float(s["momentum"]), "seed": int(p["seed"]),
-              "device": device, "dtype": s["dtype"], "X_test": np.asarray(d["X_test"], dtype=np.float64),
-              "Y_test": one_hot(d["y_test"], C), "checkpoint": checkpoint}
-    try:
-        tr = train(*args, **kwargs)
-    except CheckpointMismatch as exc:  # left by a different configuration (or a longer run): start afresh
-        if checkpoint is None:
-            raise
-        log.warning("discarding stale checkpoint %s: %s", checkpoint, exc)
-        Path(checkpoint).unlink(missing_ok=True)
-        tr = train(*args, **kwargs)
-    res = {"objective": float(tr.final_objective), "train_acc": accuracy(predict(tr.model, Xtr), d["y_train"]),
-           "test_acc": accuracy(predict(tr.model, np.asarray(d["X_test"], dtype=np.float64)), d["y_test"]),
-           "width": int(s["width"]), "beta": beta, "trace": history_rows(tr.history), "seconds": float(tr.seconds)}
-    if len(d["y_val"]):
-        res["val_acc"] = accuracy(predict(tr.model, np.asarray(d["X_val"], dtype=np.float64)), d["y_val"])
-    return res

@@ -121,31 +121,43 @@ def _implicit_bias(cfg: dict[str, Any]) -> list[Job]:
 
 
 def _truncation(cfg: dict[str, Any]) -> list[Job]:
-    """Per dataset: the SGD reference and one convex job per k."""
+    """Per dataset: the validated SGD grid and one convex path (β/β_max on validation) per k."""
     jobs = []
     for ds in cfg["datasets"]:
         jobs.append(Job("truncation", f"sgd_{ds}", "baselines", (ds,),
-                        {**_pick(cfg, "beta_per_sample", "sgd"), "dataset": ds, "method": "sgd"}))
+                        {**_pick(cfg, "sgd"), "dataset": ds, "method": "sgd"}))
         for k in cfg["ks"]:
-            p = {**_pick(cfg, "arrangements", "beta_per_sample", "convex", "predictor"), "dataset": ds,
+            p = {**_pick(cfg, "arrangements", "beta_ratios", "convex", "predictor"), "dataset": ds,
                  "method": "convex", "k": None if k == "full" else int(k)}
             jobs.append(Job("truncation", f"k{k_label(k)}_{ds}", "convex", (ds,), p))
     return jobs
 
 
+#: Settings each main-comparison method reads (besides the common ones).
+_MAIN_KEYS: dict[str, tuple[str, ...]] = {
+    "sgd": ("sgd",),
+    "convex_full": ("arrangements", "beta_ratios", "predictor", "convex"),
+    "convex_truncated": ("arrangements", "beta_ratios", "predictor", "ks", "convex"),
+}
+
+
 def _main_comparison(cfg: dict[str, Any]) -> list[Job]:
-    """Per dataset × method × seed: SGD, the fully whitened convex model, the truncated one (k on validation)."""
-    keys = {"sgd": ("beta_per_sample", "sgd"),
-            "convex_full": ("arrangements", "beta_per_sample", "predictor", "trace_points", "convex_full"),
-            "convex_truncated": ("arrangements", "beta_per_sample", "predictor", "trace_points", "ks",
-                                 "convex_truncated")}
+    """Per dataset × method × seed: each method's validated grid; plus the truncated model at each P of p_sweep
+    (first seed)."""
     jobs = []
     for ds in cfg["datasets"]:
         for method in cfg["methods"]:
             for s in cfg["seeds"]:
-                p = {**_pick(cfg, *keys[method]), "dataset": ds, "method": method, "seed": int(s)}
+                p = {**_pick(cfg, *_MAIN_KEYS[method]), "dataset": ds, "method": method, "seed": int(s)}
                 kind = "baselines" if method == "sgd" else "convex"
                 jobs.append(Job("main_comparison", f"{method}_{ds}_s{int(s)}", kind, (ds,), p))
+        s0 = int(cfg["seeds"][0])
+        for P in cfg["p_sweep"]:
+            if int(P) == int(cfg["arrangements"]) and "convex_truncated" in cfg["methods"]:
+                continue  # the convex_truncated job of the first seed is this point
+            p = {**_pick(cfg, *_MAIN_KEYS["convex_truncated"]), "dataset": ds, "method": "convex_P", "seed": s0,
+                 "P": int(P)}
+            jobs.append(Job("main_comparison", f"convex_P{int(P)}_{ds}_s{s0}", "convex", (ds,), p))
     return jobs
 
 
@@ -174,8 +186,9 @@ OUTPUT_FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "closed_form": (("closed_form_objective_vs_beta",), ("closed_form_table",)),
     "whitening_invariance": (("whitening_invariance_objectives",), ("whitening_invariance_table",)),
     "implicit_bias": (("implicit_bias_energy",), ("implicit_bias_table",)),
-    "truncation": (("truncation_accuracy_vs_k",), ("truncation_table",)),
-    "main_comparison": (("main_test_accuracy_vs_epoch", "main_test_accuracy_vs_time"), ("main_accuracy_table",)),
+    "truncation": (("truncation_accuracy_vs_k",), ("truncation_table", "truncation_grid_table")),
+    "main_comparison": (("main_test_accuracy_vs_epoch", "main_test_accuracy_vs_time"),
+                        ("main_accuracy_table", "main_grid_table", "main_knobs_table")),
     "variants": (("variants_objectives",), ("variants_table",)),
 }
 

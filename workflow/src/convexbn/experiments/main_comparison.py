@@ -1,48 +1,73 @@
 """Experiment 6 (claim 6): the SGD-trained BN network against the exact (fully whitened) convex model
-and the truncated convex model with k chosen on validation, on real data, over seeds."""
+and the truncated convex model, on real data, over seeds. Every method is a grid of settings chosen
+on validation with the one selection rule (:mod:`convexbn.experiments.selection`); the whole grid
+(validation and test of every point) is recorded. `convex_P` jobs repeat the truncated model's
+selection at other numbers of arrangements P (test accuracy against P)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from convexbn.experiments.common import JobInputs, convex_real, sgd_real
-from convexbn.experiments.selection import select_on_validation, selection_rule
+from convexbn.experiments.common import JobInputs
+from convexbn.experiments.protocol import convex_grid, sgd_grid, uncertified_note
+from convexbn.experiments.selection import select_on_validation, selected_by, selection_rule
+
+#: Tie-breaks of the selection per method: the stronger regularisation, then the cheaper setting.
+TIES: dict[str, tuple[str, ...]] = {"sgd": ("-beta_per_sample", "epochs", "lr_factor"),
+                                    "convex": ("-beta_ratio", "k")}
 
 
-def _run_sgd(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
-    """The SGD-trained BN network for one seed (resumable from its checkpoint)."""
-    r = sgd_real(inputs.data, p, inputs.device, inputs.checkpoint)
-    metrics = {**base, **{k: r.get(k) for k in ("objective", "train_acc", "val_acc", "test_acc", "width", "beta")},
-               "seconds": r["seconds"]}
-    return {"metrics": metrics, "solver": {}, "trace": r["trace"], "status": "ok"}
+def _ks(p: dict[str, Any]) -> list[Any]:
+    """The job's truncation values (None = full whitening)."""
+    if p["method"] == "convex_full":
+        return [None]
+    return [None if k == "full" else int(k) for k in p["ks"]]
 
 
-def _run_full(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
-    """The fully whitened convex model, with accuracy checkpoints along the solve."""
-    r = convex_real(inputs.data, inputs.whitening, None, p, p["convex_full"], inputs.device, int(p["trace_points"]))
-    metrics = {**base, **{k: r[k] for k in ("k", "q", "P", "beta", "objective", "train_acc", "val_acc", "test_acc",
-                                            "neurons")}, "seconds": r["solver"]["seconds"]}
-    return {"metrics": metrics, "solver": r["solver"], "trace": r["trace"], "status": r["solver"]["status"]}
+def _grid_record(base: dict[str, Any], points: list[dict[str, Any]], best: dict[str, Any]) -> list[dict[str, Any]]:
+    """The grid points tagged with the job's method/seed and whether each is the validation choice."""
+    return [{**base, **pt, "selected": pt is best} for pt in points]
 
 
-def _run_truncated(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
-    """One truncated convex model per k below the data rank; the one chosen on validation is reported."""
-    wh = inputs.whitening
-    results = [convex_real(inputs.data, wh, None if k == "full" else int(k), p, p["convex_truncated"], inputs.device,
-                           int(p["trace_points"]))
-               for k in p["ks"] if k == "full" or int(k) < wh.k]
-    if not results:
-        raise ValueError(f"main_comparison.ks={p['ks']}: every k is >= the data rank {wh.k}; choose smaller ks")
-    best = select_on_validation(results)
-    metrics = {**base, **{k: best[k] for k in ("k", "q", "P", "beta", "objective", "train_acc", "val_acc",
-                                               "test_acc", "neurons")},
-               "k_selected_by": selection_rule(results),
-               "k_candidates": [r["k"] for r in results], "val_acc_candidates": [r["val_acc"] for r in results],
-               "seconds": best["solver"]["seconds"], "seconds_all_k": sum(r["solver"]["seconds"] for r in results)}
-    return {"metrics": metrics, "solver": best["solver"], "trace": best["trace"], "status": best["solver"]["status"]}
+def run_sgd_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
+    """The SGD grid (β × lr factor × epochs) for one seed; the validation choice is reported."""
+    points, traces = sgd_grid(inputs.data, p, inputs.device, inputs.checkpoint)
+    best = select_on_validation(points, TIES["sgd"])
+    per_run = len(points) // len(traces)  # one training per (β, lr), resumed through the epoch grid
+    run = next(i for i, pt in enumerate(points) if pt is best) // per_run
+    test_at = {pt["epochs"]: pt["test_acc"] for pt in points[run * per_run:(run + 1) * per_run]}
+    trace = [{**t, "test_acc": test_at.get(t["epoch"])} for t in traces[run]]
+    metrics = {**base, **best, "selected_by": selected_by(points), "selection_rule": selection_rule(points),
+               "grid_points": len(points), "grid_trainings": len(traces),
+               "grid_seconds": sum(tr[-1]["seconds"] or 0.0 for tr in traces)}
+    return {"metrics": metrics, "solver": {}, "trace": trace, "status": "ok",
+            "grid": _grid_record(base, points, best)}
 
 
-_METHODS = {"sgd": _run_sgd, "convex_full": _run_full, "convex_truncated": _run_truncated}
+def run_convex_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
+    """The convex paths of the job's ks at its P; (β ratio, k) chosen on validation."""
+    P = int(p.get("P") or p["arrangements"])
+    points = convex_grid(inputs.data, inputs.whitening, _ks(p), p, P, inputs.device)
+    best = select_on_validation(points, TIES["convex"])
+    path = [pt for pt in points if pt["k"] == best["k"]]
+    its, secs, trace = 0, 0.0, []
+    for pt in path:
+        its, secs = its + pt["iterations"], secs + pt["seconds"]
+        trace.append({"epoch": its, "step": its, "seconds": secs, "objective": pt["objective"],
+                      "train_acc": pt["train_acc"], "val_acc": pt["val_acc"], "test_acc": pt["test_acc"]})
+    bad = uncertified_note(points)
+    metrics = {**base, **best, "selected_by": selected_by(points), "selection_rule": selection_rule(points),
+               "k_selected_by": selection_rule(points), "grid_points": len(points),
+               "grid_certified": sum(bool(pt["certified"]) for pt in points), "uncertified": bad,
+               "grid_seconds": sum(pt["seconds"] for pt in points)}
+    solver = {"solver": "fast", "status": best["solver_status"], "gap": best["solver_gap"],
+              "seconds": best["seconds"]}
+    return {"metrics": metrics, "solver": solver, "trace": trace, "status": best["solver_status"],
+            "grid": _grid_record(base, points, best)}
+
+
+_METHODS = {"sgd": run_sgd_grid, "convex_full": run_convex_grid, "convex_truncated": run_convex_grid,
+            "convex_P": run_convex_grid}
 
 
 def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
@@ -58,3 +83,11 @@ def draw(summary: Any, trace: Any, dataset: str | None, out_dir: str) -> None:
     for x in ("epoch", "time"):
         plots.plot_main(summary, trace, dataset, x, out_dir)
     plots.table_main(summary[summary["dataset"] == dataset], out_dir, f"main_accuracy_table_{dataset}")
+
+
+def draw_grid(summary: Any, grid: Any, dataset: str | None, out_dir: str) -> None:
+    """The whole grids (validation and test of every point), accuracy against P and both predictors (A4)."""
+    from convexbn import plots
+
+    plots.table_grid(grid, out_dir, f"main_grid_table_{dataset}", "main_comparison")
+    plots.table_knobs(summary[summary["dataset"] == dataset], out_dir, f"main_knobs_table_{dataset}")

@@ -84,7 +84,7 @@ def run_job(job: Job, data: dict[str, str], whitening: dict[str, str], out_json:
     doc = {"experiment": job.experiment, "job": job.id, "kind": job.kind,
            "dataset": job.datasets[0] if job.datasets else None, "synthetic": synthetic, "status": res["status"],
            "device": device, "wall_seconds": seconds, "metrics": _strip_arrays(res["metrics"]),
-           "solver": res["solver"], "trace": _strip_arrays(res["trace"]),
+           "solver": res["solver"], "trace": _strip_arrays(res["trace"]), "grid": _strip_arrays(res.get("grid", [])),
            "provenance": provenance(config=p, seed=int(p["seed"]), device=device, seconds=seconds)}
     write_json(out_json, doc)
 
@@ -104,7 +104,9 @@ def _rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     summary.update({f"solver_{k}": v for k, v in solver.items() if isinstance(v, (int, float, str, bool))})
     meta = {k: doc["metrics"].get(k) for k in ("method", "seed", "width", "width_factor", "optimizer", "k")
             if k in doc["metrics"]}
-    return [summary] + [{"record": "trace", **base, **meta, **_flat_scalar_metrics(t)} for t in doc.get("trace", [])]
+    grid = [{"record": "grid", **base, **_flat_scalar_metrics(g)} for g in doc.get("grid", [])]
+    trace = [{"record": "trace", **base, **meta, **_flat_scalar_metrics(t)} for t in doc.get("trace", [])]
+    return [summary] + trace + grid
 
 
 def aggregate(name: str, job_jsons: list[str], out_csv: str) -> None:
@@ -130,5 +132,8 @@ def make_figures(name: str, dataset: str | None, plot: dict[str, Any], table_csv
     summary, trace = plots.read_table(table_csv)
     if dataset is not None and summary[summary["dataset"] == dataset].empty:
         raise ValueError(f"{table_csv}: no rows for dataset {dataset!r} of experiment {name}")
+    module = module_of(name)
     with plots.style(plot.get("rc", {})):
-        module_of(name).draw(summary, trace, dataset, out_dir)
+        module.draw(summary, trace, dataset, out_dir)
+        if hasattr(module, "draw_grid"):
+            module.draw_grid(summary, plots.read_grid(table_csv), dataset, out_dir)

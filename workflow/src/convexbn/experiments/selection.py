@@ -1,10 +1,14 @@
-"""The one rule for choosing a hyper-parameter (k, later β) on validation data, shared by the
-experiments and the plots. Standard library only."""
+"""The one rule for choosing hyper-parameters (β ratio, k, learning rate, epochs) on validation data,
+shared by every method of every experiment, the tables and the claims scoreboard. Standard library only."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, Sequence
+
+#: Value of the ``selected_by`` column when a setting was chosen with :func:`select_on_validation`
+#: on a validation split (the claims scoreboard reads it).
+VALIDATION = "validation"
 
 
 def _has(c: dict[str, Any], key: str) -> bool:
@@ -20,10 +24,27 @@ def selection_rule(candidates: Sequence[dict[str, Any]]) -> str:
     return "training accuracy (no validation split)"
 
 
-def select_on_validation(candidates: Sequence[dict[str, Any]], grid_key: str = "k") -> dict[str, Any]:
+def selected_by(candidates: Sequence[dict[str, Any]]) -> str:
+    """The ``selected_by`` value of a choice among these candidates: 'validation' or 'training'."""
+    return VALIDATION if selection_rule(candidates) == "validation accuracy" else "training"
+
+
+def _tie_value(c: dict[str, Any], key: str) -> float:
+    """Tie-break value of a candidate: the grid value with a leading '-' meaning 'prefer larger'."""
+    sign, name = (-1.0, key[1:]) if key.startswith("-") else (1.0, key)
+    v = c.get(name)
+    return math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else sign * float(v)
+
+
+def select_on_validation(candidates: Sequence[dict[str, Any]], grid_key: str | Sequence[str] = "k") -> dict[str, Any]:
     """The candidate with the best validation accuracy (training accuracy when there is no validation
-    split); ties go to the smaller grid value (e.g. the smaller k). Never looks at test accuracy."""
+    split); ties go to the smaller value of the grid keys in order ('-key': the larger value, e.g. the
+    stronger regularisation). Never looks at test accuracy."""
     if not candidates:
         raise ValueError("select_on_validation: no candidates to choose from")
+    keys = [grid_key] if isinstance(grid_key, str) else list(grid_key)
     score = "val_acc" if selection_rule(candidates) == "validation accuracy" else "train_acc"
-    return max(candidates, key=lambda c: (c[score], -c[grid_key]))
+    finite = [c for c in candidates if _has(c, score)]
+    if not finite:
+        raise ValueError(f"select_on_validation: no candidate has a {score} value; check the solves/trainings")
+    return min(finite, key=lambda c: (-float(c[score]), *(_tie_value(c, k) for k in keys)))

@@ -1,47 +1,42 @@
 """Experiment 5 (claim 5): whitening truncated to the top-k singular directions makes GD's implicit
-bias explicit. Per dataset: the SGD-trained BN network as reference and one convex job per k
-(train/validation/test accuracy; k is chosen on validation when the tables are drawn)."""
+bias explicit. Per dataset: the SGD-trained BN network as reference (its validated grid) and one
+convex job per k, each a warm-started path over β/β_max with β chosen on validation; k is chosen on
+validation by the claims scoreboard and the tables with the same rule."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from convexbn.experiments.common import JobInputs, convex_real, sgd_real
-
-
-def _run_sgd(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
-    """The SGD reference on the job's dataset (resumable from its checkpoint)."""
-    r = sgd_real(inputs.data, p, inputs.device, inputs.checkpoint)
-    metrics = {"method": "sgd", "dataset": p["dataset"],
-               **{k: r[k] for k in ("objective", "train_acc", "test_acc", "width", "beta") if k in r},
-               "val_acc": r.get("val_acc"), "k": None}
-    return {"metrics": metrics, "solver": {}, "trace": r["trace"], "status": "ok"}
-
-
-def _run_convex(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
-    """The convex model with whitening truncated to the job's k (None: full whitening)."""
-    from convexbn.experiments.grid import k_label
-
-    wh = inputs.whitening
-    r = convex_real(inputs.data, wh, p["k"], p, p["convex"], inputs.device, chunks=1)
-    metrics = {"method": "convex", "dataset": p["dataset"], "k": r["k"],
-               "k_label": k_label("full" if p["k"] is None else p["k"]), "q": r["q"], "P": r["P"],
-               "beta": r["beta"], "objective": r["objective"], "train_acc": r["train_acc"], "val_acc": r["val_acc"],
-               "test_acc": r["test_acc"], "neurons": r["neurons"], "rank": wh.rank}
-    return {"metrics": metrics, "solver": r["solver"], "trace": r["trace"], "status": r["solver"]["status"]}
-
-
-_METHODS = {"sgd": _run_sgd, "convex": _run_convex}
+from convexbn.experiments.common import JobInputs
+from convexbn.experiments.main_comparison import run_convex_grid, run_sgd_grid
 
 
 def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
-    """The job's method on its dataset."""
-    return _METHODS[p["method"]](p, inputs)
+    """The SGD grid or one k's convex path on the job's dataset."""
+    from convexbn.experiments.grid import k_label
+
+    base = {"method": p["method"], "dataset": p["dataset"], "seed": p["seed"]}
+    if p["method"] == "sgd":
+        res = run_sgd_grid(p, inputs, base)
+        res["metrics"]["k"] = None
+        return res
+    ks = [p["k"] if p["k"] is not None and int(p["k"]) < inputs.whitening.k else "full"]  # k ≥ rank: full
+    res = run_convex_grid({**p, "method": "convex_k", "ks": ks}, inputs, base)
+    res["metrics"].update({"k_label": k_label("full" if p["k"] is None else p["k"]),
+                           "rank": inputs.whitening.rank})
+    return res
 
 
 def draw(summary: Any, trace: Any, dataset: str | None, out_dir: str) -> None:
-    """Accuracy vs k and the table of one dataset, k chosen on validation."""
+    """Accuracy against k (validation-chosen k marked) and the per-k table of one dataset."""
     from convexbn import plots
 
     plots.plot_truncation(summary, dataset, out_dir)
     plots.table_truncation(summary[summary["dataset"] == dataset], out_dir, f"truncation_table_{dataset}")
+
+
+def draw_grid(summary: Any, grid: Any, dataset: str | None, out_dir: str) -> None:
+    """The whole grid of every job (validation and test of every point)."""
+    from convexbn import plots
+
+    plots.table_grid(grid, out_dir, f"truncation_grid_table_{dataset}", "truncation")
