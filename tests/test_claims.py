@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
 from conftest import copy_workflow, run_snakemake, write_overlay
+
 from convexbn import claims as C
 from convexbn import results_md as R
 
@@ -29,11 +29,19 @@ def table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def equivalence(below: int = 0, status: str = "optimal", recon_gap: float = 1e-9) -> pd.DataFrame:
     """Equivalence table: one convex row and two optimiser rows."""
-    return table([
-        {"method": "convex", "solver_status": status, "reconstruction_gap": recon_gap, "synthetic": True},
-        {"method": "gd", "inits": 5, "runs_below_p_star": 0, "rel_gap_min": 0.01, "solver_status": status},
-        {"method": "adam", "inits": 5, "runs_below_p_star": below, "rel_gap_min": -0.2 if below else 0.0,
-         "solver_status": status}])
+    return table(
+        [
+            {"method": "convex", "solver_status": status, "reconstruction_gap": recon_gap, "synthetic": True},
+            {"method": "gd", "inits": 5, "runs_below_p_star": 0, "rel_gap_min": 0.01, "solver_status": status},
+            {
+                "method": "adam",
+                "inits": 5,
+                "runs_below_p_star": below,
+                "rel_gap_min": -0.2 if below else 0.0,
+                "solver_status": status,
+            },
+        ]
+    )
 
 
 def test_equivalence_lower_flips_with_runs_below_p_star() -> None:
@@ -54,8 +62,19 @@ def test_reconstruction_claim_uses_the_tolerance() -> None:
 
 def closed_form(diff: float, n: int = 7, d: int = 12) -> pd.DataFrame:
     """Closed-form table, two instances."""
-    return table([{"n": n, "d": d, "rel_diff_cvxpy": diff, "p_closed": 1.0, "closed_net_objective": 1.0,
-                   "solver_status": "optimal"}] * 2)
+    return table(
+        [
+            {
+                "n": n,
+                "d": d,
+                "rel_diff_cvxpy": diff,
+                "p_closed": 1.0,
+                "closed_net_objective": 1.0,
+                "solver_status": "optimal",
+            }
+        ]
+        * 2
+    )
 
 
 def test_closed_form_claim() -> None:
@@ -68,10 +87,24 @@ def test_closed_form_claim() -> None:
 
 def whitening(convex: float, relu: float, bn: float = 0.01) -> pd.DataFrame:
     """Whitening-invariance table: the identity and one transform."""
-    return table([{"transform": "identity", "obj_change_convex": 0.0, "obj_change_bn": 0.0, "obj_change_relu": 0.0,
-                   "solver_status": "optimal"},
-                  {"transform": "scaled", "obj_change_convex": convex, "obj_change_bn": bn, "obj_change_relu": relu,
-                   "solver_status": "optimal"}])
+    return table(
+        [
+            {
+                "transform": "identity",
+                "obj_change_convex": 0.0,
+                "obj_change_bn": 0.0,
+                "obj_change_relu": 0.0,
+                "solver_status": "optimal",
+            },
+            {
+                "transform": "scaled",
+                "obj_change_convex": convex,
+                "obj_change_bn": bn,
+                "obj_change_relu": relu,
+                "solver_status": "optimal",
+            },
+        ]
+    )
 
 
 def test_whitening_claims() -> None:
@@ -86,8 +119,12 @@ def test_whitening_claims() -> None:
 
 def test_variant_claims() -> None:
     """A local search below p* (beyond tolerance) fails the variant; an absent variant is not run."""
-    df = table([{"variant": "cnn", "rel_gap": 0.003, "p_star": 1.0, "solver_status": "optimal"},
-                {"variant": "deep", "rel_gap": -0.01, "p_star": 1.0, "solver_status": "optimal"}])
+    df = table(
+        [
+            {"variant": "cnn", "rel_gap": 0.003, "p_star": 1.0, "solver_status": "optimal"},
+            {"variant": "deep", "rel_gap": -0.01, "p_star": 1.0, "solver_status": "optimal"},
+        ]
+    )
     assert C.claim_variant(df, "cnn")["verdict"] == C.HOLDS
     assert C.claim_variant(df, "deep")["verdict"] == C.FAILS
     assert C.claim_variant(df, "bn_after_relu")["verdict"] == C.NOT_RUN
@@ -98,10 +135,26 @@ def test_variant_claims() -> None:
 
 def implicit_bias(gd: float, convex: float, status: str = "optimal") -> pd.DataFrame:
     """Implicit-bias table: the GD network and the convex solution."""
-    return table([{"method": "gd", "top_energy": gd, "top_energy_init": 0.4, "top_fraction": 0.1, "dataset": "digits",
-                   "synthetic": False},
-                  {"method": "convex", "top_energy": convex, "top_fraction": 0.1, "solver_status": status,
-                   "dataset": "digits", "synthetic": False}])
+    return table(
+        [
+            {
+                "method": "gd",
+                "top_energy": gd,
+                "top_energy_init": 0.4,
+                "top_fraction": 0.1,
+                "dataset": "digits",
+                "synthetic": False,
+            },
+            {
+                "method": "convex",
+                "top_energy": convex,
+                "top_fraction": 0.1,
+                "solver_status": status,
+                "dataset": "digits",
+                "synthetic": False,
+            },
+        ]
+    )
 
 
 def test_implicit_bias_claim() -> None:
@@ -112,20 +165,45 @@ def test_implicit_bias_claim() -> None:
     assert C.claim_implicit_bias(None, "cifar10")["verdict"] == C.NOT_RUN
 
 
-def truncation(trunc_test: float, betas: tuple[float, ...] = (0.1, 0.01), status: str = "optimal",
-               seeds: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
+def truncation(
+    trunc_test: float, betas: tuple[float, ...] = (0.1, 0.01), status: str = "optimal", seeds: tuple[int, ...] = (0, 1)
+) -> pd.DataFrame:
     """Truncation table: k = 4 and full whitening (k = rank = 10) on a β grid, per seed, plus SGD."""
     rows = []
     for seed in seeds:
         for i, beta in enumerate(betas):
             best = i == 0  # the first β has the best validation accuracy
-            rows.append({"method": "convex", "k": 4, "k_label": "4", "rank": 10, "beta": beta, "seed": seed,
-                         "val_acc": 0.8 if best else 0.5, "test_acc": trunc_test if best else 0.1,
-                         "solver_status": status, "dataset": "digits", "synthetic": False})
+            rows.append(
+                {
+                    "method": "convex",
+                    "k": 4,
+                    "k_label": "4",
+                    "rank": 10,
+                    "beta": beta,
+                    "seed": seed,
+                    "val_acc": 0.8 if best else 0.5,
+                    "test_acc": trunc_test if best else 0.1,
+                    "solver_status": status,
+                    "dataset": "digits",
+                    "synthetic": False,
+                }
+            )
             # full whitening: validation picks the second β, whose test accuracy is the lower one
-            rows.append({"method": "convex", "k": 10, "k_label": "full", "rank": 10, "beta": beta, "seed": seed,
-                         "val_acc": 0.7 if best else 0.9, "test_acc": 0.95 if best else 0.7,
-                         "solver_status": "optimal", "dataset": "digits", "synthetic": False})
+            rows.append(
+                {
+                    "method": "convex",
+                    "k": 10,
+                    "k_label": "full",
+                    "rank": 10,
+                    "beta": beta,
+                    "seed": seed,
+                    "val_acc": 0.7 if best else 0.9,
+                    "test_acc": 0.95 if best else 0.7,
+                    "solver_status": "optimal",
+                    "dataset": "digits",
+                    "synthetic": False,
+                }
+            )
         rows.append({"method": "sgd", "seed": seed, "val_acc": 0.9, "test_acc": 0.9})
     return table(rows)
 
@@ -149,21 +227,53 @@ def test_truncation_claim_is_not_a_finding_without_validation_or_certificates() 
     assert missing["verdict"] == C.NOT_RUN and missing["note"] == "Fashion-MNIST files not found"
 
 
-def main_comparison(convex_test: float, sgd_betas: tuple[float, ...] = (1.0, 0.1),
-                    convex_rule: str | None = "validation accuracy over beta_ratio",
-                    status: str = "optimal") -> pd.DataFrame:
+def main_comparison(
+    convex_test: float,
+    sgd_betas: tuple[float, ...] = (1.0, 0.1),
+    convex_rule: str | None = "validation accuracy over beta_ratio",
+    status: str = "optimal",
+) -> pd.DataFrame:
     """Main-comparison table over 3 seeds: a convex row per seed (β chosen in the job) and an SGD β grid."""
     rows = []
     for seed in range(3):
-        rows.append({"method": "convex_truncated", "seed": seed, "beta": 0.5, "val_acc": 0.9,
-                     "test_acc": convex_test + 0.01 * seed, "solver_status": status,
-                     "k_selected_by": "validation accuracy",
-                     "beta_selected_by": convex_rule, "dataset": "cifar10", "synthetic": True})
+        rows.append(
+            {
+                "method": "convex_truncated",
+                "seed": seed,
+                "beta": 0.5,
+                "val_acc": 0.9,
+                "test_acc": convex_test + 0.01 * seed,
+                "solver_status": status,
+                "k_selected_by": "validation accuracy",
+                "beta_selected_by": convex_rule,
+                "dataset": "cifar10",
+                "synthetic": True,
+            }
+        )
         for i, beta in enumerate(sgd_betas):
-            rows.append({"method": "sgd", "seed": seed, "beta": beta, "val_acc": 0.9 - 0.1 * i,
-                         "test_acc": 0.85 + 0.01 * seed if i == 0 else 0.99, "dataset": "cifar10", "synthetic": True})
-        rows.append({"method": "convex_full", "seed": seed, "beta": 0.5, "val_acc": 0.8, "test_acc": 0.8,
-                     "solver_status": status, "dataset": "cifar10", "synthetic": True})
+            rows.append(
+                {
+                    "method": "sgd",
+                    "seed": seed,
+                    "beta": beta,
+                    "val_acc": 0.9 - 0.1 * i,
+                    "test_acc": 0.85 + 0.01 * seed if i == 0 else 0.99,
+                    "dataset": "cifar10",
+                    "synthetic": True,
+                }
+            )
+        rows.append(
+            {
+                "method": "convex_full",
+                "seed": seed,
+                "beta": 0.5,
+                "val_acc": 0.8,
+                "test_acc": 0.8,
+                "solver_status": status,
+                "dataset": "cifar10",
+                "synthetic": True,
+            }
+        )
     return table(rows)
 
 
@@ -187,14 +297,25 @@ def test_convex_vs_sgd_claim_needs_validated_beta_for_both_methods() -> None:
 # ---------------------------------------------------------------------------------------------- scoreboard
 
 
-EXPECTED = ["equivalence", "closed_form", "whitening_invariance", "implicit_bias_digits", "truncation_digits",
-            "main_comparison_digits", "main_comparison_cifar10", "variants"]
+EXPECTED = [
+    "equivalence",
+    "closed_form",
+    "whitening_invariance",
+    "implicit_bias_digits",
+    "truncation_digits",
+    "main_comparison_digits",
+    "main_comparison_cifar10",
+    "variants",
+]
 
 
 def test_scoreboard_has_every_claim_and_marks_missing_tables_not_run() -> None:
     """All claims appear (per dataset for real data); a missing CIFAR table is 'not run' with its reason."""
-    tables = {"equivalence": equivalence(), "closed_form": closed_form(1e-8), "main_comparison_digits":
-              main_comparison(0.9)}
+    tables = {
+        "equivalence": equivalence(),
+        "closed_form": closed_form(1e-8),
+        "main_comparison_digits": main_comparison(0.9),
+    }
     board = C.scoreboard(tables, EXPECTED, {"main_comparison_cifar10": "no cifar10 archive"})
     assert set(C.CLAIM_TEXT) == set(board["key"])
     assert set(board["verdict"]) <= set(C.VERDICTS)
@@ -229,18 +350,37 @@ def test_verdict_must_be_allowed() -> None:
 
 def test_results_md_render_states_config_commit_machine_and_generated_data() -> None:
     """The render names the config files, the commits, the machine, generated data and compute time."""
-    tables = {"equivalence": equivalence().assign(wall_seconds=60.0, dataset=None),
-              "main_comparison_cifar10": main_comparison(0.88).assign(wall_seconds=30.0)}
-    docs = [{"device": "cpu", "provenance": {"git": "abc", "host": "box", "cpu_count": 2,
-                                             "created": "2026-01-01T00:00:00+00:00"}},
-            {"device": "cuda", "provenance": {"git": "def", "host": "box", "cpu_count": 2, "gpu": "H200",
-                                              "created": "2026-01-02T00:00:00+00:00"}}]
-    text = R.render(scoreboard_md="| claim |\n|---|\n",
-                    missing={"truncation_fashion_mnist": "Fashion-MNIST files not found"}, tables=tables,
-                    bench={"equivalence": {"seconds": 90.0, "max_rss_mb": 512.0}}, docs=docs,
-                    configfiles=["config/config.yaml", "config/ci.yaml"],
-                    commit="0123abc (dirty: uncommitted changes)", machine={"cpu_model": "Xeon", "cores": "2"},
-                    now=datetime(2026, 1, 3, tzinfo=timezone.utc))
+    tables = {
+        "equivalence": equivalence().assign(wall_seconds=60.0, dataset=None),
+        "main_comparison_cifar10": main_comparison(0.88).assign(wall_seconds=30.0),
+    }
+    docs = [
+        {
+            "device": "cpu",
+            "provenance": {"git": "abc", "host": "box", "cpu_count": 2, "created": "2026-01-01T00:00:00+00:00"},
+        },
+        {
+            "device": "cuda",
+            "provenance": {
+                "git": "def",
+                "host": "box",
+                "cpu_count": 2,
+                "gpu": "H200",
+                "created": "2026-01-02T00:00:00+00:00",
+            },
+        },
+    ]
+    text = R.render(
+        scoreboard_md="| claim |\n|---|\n",
+        missing={"truncation_fashion_mnist": "Fashion-MNIST files not found"},
+        tables=tables,
+        bench={"equivalence": {"seconds": 90.0, "max_rss_mb": 512.0}},
+        docs=docs,
+        configfiles=["config/config.yaml", "config/ci.yaml"],
+        commit="0123abc (dirty: uncommitted changes)",
+        machine={"cpu_model": "Xeon", "cores": "2"},
+        now=datetime(2026, 1, 3, tzinfo=timezone.utc),
+    )
     assert text.startswith("# RESULTS of `config/config.yaml + config/ci.yaml`")
     assert "0123abc (dirty" in text and "`abc`, `def`" in text and "more than one commit" in text
     assert "GPU H200" in text and "device cpu, cuda" in text and "Xeon" in text
@@ -282,17 +422,28 @@ def test_ci_config_writes_the_scoreboard_and_results_md(tmp_path: Path) -> None:
     # the same run without any CIFAR archive: the scoreboard is rewritten with CIFAR 'not run'
     shutil.rmtree(wf / "results" / "raw")
     overlay = write_overlay(wf / "offline.yaml", {"data": {"cifar10": {"synthetic": None}}})
-    run_snakemake(wf, "claims", "--cores", "2", "--configfile", "config/ci.yaml", str(overlay), timeout=600,
-                  check=True)
+    run_snakemake(wf, "claims", "--cores", "2", "--configfile", "config/ci.yaml", str(overlay), timeout=600, check=True)
     cifar = [line for line in (wf / "figures" / "claims.md").read_text().splitlines() if "| cifar10 |" in line]
     assert cifar and all(" | not run | no cifar10 archive" in line for line in cifar)
 
 
 def test_certification_counts_every_grid_solve_and_names_the_uncertified() -> None:
     """A validated grid with one stopped path point is not certified, and the row says which and why."""
-    rows = [{"method": "convex_truncated", "seed": s, "val_acc": 0.9, "test_acc": 0.9, "solver_status": "optimal",
-             "solver_gap": 1e-9, "grid_points": 4, "grid_certified": 4 - (s == 1), "selected_by": "validation",
-             "uncertified": "k=16 β/β_max=0.003: time_limit (gap n/a)" if s == 1 else ""} for s in range(3)]
+    rows = [
+        {
+            "method": "convex_truncated",
+            "seed": s,
+            "val_acc": 0.9,
+            "test_acc": 0.9,
+            "solver_status": "optimal",
+            "solver_gap": 1e-9,
+            "grid_points": 4,
+            "grid_certified": 4 - (s == 1),
+            "selected_by": "validation",
+            "uncertified": "k=16 β/β_max=0.003: time_limit (gap n/a)" if s == 1 else "",
+        }
+        for s in range(3)
+    ]
     ok, text = C.certification(pd.DataFrame(rows))
     assert not ok and "11/12" in text and "seed 1: k=16 β/β_max=0.003: time_limit" in text
     assert C.certification(pd.DataFrame(rows[:1]))[0]
@@ -302,10 +453,23 @@ def test_certification_counts_every_grid_solve_and_names_the_uncertified() -> No
 
 def test_convex_vs_sgd_reads_the_validated_choices_of_the_grid_jobs() -> None:
     """One row per seed and method, each the validation choice of its job's grid (selected_by = validation)."""
-    rows = [{"method": m, "seed": s, "val_acc": 0.9, "test_acc": acc + 0.01 * s, "selected_by": "validation",
-             "k_selected_by": "validation accuracy", "solver_status": "optimal", "solver_gap": 0.0,
-             "grid_points": 6, "grid_certified": 6, "dataset": "digits"}
-            for s in range(3) for m, acc in (("convex_truncated", 0.95), ("sgd", 0.92))]
+    rows = [
+        {
+            "method": m,
+            "seed": s,
+            "val_acc": 0.9,
+            "test_acc": acc + 0.01 * s,
+            "selected_by": "validation",
+            "k_selected_by": "validation accuracy",
+            "solver_status": "optimal",
+            "solver_gap": 0.0,
+            "grid_points": 6,
+            "grid_certified": 6,
+            "dataset": "digits",
+        }
+        for s in range(3)
+        for m, acc in (("convex_truncated", 0.95), ("sgd", 0.92))
+    ]
     held = C.claim_convex_vs_sgd(table(rows), "digits")
     assert held["verdict"] == C.HOLDS and "+3.0 ± 0.0 pp" in held["measured"], held
     assert "β by validation" in held["validated"] and held["certified"].startswith("yes (18/18")

@@ -58,9 +58,9 @@ def test_front_door_is_short_and_self_contained() -> None:
 
 
 def test_deviation_table_lists_every_open_setting() -> None:
-    """docs/deviations.md has one row for each of A0 to A10."""
+    """docs/deviations.md numbers its rows A0, A1, ... without gaps, from A0 to at least A10."""
     rows = re.findall(r"^\| (A\d+) \|", page_text(REPO / "docs" / "deviations.md"), re.M)
-    assert rows == [f"A{i}" for i in range(11)]
+    assert len(rows) >= 11 and rows == [f"A{i}" for i in range(len(rows))]
 
 
 def test_toy_data_is_what_its_script_makes() -> None:

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import load_config
+
 from convexbn.experiments import grid
 from convexbn.experiments.common import synthetic_data
 from convexbn.experiments.datasets import build_dataset, load_prepared, whiten_dataset
@@ -69,14 +69,25 @@ def test_configs_expand_to_jobs_with_kinds_and_datasets():
 def test_a_job_receives_only_its_own_settings():
     """Adding a k, a seed or a width factor adds jobs and leaves every existing job's parameters as they were."""
     before = grid.jobs(load_config("ci.yaml"))
-    more = {"experiments": {"truncation": {"ks": [4, "full", 16]}, "main_comparison": {"seeds": [0, 1]},
-                            "equivalence": {"width_factors": [1.0, 3.0, 5.0]}}}
+    more = {
+        "experiments": {
+            "truncation": {"ks": [4, "full", 16]},
+            "main_comparison": {"seeds": [0, 1]},
+            "equivalence": {"width_factors": [1.0, 3.0, 5.0]},
+        }
+    }
     after = grid.jobs(load_config("ci.yaml", more))
     assert set(before) < set(after)
     assert {k for k in after if k not in before} == {
-        ("truncation", "k16_digits"), ("equivalence", "gd_m5x"), ("equivalence", "adam_m5x"),
-        *{("main_comparison", f"{m}_{ds}_s1") for m in ("sgd", "convex_full", "convex_truncated")
-          for ds in ("digits", "cifar10")}}
+        ("truncation", "k16_digits"),
+        ("equivalence", "gd_m5x"),
+        ("equivalence", "adam_m5x"),
+        *{
+            ("main_comparison", f"{m}_{ds}_s1")
+            for m in ("sgd", "convex_full", "convex_truncated")
+            for ds in ("digits", "cifar10")
+        },
+    }
     for key, job in before.items():
         assert after[key].params == job.params, key
     k4 = after[("truncation", "k4_digits")].params
@@ -91,17 +102,21 @@ def test_bad_configs_are_rejected_with_clear_messages():
     with pytest.raises(ValueError, match="not one of its jobs"):
         grid.find_job(config, "main_comparison", "sgd_mnist_s0")
     with pytest.raises(ValueError, match="epochs has no entry for optimizer 'lbfgs'"):
-        grid.experiment_jobs(load_config("ci.yaml", {"experiments": {"equivalence": {"optimizers": ["lbfgs"]}}}),
-                             "equivalence")
+        grid.experiment_jobs(
+            load_config("ci.yaml", {"experiments": {"equivalence": {"optimizers": ["lbfgs"]}}}), "equivalence"
+        )
     with pytest.raises(ValueError, match="'mnist', which is not defined under 'datasets:'"):
-        grid.experiment_jobs(load_config("ci.yaml", {"experiments": {"truncation": {"datasets": ["mnist"]}}}),
-                             "truncation")
+        grid.experiment_jobs(
+            load_config("ci.yaml", {"experiments": {"truncation": {"datasets": ["mnist"]}}}), "truncation"
+        )
     with pytest.raises(ValueError, match="duplicate jobs"):
         grid.experiment_jobs(load_config("ci.yaml", {"experiments": {"truncation": {"ks": [4, 4]}}}), "truncation")
     with pytest.raises(ValueError, match="defaults.device"):
         job_device("tpu")
     assert grid.non_finite_numbers({"a": {"b": [1.0, float("nan")]}, "c": float("inf"), "d": 2}) == [
-        "config.a.b[1]", "config.c"]
+        "config.a.b[1]",
+        "config.c",
+    ]
 
 
 def test_the_grid_imports_neither_numpy_nor_torch():
@@ -114,9 +129,11 @@ def test_the_grid_imports_neither_numpy_nor_torch():
 
 
 def test_selection_on_validation_prefers_validation_then_the_smaller_k():
-    cands = [{"k": 4, "val_acc": 0.8, "train_acc": 0.9, "test_acc": 0.1},
-             {"k": 16, "val_acc": 0.8, "train_acc": 1.0, "test_acc": 0.9},
-             {"k": 64, "val_acc": 0.7, "train_acc": 1.0, "test_acc": 1.0}]
+    cands = [
+        {"k": 4, "val_acc": 0.8, "train_acc": 0.9, "test_acc": 0.1},
+        {"k": 16, "val_acc": 0.8, "train_acc": 1.0, "test_acc": 0.9},
+        {"k": 64, "val_acc": 0.7, "train_acc": 1.0, "test_acc": 1.0},
+    ]
     assert select_on_validation(cands)["k"] == 4  # tie on validation: the smaller k; test never looked at
     no_val = [{**c, "val_acc": None} for c in cands]
     assert select_on_validation(no_val)["k"] == 16
@@ -140,19 +157,34 @@ def test_convex_predictor_equals_reconstructed_network_and_energies_agree():
     net = bn_mlp_from_params(reconstruct_before(wh, u, up, 1e-9), X)
     np.testing.assert_allclose(convex_outputs(wh.features(Xnew), u, up), predict(net, Xnew), rtol=1e-6, atol=1e-8)
     arr = res.extra["arrangements"]
-    np.testing.assert_allclose(convex_outputs(wh.features(Xnew), u, up, arr.generators, "generator"),
-                               predict_convex_gates(wh, arr, u, up, Xnew), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(
+        convex_outputs(wh.features(Xnew), u, up, arr.generators, "generator"),
+        predict_convex_gates(wh, arr, u, up, Xnew),
+        rtol=1e-8,
+        atol=1e-10,
+    )
     p = reconstruct_before(wh, u, up, 0.0)
-    np.testing.assert_allclose(path_energy_network(p.W, p.gamma, p.V, wh.V, wh.sigma),
-                               path_energy_convex(u, up, wh.k), rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(
+        path_energy_network(p.W, p.gamma, p.V, wh.V, wh.sigma), path_energy_convex(u, up, wh.k), rtol=1e-6, atol=1e-10
+    )
 
 
 # ------------------------------------------------------------------------------------------ experiments
 
 
 def test_equivalence_reconstruction_attains_p_star_and_no_run_beats_it(tmp_path):
-    config = tiny_config("equivalence", n=8, d=2, optimizers=["gd", "adam"], width_factors=[0.5, 2.0], inits=2,
-                         epochs={"gd": 60, "adam": 150}, lr={"gd": 0.01, "adam": 0.02}, tol=1e-6, trace_points=20)
+    config = tiny_config(
+        "equivalence",
+        n=8,
+        d=2,
+        optimizers=["gd", "adam"],
+        width_factors=[0.5, 2.0],
+        inits=2,
+        epochs={"gd": 60, "adam": 150},
+        lr={"gd": 0.01, "adam": 0.02},
+        tol=1e-6,
+        trace_points=20,
+    )
     docs, df = _run_all("equivalence", config, tmp_path)
     conv = docs["convex"]["metrics"]
     p_star = conv["p_star"]
@@ -172,8 +204,14 @@ def test_equivalence_reconstruction_attains_p_star_and_no_run_beats_it(tmp_path)
 
 
 def test_closed_form_equals_cvxpy(tmp_path):
-    config = tiny_config("closed_form", n=6, d=9, betas=[0.3], outputs=["scalar", "onehot"],
-                         gd={"optimizer": "lbfgs", "width": 4, "inits": 1, "epochs": 20, "lr": 0.5})
+    config = tiny_config(
+        "closed_form",
+        n=6,
+        d=9,
+        betas=[0.3],
+        outputs=["scalar", "onehot"],
+        gd={"optimizer": "lbfgs", "width": 4, "inits": 1, "epochs": 20, "lr": 0.5},
+    )
     docs, _ = _run_all("closed_form", config, tmp_path)
     for doc in docs.values():
         _check_doc(doc)
@@ -185,8 +223,16 @@ def test_closed_form_equals_cvxpy(tmp_path):
 
 
 def test_whitening_invariance_of_the_convex_optimum(tmp_path):
-    config = tiny_config("whitening_invariance", n=8, d=2, width=8, inits=1, epochs=80, lr=0.02,
-                         transforms=["identity", "whitened", "random_linear", "scaled"])
+    config = tiny_config(
+        "whitening_invariance",
+        n=8,
+        d=2,
+        width=8,
+        inits=1,
+        epochs=80,
+        lr=0.02,
+        transforms=["identity", "whitened", "random_linear", "scaled"],
+    )
     docs, df = _run_all("whitening_invariance", config, tmp_path)
     s = df[df["record"] == "summary"].set_index("transform")
     assert (s["obj_change_convex"] < 1e-6).all()
@@ -215,14 +261,26 @@ def test_build_dataset_splits_and_rejects_oversized_requests(digits, tmp_path):
         build_dataset("x", {**ds_cfg, "kind": "mnist"}, None, str(tmp_path / "x.npz"))
 
 
-SGD_GRID = {"width": 16, "batch_size": 40, "momentum": 0.9, "dtype": "float32", "beta_per_sample": [0.001, 0.01],
-            "lr_factors": [5.0], "epochs": [1, 2]}
+SGD_GRID = {
+    "width": 16,
+    "batch_size": 40,
+    "momentum": 0.9,
+    "dtype": "float32",
+    "beta_per_sample": [0.001, 0.01],
+    "lr_factors": [5.0],
+    "epochs": [1, 2],
+}
 
 
 def test_implicit_bias_gd_concentrates_more_than_the_convex_solution(digits, tmp_path):
-    config = tiny_config("implicit_bias", datasets=["digits"], n_train=100, width=16,
-                         gd={"epochs": 30, "lr": None, "snapshots": [0, 30]},
-                         convex={"arrangements": 8, "max_iter": 150, "max_seconds": 10, "tol": 1e-5})
+    config = tiny_config(
+        "implicit_bias",
+        datasets=["digits"],
+        n_train=100,
+        width=16,
+        gd={"epochs": 30, "lr": None, "snapshots": [0, 30]},
+        convex={"arrangements": 8, "max_iter": 150, "max_seconds": 10, "tol": 1e-5},
+    )
     docs, df = _run_all("implicit_bias", config, tmp_path, *digits)
     gd, cv = docs["gd_digits"]["metrics"], docs["convex_digits"]["metrics"]
     assert gd["top_energy"] > cv["top_energy"]
@@ -232,17 +290,33 @@ def test_implicit_bias_gd_concentrates_more_than_the_convex_solution(digits, tmp
 
 
 def test_truncation_and_main_comparison_choose_every_setting_on_validation(digits, tmp_path):
-    base = {"datasets": ["digits"], "arrangements": 6, "sgd": SGD_GRID, "predictor": "network",
-            "beta_ratios": [0.3, 0.1], "convex": {"max_seconds": 10, "tol": 1e-5}}
+    base = {
+        "datasets": ["digits"],
+        "arrangements": 6,
+        "sgd": SGD_GRID,
+        "predictor": "network",
+        "beta_ratios": [0.3, 0.1],
+        "convex": {"max_seconds": 10, "tol": 1e-5},
+    }
     tdocs, tdf = _run_all("truncation", tiny_config("truncation", **base, ks=[4, 500, "full"]), tmp_path, *digits)
     assert tdocs["k500_digits"]["metrics"]["k"] == tdocs["kfull_digits"]["metrics"]["k"]  # k ≥ rank: full whitening
     assert tdocs["kfull_digits"]["metrics"]["k"] == tdocs["kfull_digits"]["metrics"]["rank"]
     assert tdocs["k4_digits"]["metrics"]["q"] == 5
-    mconfig = tiny_config("main_comparison", **base, seeds=[0], methods=["sgd", "convex_full", "convex_truncated"],
-                          ks=[4, 12], p_sweep=[6, 10])
+    mconfig = tiny_config(
+        "main_comparison",
+        **base,
+        seeds=[0],
+        methods=["sgd", "convex_full", "convex_truncated"],
+        ks=[4, 12],
+        p_sweep=[6, 10],
+    )
     mdocs, df = _run_all("main_comparison", mconfig, tmp_path, *digits)
-    assert set(mdocs) == {"sgd_digits_s0", "convex_full_digits_s0", "convex_truncated_digits_s0",
-                          "convex_P10_digits_s0"}  # P = 6 is the truncated job itself
+    assert set(mdocs) == {
+        "sgd_digits_s0",
+        "convex_full_digits_s0",
+        "convex_truncated_digits_s0",
+        "convex_P10_digits_s0",
+    }  # P = 6 is the truncated job itself
     for doc in mdocs.values():
         _check_doc(doc)
         m = doc["metrics"]
@@ -273,23 +347,34 @@ def test_truncation_and_main_comparison_choose_every_setting_on_validation(digit
 
 def test_one_selection_rule_for_every_method_never_reads_test():
     """Validation and test disagree: the validation choice wins; ties go to the stronger β, then the smaller k."""
-    sgd = [{"beta_per_sample": 1e-3, "epochs": 30, "val_acc": 0.90, "train_acc": 0.99, "test_acc": 0.80},
-           {"beta_per_sample": 1e-2, "epochs": 30, "val_acc": 0.85, "train_acc": 0.95, "test_acc": 0.97}]
+    sgd = [
+        {"beta_per_sample": 1e-3, "epochs": 30, "val_acc": 0.90, "train_acc": 0.99, "test_acc": 0.80},
+        {"beta_per_sample": 1e-2, "epochs": 30, "val_acc": 0.85, "train_acc": 0.95, "test_acc": 0.97},
+    ]
     assert select_on_validation(sgd, ("-beta_per_sample", "epochs"))["beta_per_sample"] == 1e-3
-    convex = [{"k": 16, "beta_ratio": 0.01, "val_acc": 0.9, "train_acc": 1.0, "test_acc": 0.5},
-              {"k": 16, "beta_ratio": 0.1, "val_acc": 0.9, "train_acc": 0.9, "test_acc": 0.6},
-              {"k": 8, "beta_ratio": 0.1, "val_acc": 0.9, "train_acc": 0.8, "test_acc": 0.7},
-              {"k": 32, "beta_ratio": 0.3, "val_acc": 0.8, "train_acc": 0.8, "test_acc": 0.99}]
+    convex = [
+        {"k": 16, "beta_ratio": 0.01, "val_acc": 0.9, "train_acc": 1.0, "test_acc": 0.5},
+        {"k": 16, "beta_ratio": 0.1, "val_acc": 0.9, "train_acc": 0.9, "test_acc": 0.6},
+        {"k": 8, "beta_ratio": 0.1, "val_acc": 0.9, "train_acc": 0.8, "test_acc": 0.7},
+        {"k": 32, "beta_ratio": 0.3, "val_acc": 0.8, "train_acc": 0.8, "test_acc": 0.99},
+    ]
     best = select_on_validation(convex, ("-beta_ratio", "k"))
     assert (best["k"], best["beta_ratio"]) == (8, 0.1)
 
 
 def test_variants_local_search_never_beats_the_convex_optimum(tmp_path):
-    config = tiny_config("variants", variants=["bn_after_relu", "cnn", "deep", "vector_output"], instances=1,
-                         inits=1, beta=0.1, bn_after_relu={"n": 6, "d": 2},
-                         cnn={"n": 5, "length": 3, "patch": 2, "stride": 1},
-                         deep={"n": 6, "d": 2, "hidden": [3], "width": 6}, vector_output={"n": 6, "d": 2, "classes": 2},
-                         local_search={"optimizer": "adam", "epochs": 150, "lr": 0.03, "width": 6})
+    config = tiny_config(
+        "variants",
+        variants=["bn_after_relu", "cnn", "deep", "vector_output"],
+        instances=1,
+        inits=1,
+        beta=0.1,
+        bn_after_relu={"n": 6, "d": 2},
+        cnn={"n": 5, "length": 3, "patch": 2, "stride": 1},
+        deep={"n": 6, "d": 2, "hidden": [3], "width": 6},
+        vector_output={"n": 6, "d": 2, "classes": 2},
+        local_search={"optimizer": "adam", "epochs": 150, "lr": 0.03, "width": 6},
+    )
     docs, df = _run_all("variants", config, tmp_path)
     for job, doc in docs.items():
         m = doc["metrics"]

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import load_config
+
 from convexbn import plots
 from convexbn.experiments import EXPERIMENT_NAMES, family_of, grid, tables
 from convexbn.experiments.runner import make_figures
@@ -25,18 +25,41 @@ def _trace(**kw):
 
 
 def _rows_equivalence():
-    rows = [_summary(job="convex", kind="convex", p_star=1.0, m_star=3, reconstructed_objective=1.0,
-                     solver_status="optimal")]
+    rows = [
+        _summary(
+            job="convex", kind="convex", p_star=1.0, m_star=3, reconstructed_objective=1.0, solver_status="optimal"
+        )
+    ]
     for opt in ("gd", "adam"):
         for f, w in ((0.5, 2), (2.0, 6)):
             job = f"{opt}_m{f:g}x"
-            rows.append(_summary(job=job, kind="baselines", optimizer=opt, width=w, width_factor=f, p_star=1.0,
-                                 best_final_objective=1.0 + 1 / w, runs_below_p_star=0, runs_reaching_p_star=1,
-                                 inits=2))
+            rows.append(
+                _summary(
+                    job=job,
+                    kind="baselines",
+                    optimizer=opt,
+                    width=w,
+                    width_factor=f,
+                    p_star=1.0,
+                    best_final_objective=1.0 + 1 / w,
+                    runs_below_p_star=0,
+                    runs_reaching_p_star=1,
+                    inits=2,
+                )
+            )
             for init in range(2):
                 for e in (0, 1, 10, 100):
-                    rows.append(_trace(job=job, optimizer=opt, width=w, width_factor=f, init=init, epoch=e,
-                                       objective=1.0 + 5.0 / (e + 1) + 1 / w))
+                    rows.append(
+                        _trace(
+                            job=job,
+                            optimizer=opt,
+                            width=w,
+                            width_factor=f,
+                            init=init,
+                            epoch=e,
+                            objective=1.0 + 5.0 / (e + 1) + 1 / w,
+                        )
+                    )
     return rows
 
 
@@ -44,48 +67,134 @@ def _rows_closed_form():
     rows = []
     for out in ("scalar", "onehot"):
         for b in (0.1, 0.5, 1.0):
-            rows.append(_summary(job=f"{out}_b{b}", output=out, beta=b, p_closed=b, p_cvxpy=b * (1 + 1e-9),
-                                 p_gd_best=b * 1.001, closed_net_objective=b, rel_diff_cvxpy=1e-9, rel_diff_gd=1e-3,
-                                 fit_diff_cvxpy=1e-7, fit_diff_gd=1e-2, penalty_closed=1.0, penalty_cvxpy=1.0,
-                                 neurons_closed=2, solver_status="optimal"))
+            rows.append(
+                _summary(
+                    job=f"{out}_b{b}",
+                    output=out,
+                    beta=b,
+                    p_closed=b,
+                    p_cvxpy=b * (1 + 1e-9),
+                    p_gd_best=b * 1.001,
+                    closed_net_objective=b,
+                    rel_diff_cvxpy=1e-9,
+                    rel_diff_gd=1e-3,
+                    fit_diff_cvxpy=1e-7,
+                    fit_diff_gd=1e-2,
+                    penalty_closed=1.0,
+                    penalty_cvxpy=1.0,
+                    neurons_closed=2,
+                    solver_status="optimal",
+                )
+            )
     return rows
 
 
 def _rows_whitening():
-    return [_summary(job=t, transform=t, p_star=1.0, bn_best=1.01, relu_best=0.5 + i / 10, cond_X=1.0 + i,
-                     obj_change_convex=0.0, obj_change_bn=0.001, obj_change_relu=0.1 * i, fit_change_convex=0.0,
-                     fit_change_bn=0.01, fit_change_relu=0.2 * i, solver_status="optimal")
-            for i, t in enumerate(("identity", "whitened", "random_linear", "scaled"))]
+    return [
+        _summary(
+            job=t,
+            transform=t,
+            p_star=1.0,
+            bn_best=1.01,
+            relu_best=0.5 + i / 10,
+            cond_X=1.0 + i,
+            obj_change_convex=0.0,
+            obj_change_bn=0.001,
+            obj_change_relu=0.1 * i,
+            fit_change_convex=0.0,
+            fit_change_bn=0.01,
+            fit_change_relu=0.2 * i,
+            solver_status="optimal",
+        )
+        for i, t in enumerate(("identity", "whitened", "random_linear", "scaled"))
+    ]
 
 
 def _rows_implicit_bias(datasets):
     rows = []
     for ds in datasets:
-        rows.append(_summary(job=f"gd_{ds}", dataset=ds, method="gd", n=50, rank=20, beta=0.05, top_fraction=0.1,
-                             top_energy_init=0.4, top_energy=0.6, train_acc=0.9, test_acc=0.8, synthetic=False))
-        rows.append(_summary(job=f"convex_{ds}", dataset=ds, method="convex", n=50, rank=20, beta=0.05,
-                             top_fraction=0.1, top_energy=0.2, train_acc=1.0, test_acc=0.7, synthetic=False))
+        rows.append(
+            _summary(
+                job=f"gd_{ds}",
+                dataset=ds,
+                method="gd",
+                n=50,
+                rank=20,
+                beta=0.05,
+                top_fraction=0.1,
+                top_energy_init=0.4,
+                top_energy=0.6,
+                train_acc=0.9,
+                test_acc=0.8,
+                synthetic=False,
+            )
+        )
+        rows.append(
+            _summary(
+                job=f"convex_{ds}",
+                dataset=ds,
+                method="convex",
+                n=50,
+                rank=20,
+                beta=0.05,
+                top_fraction=0.1,
+                top_energy=0.2,
+                train_acc=1.0,
+                test_acc=0.7,
+                synthetic=False,
+            )
+        )
         E = np.geomspace(1, 1e-3, 20)
         for e in (0, 10, 100):
             for i, v in enumerate(E ** (1 + e / 100)):
-                rows.append(_trace(job=f"gd_{ds}", dataset=ds, method="gd", record_kind="energy", epoch=e,
-                                   index=i + 1, energy=v))
+                rows.append(
+                    _trace(
+                        job=f"gd_{ds}", dataset=ds, method="gd", record_kind="energy", epoch=e, index=i + 1, energy=v
+                    )
+                )
         for i in range(20):
-            rows.append(_trace(job=f"convex_{ds}", dataset=ds, method="convex", record_kind="energy", index=i + 1,
-                               energy=1 / 20))
-            rows.append(_trace(job=f"gd_{ds}", dataset=ds, method="gd", record_kind="spectrum", index=i + 1,
-                               sigma=10.0 / (i + 1)))
+            rows.append(
+                _trace(
+                    job=f"convex_{ds}", dataset=ds, method="convex", record_kind="energy", index=i + 1, energy=1 / 20
+                )
+            )
+            rows.append(
+                _trace(
+                    job=f"gd_{ds}", dataset=ds, method="gd", record_kind="spectrum", index=i + 1, sigma=10.0 / (i + 1)
+                )
+            )
     return rows
 
 
 def _rows_truncation(datasets):
     rows = []
     for ds in datasets:
-        rows.append(_summary(job=f"sgd_{ds}", dataset=ds, method="sgd", k=None, train_acc=0.9, val_acc=0.8,
-                             test_acc=0.8, synthetic=False))
+        rows.append(
+            _summary(
+                job=f"sgd_{ds}",
+                dataset=ds,
+                method="sgd",
+                k=None,
+                train_acc=0.9,
+                val_acc=0.8,
+                test_acc=0.8,
+                synthetic=False,
+            )
+        )
         for k, v in ((4, 0.7), (16, 0.85), (55, 0.8)):
-            rows.append(_summary(job=f"k{k}_{ds}", dataset=ds, method="convex", k=k, train_acc=min(1.0, v + 0.1),
-                                 val_acc=v, test_acc=v - 0.01, solver_status="max_iter", synthetic=False))
+            rows.append(
+                _summary(
+                    job=f"k{k}_{ds}",
+                    dataset=ds,
+                    method="convex",
+                    k=k,
+                    train_acc=min(1.0, v + 0.1),
+                    val_acc=v,
+                    test_acc=v - 0.01,
+                    solver_status="max_iter",
+                    synthetic=False,
+                )
+            )
     return rows
 
 
@@ -95,28 +204,69 @@ def _rows_main(datasets):
         for method, acc in (("sgd", 0.8), ("convex_full", 0.75), ("convex_truncated", 0.85)):
             for seed in range(3):
                 job = f"{method}_{ds}_s{seed}"
-                rows.append(_summary(job=job, dataset=ds, method=method, seed=seed, test_acc=acc + 0.01 * seed,
-                                     train_acc=0.95, seconds=10.0 + seed, k=None if method == "sgd" else 16,
-                                     solver_status=None if method == "sgd" else "max_iter", synthetic=ds != "digits"))
+                rows.append(
+                    _summary(
+                        job=job,
+                        dataset=ds,
+                        method=method,
+                        seed=seed,
+                        test_acc=acc + 0.01 * seed,
+                        train_acc=0.95,
+                        seconds=10.0 + seed,
+                        k=None if method == "sgd" else 16,
+                        solver_status=None if method == "sgd" else "max_iter",
+                        synthetic=ds != "digits",
+                    )
+                )
                 for e in range(4):
-                    rows.append(_trace(job=job, dataset=ds, method=method, seed=seed, epoch=e * 10, seconds=e * 2.5,
-                                       test_acc=acc * (e + 1) / 4, synthetic=ds != "digits"))
+                    rows.append(
+                        _trace(
+                            job=job,
+                            dataset=ds,
+                            method=method,
+                            seed=seed,
+                            epoch=e * 10,
+                            seconds=e * 2.5,
+                            test_acc=acc * (e + 1) / 4,
+                            synthetic=ds != "digits",
+                        )
+                    )
     return rows
 
 
 def _rows_variants():
-    return [_summary(job=f"{v}_i{i}", variant=v, instance=i, form="exact", n=8, P=20, p_star=1.0 + i,
-                     best_nonconvex=1.001 + i, rel_gap=0.001, neurons=3, inits=2, solver_status="optimal",
-                     best_nonconvex_shared_neurons=0.9 + i if v == "vector_output" else None)
-            for v in ("bn_after_relu", "cnn", "deep", "vector_output") for i in range(2)]
+    return [
+        _summary(
+            job=f"{v}_i{i}",
+            variant=v,
+            instance=i,
+            form="exact",
+            n=8,
+            P=20,
+            p_star=1.0 + i,
+            best_nonconvex=1.001 + i,
+            rel_gap=0.001,
+            neurons=3,
+            inits=2,
+            solver_status="optimal",
+            best_nonconvex_shared_neurons=0.9 + i if v == "vector_output" else None,
+        )
+        for v in ("bn_after_relu", "cnn", "deep", "vector_output")
+        for i in range(2)
+    ]
 
 
 def _rows(name, ds):
     ds = [ds] if ds else []
-    return {"equivalence": _rows_equivalence, "closed_form": _rows_closed_form,
-            "whitening_invariance": _rows_whitening, "variants": _rows_variants,
-            "implicit_bias": lambda: _rows_implicit_bias(ds), "truncation": lambda: _rows_truncation(ds),
-            "main_comparison": lambda: _rows_main(ds)}[name]()
+    return {
+        "equivalence": _rows_equivalence,
+        "closed_form": _rows_closed_form,
+        "whitening_invariance": _rows_whitening,
+        "variants": _rows_variants,
+        "implicit_bias": lambda: _rows_implicit_bias(ds),
+        "truncation": lambda: _rows_truncation(ds),
+        "main_comparison": lambda: _rows_main(ds),
+    }[name]()
 
 
 def _table_of(name, config=None):

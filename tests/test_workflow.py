@@ -10,7 +10,6 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-
 from conftest import REPO, copy_workflow, merge_config, run_snakemake, workflow_env, write_overlay
 
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -58,6 +57,7 @@ def test_schema_is_valid_draft_2020_12_with_descriptions() -> None:
         for key, sub in node.get("properties", {}).items():
             assert "description" in sub or "$ref" in sub, f"{where}.{key} has no description"
             walk(sub, f"{where}.{key}")
+
     walk(schema, "config")
     for name, sub in schema["$defs"].items():
         walk(sub, f"$defs.{name}")
@@ -69,36 +69,39 @@ def test_shipped_configs_pass_the_schema(overlays: tuple[str, ...]) -> None:
     assert schema_errors(merged(*overlays)) == []
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda c: c["defaults"].update(solvr="auto"), "solvr"),
-    (lambda c: c["defaults"].update(solver="MOSK"), "MOSK"),
-    (lambda c: c["experiments"]["truncation"].update(kss=[4]), "kss"),
-    (lambda c: c["experiments"]["truncation"].update(ks=[0]), "ks"),
-    (lambda c: c["datasets"]["digits"].update(normalize="zscore"), "zscore"),
-    (lambda c: c["data"]["cifar10"].update(md5="nothex"), "nothex"),
-    (lambda c: c["experiments"].update(not_an_experiment={}), "not_an_experiment"),
-    (lambda c: c["resources"]["convex"].update(mem_mb=-5), "mem_mb"),
-    (lambda c: c["experiments"]["variants"].update(variants=["mlp"]), "mlp"),
-    (lambda c: c["experiments"]["truncation"].update(ks=["zero"]), "zero"),
-    (lambda c: c["experiments"]["equivalence"].update(n=1), "1 is less than the minimum of 2"),
-    (lambda c: c["experiments"]["variants"]["cnn"].update(n=1), "1 is less than the minimum of 2"),
-    (lambda c: c["experiments"]["variants"].update(beta=float("nan")), "nan"),
-    (lambda c: c["experiments"]["variants"].update(beta=-0.1), "-0.1"),
-    (lambda c: c["experiments"]["variants"].update(beta=float("inf")), "inf"),
-    (lambda c: c["experiments"]["closed_form"].update(betas=[0.1, float("nan")]), "nan"),
-    (lambda c: c["experiments"]["equivalence"].update(inits=0), "0 is less than the minimum of 1"),
-    (lambda c: c["experiments"]["whitening_invariance"].update(lr=0), "lr"),
-    (lambda c: c["experiments"]["truncation"]["sgd"].update(lr_factors=[0.0]), "0.0"),
-    (lambda c: c["experiments"]["truncation"]["convex"].update(tol=0), "tol"),
-    (lambda c: c["experiments"]["truncation"]["convex"].update(max_iter=0), "max_iter"),
-    (lambda c: c["experiments"]["main_comparison"]["convex"].update(max_seconds=0), "max_seconds"),
-    (lambda c: c["experiments"]["equivalence"].update(width_factors=[1.0, 0.0]), "0.0"),
-    (lambda c: c["experiments"]["truncation"].update(arrangements=2_000_000), "2000000"),
-    (lambda c: c["experiments"]["implicit_bias"]["convex"].update(arrangements=1_000_001), "1000001"),
-    (lambda c: c["datasets"].update({"Digits-Copy": c["datasets"]["digits"]}), "Digits-Copy"),
-    (lambda c: c["experiments"]["truncation"].update(datasets=["../etc"]), "../etc"),
-    (lambda c: c["experiments"]["closed_form"].update(plot={"colour": "red"}), "colour"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["defaults"].update(solvr="auto"), "solvr"),
+        (lambda c: c["defaults"].update(solver="MOSK"), "MOSK"),
+        (lambda c: c["experiments"]["truncation"].update(kss=[4]), "kss"),
+        (lambda c: c["experiments"]["truncation"].update(ks=[0]), "ks"),
+        (lambda c: c["datasets"]["digits"].update(normalize="zscore"), "zscore"),
+        (lambda c: c["data"]["cifar10"].update(md5="nothex"), "nothex"),
+        (lambda c: c["experiments"].update(not_an_experiment={}), "not_an_experiment"),
+        (lambda c: c["resources"]["convex"].update(mem_mb=-5), "mem_mb"),
+        (lambda c: c["experiments"]["variants"].update(variants=["mlp"]), "mlp"),
+        (lambda c: c["experiments"]["truncation"].update(ks=["zero"]), "zero"),
+        (lambda c: c["experiments"]["equivalence"].update(n=1), "1 is less than the minimum of 2"),
+        (lambda c: c["experiments"]["variants"]["cnn"].update(n=1), "1 is less than the minimum of 2"),
+        (lambda c: c["experiments"]["variants"].update(beta=float("nan")), "nan"),
+        (lambda c: c["experiments"]["variants"].update(beta=-0.1), "-0.1"),
+        (lambda c: c["experiments"]["variants"].update(beta=float("inf")), "inf"),
+        (lambda c: c["experiments"]["closed_form"].update(betas=[0.1, float("nan")]), "nan"),
+        (lambda c: c["experiments"]["equivalence"].update(inits=0), "0 is less than the minimum of 1"),
+        (lambda c: c["experiments"]["whitening_invariance"].update(lr=0), "lr"),
+        (lambda c: c["experiments"]["truncation"]["sgd"].update(lr_factors=[0.0]), "0.0"),
+        (lambda c: c["experiments"]["truncation"]["convex"].update(tol=0), "tol"),
+        (lambda c: c["experiments"]["truncation"]["convex"].update(max_iter=0), "max_iter"),
+        (lambda c: c["experiments"]["main_comparison"]["convex"].update(max_seconds=0), "max_seconds"),
+        (lambda c: c["experiments"]["equivalence"].update(width_factors=[1.0, 0.0]), "0.0"),
+        (lambda c: c["experiments"]["truncation"].update(arrangements=2_000_000), "2000000"),
+        (lambda c: c["experiments"]["implicit_bias"]["convex"].update(arrangements=1_000_001), "1000001"),
+        (lambda c: c["datasets"].update({"Digits-Copy": c["datasets"]["digits"]}), "Digits-Copy"),
+        (lambda c: c["experiments"]["truncation"].update(datasets=["../etc"]), "../etc"),
+        (lambda c: c["experiments"]["closed_form"].update(plot={"colour": "red"}), "colour"),
+    ],
+)
 def test_schema_rejects_bad_keys_and_values(mutate: Any, expected: str) -> None:
     """Unknown keys and bad values are schema errors that name the key or the value."""
     cfg = merged("ci.yaml")
@@ -145,8 +148,9 @@ def test_dry_run_shows_the_plan(workflow_copy: Path, overlays: tuple[str, ...]) 
 def test_named_targets_plan(workflow_copy: Path) -> None:
     """The named targets data, baselines, convex, tables and figures exist and plan (CI config)."""
     targets = ["data", "baselines", "convex", "tables", "figures"]
-    proc = run_snakemake(workflow_copy, *targets, "-n", "--cores", "2", "--configfile", "config/ci.yaml",
-                         timeout=180, check=True)
+    proc = run_snakemake(
+        workflow_copy, *targets, "-n", "--cores", "2", "--configfile", "config/ci.yaml", timeout=180, check=True
+    )
     for target in targets:
         assert re.search(rf"^{target}\s+1$", proc.stdout, re.M), f"target rule {target} not planned"
 
@@ -209,8 +213,18 @@ def test_profiles_are_commented_and_slurm_reads_partition_from_env(workflow_copy
     prof = (REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text()
     assert "executor: slurm" in prof and "cluster:" not in prof.replace("# ", "")
     env = workflow_env(SLURM_PARTITION="gpu-short", SLURM_ACCOUNT="proj42")
-    proc = run_snakemake(workflow_copy, "tables", "--workflow-profile", "workflow/profiles/slurm", "-n",
-                         "--configfile", "config/ci.yaml", env=env, timeout=180, check=True)
+    proc = run_snakemake(
+        workflow_copy,
+        "tables",
+        "--workflow-profile",
+        "workflow/profiles/slurm",
+        "-n",
+        "--configfile",
+        "config/ci.yaml",
+        env=env,
+        timeout=180,
+        check=True,
+    )
     assert "slurm_partition=gpu-short" in proc.stdout and "slurm_account=proj42" in proc.stdout
 
 
@@ -220,8 +234,12 @@ def test_readme_explains_every_config_key() -> None:
     schema = load_yaml(SCHEMA_PATH)
     missing = [k for k in schema_keys(schema, schema) if f"`{k}`" not in readme]
     assert not missing, f"config/README.md does not explain: {missing[:20]}"
-    for cmd in ("snakemake --cores all", "--workflow-profile workflow/profiles/slurm", "--report",
-                "--configfile config/ci.yaml config/demo.yaml"):
+    for cmd in (
+        "snakemake --cores all",
+        "--workflow-profile workflow/profiles/slurm",
+        "--report",
+        "--configfile config/ci.yaml config/demo.yaml",
+    ):
         assert cmd in readme
     assert "/work/" not in readme and "paper.md" not in readme  # no machine paths
 
@@ -238,6 +256,7 @@ def test_readme_key_tables_are_generated_from_the_schema() -> None:
 
 def test_overlays_only_override() -> None:
     """ci.yaml repeats no value of config.yaml, and demo.yaml no value of config.yaml + ci.yaml."""
+
     def repeated(base: dict[str, Any], over: dict[str, Any], where: str = "") -> list[str]:
         out = []
         for key, value in over.items():
@@ -270,6 +289,7 @@ def test_every_number_in_the_schema_is_bounded() -> None:
             walk(sub, f"{where}|{i}")
         if isinstance(node.get("items"), dict):
             walk(node["items"], f"{where}[]")
+
     walk(schema, "config")
     for name, sub in schema["$defs"].items():
         walk(sub, f"$defs.{name}")

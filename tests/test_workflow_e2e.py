@@ -19,9 +19,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
-from conftest import (SNAKEMAKE, copy_workflow, only_experiments, run_snakemake, workflow_env,
-                      write_overlay)
+from conftest import SNAKEMAKE, copy_workflow, only_experiments, run_snakemake, workflow_env, write_overlay
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +50,18 @@ def test_ci_config_runs_every_stage(ci_run: tuple[Path, Any]) -> None:
     assert "Nothing to be done" in again.stdout + again.stderr
     tables = sorted(p.stem for p in (wf / "results" / "tables").glob("*.csv"))
     # real-data experiments get one table per dataset (config/ci.yaml: digits; main comparison also cifar10)
-    assert tables == sorted(["equivalence", "closed_form", "whitening_invariance", "implicit_bias_digits",
-                             "truncation_digits", "main_comparison_digits", "main_comparison_cifar10", "variants"])
+    assert tables == sorted(
+        [
+            "equivalence",
+            "closed_form",
+            "whitening_invariance",
+            "implicit_bias_digits",
+            "truncation_digits",
+            "main_comparison_digits",
+            "main_comparison_cifar10",
+            "variants",
+        ]
+    )
     for ext in ("pdf", "png", "md", "tex"):
         assert list((wf / "figures").glob(f"*.{ext}")), f"no .{ext} under figures/"
     for path in (wf / "results").glob("*/jobs/*.json"):
@@ -67,7 +75,9 @@ def test_ci_config_runs_every_stage(ci_run: tuple[Path, Any]) -> None:
 def test_generated_cifar_is_marked_synthetic(ci_run: tuple[Path, Any]) -> None:
     """Rows made from the generated CIFAR-10 archive say synthetic; digits rows do not."""
     wf, _ = ci_run
-    df = pd.concat([pd.read_csv(wf / "results" / "tables" / f"main_comparison_{ds}.csv") for ds in ("digits", "cifar10")])
+    df = pd.concat(
+        [pd.read_csv(wf / "results" / "tables" / f"main_comparison_{ds}.csv") for ds in ("digits", "cifar10")]
+    )
     summary = df[df["record"] == "summary"]
     assert summary[summary["dataset"] == "cifar10"]["synthetic"].astype(bool).all()
     assert not summary[summary["dataset"] == "digits"]["synthetic"].astype(bool).any()
@@ -92,8 +102,14 @@ def test_adding_one_k_plans_only_the_new_job(ci_run: tuple[Path, Any], tmp_path:
     wf, _ = ci_run
     overlay = write_overlay(tmp_path / "k.yaml", {"experiments": {"truncation": {"ks": [4, "full", 16]}}})
     plan = run_snakemake(wf, "-n", "--cores", "2", *CI, str(overlay), timeout=300, check=True)
-    assert planned_rules(plan.stdout) == {"run_job": 1, "aggregate": 1, "figures_truncation_digits": 1,
-                                          "claims_scoreboard": 1, "results_md": 1, "all": 1}, plan.stdout[-3000:]
+    assert planned_rules(plan.stdout) == {
+        "run_job": 1,
+        "aggregate": 1,
+        "figures_truncation_digits": 1,
+        "claims_scoreboard": 1,
+        "results_md": 1,
+        "all": 1,
+    }, plan.stdout[-3000:]
     assert "results/truncation/jobs/k16_digits.json" in plan.stdout
 
 
@@ -101,8 +117,9 @@ def test_figure_only_regeneration(ci_run: tuple[Path, Any], tmp_path: Path) -> N
     """Restyling an experiment through its plot settings reruns only its figure rule, nothing upstream,
     and the figure changes."""
     wf, _ = ci_run
-    overlay = write_overlay(tmp_path / "plot.yaml",
-                            {"experiments": {"closed_form": {"plot": {"rc": {"lines.linewidth": 4.0}}}}})
+    overlay = write_overlay(
+        tmp_path / "plot.yaml", {"experiments": {"closed_form": {"plot": {"rc": {"lines.linewidth": 4.0}}}}}
+    )
     args = ("--cores", "2", *CI, str(overlay))
     plan = run_snakemake(wf, "-n", *args, timeout=300, check=True)
     assert set(planned_rules(plan.stdout)) == {"figures_closed_form", "all"}, plan.stdout[-3000:]
@@ -129,10 +146,21 @@ def checkpoints(wf: Path) -> list[Path]:
 def resume_overlay(path: Path) -> Path:
     """Only the truncation experiment on digits, with an SGD baseline long enough to be killed."""
     overlay = only_experiments("truncation")
-    overlay["experiments"]["truncation"].update({
-        "datasets": ["digits"], "ks": [4],
-        "sgd": {"width": 32, "epochs": [1500], "batch_size": 10, "beta_per_sample": [0.001], "lr_factors": [5.0],
-                "momentum": 0.9, "dtype": "float32"}})
+    overlay["experiments"]["truncation"].update(
+        {
+            "datasets": ["digits"],
+            "ks": [4],
+            "sgd": {
+                "width": 32,
+                "epochs": [1500],
+                "batch_size": 10,
+                "beta_per_sample": [0.001],
+                "lr_factors": [5.0],
+                "momentum": 0.9,
+                "dtype": "float32",
+            },
+        }
+    )
     return write_overlay(path, overlay)
 
 
@@ -141,8 +169,11 @@ def metrics_of(wf: Path) -> dict[str, Any]:
     interruption)."""
     doc = json.loads((wf / JOB).read_text())
     untimed = lambda row: {k: v for k, v in row.items() if not k.endswith("seconds")}  # noqa: E731
-    return {"metrics": untimed(doc["metrics"]), "grid": [untimed(r) for r in doc["grid"]],
-            "trace": [untimed(r) for r in doc["trace"]]}
+    return {
+        "metrics": untimed(doc["metrics"]),
+        "grid": [untimed(r) for r in doc["grid"]],
+        "trace": [untimed(r) for r in doc["trace"]],
+    }
 
 
 def test_kill_during_baseline_then_resume_gives_same_numbers(tmp_path: Path) -> None:
@@ -157,8 +188,14 @@ def test_kill_during_baseline_then_resume_gives_same_numbers(tmp_path: Path) -> 
 
     wf = copy_workflow(tmp_path / "killed")
     run_snakemake(wf, "results/whiten/digits.npz", "--cores", "1", *CI, str(overlay), timeout=600, check=True)
-    proc = subprocess.Popen([SNAKEMAKE, *args], cwd=wf, env=workflow_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [SNAKEMAKE, *args],
+        cwd=wf,
+        env=workflow_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         while not checkpoints(wf):  # wait for the first epoch checkpoint (no time bound: poll the run itself)
             assert proc.poll() is None, "the run ended before writing a checkpoint"
@@ -179,12 +216,16 @@ def test_kill_during_baseline_then_resume_gives_same_numbers(tmp_path: Path) -> 
     run_snakemake(wf, *args, "--rerun-incomplete", timeout=900, check=True)
     log = (wf / "results" / "logs" / "truncation" / "sgd_digits.log").read_text()
     doc = json.loads((wf / JOB).read_text())
-    assert "resum" in log.lower() or doc["metrics"].get("resumed_from") is not None or \
-        any("resum" in json.dumps(v) for v in doc.values()), "the rerun did not resume from the checkpoint"
+    assert (
+        "resum" in log.lower()
+        or doc["metrics"].get("resumed_from") is not None
+        or any("resum" in json.dumps(v) for v in doc.values())
+    ), "the rerun did not resume from the checkpoint"
     assert metrics_of(wf) == expected
 
 
 # ---------------------------------------------------------------------------------------- solver failure
+
 
 def test_solver_failure_is_recorded_and_keep_going_finishes_the_rest(tmp_path: Path) -> None:
     """An unlicensed MOSEK fails the equivalence jobs with the fix in their logs; an iteration cap is
@@ -192,10 +233,21 @@ def test_solver_failure_is_recorded_and_keep_going_finishes_the_rest(tmp_path: P
     wf = copy_workflow(tmp_path / "wf")
     overlay = only_experiments("equivalence", "closed_form", "truncation")
     overlay["experiments"]["equivalence"]["solver"] = "MOSEK"
-    overlay["experiments"]["truncation"].update({
-        "datasets": ["digits"], "ks": [4], "convex": {"max_seconds": 0.001, "tol": 1.0e-12},
-        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9,
-                "dtype": "float32"}})
+    overlay["experiments"]["truncation"].update(
+        {
+            "datasets": ["digits"],
+            "ks": [4],
+            "convex": {"max_seconds": 0.001, "tol": 1.0e-12},
+            "sgd": {
+                "width": 8,
+                "epochs": [1],
+                "batch_size": 100,
+                "lr_factors": [1.0],
+                "momentum": 0.9,
+                "dtype": "float32",
+            },
+        }
+    )
     cfg = write_overlay(tmp_path / "fail.yaml", overlay)
     env = workflow_env(HOME=str(tmp_path), MOSEKLM_LICENSE_FILE=str(tmp_path / "no-such-licence.lic"))
     proc = run_snakemake(wf, "--cores", "2", "--keep-going", *CI, str(cfg), env=env, timeout=1200)
@@ -214,6 +266,7 @@ def test_solver_failure_is_recorded_and_keep_going_finishes_the_rest(tmp_path: P
 
 
 # ---------------------------------------------------------------------------------------- offline demo
+
 
 def test_demo_config_runs_offline_and_marks_everything_synthetic(tmp_path: Path) -> None:
     """config/demo.yaml over config/ci.yaml: the whole DAG on generated CIFAR-10/100 archives, every row synthetic."""
@@ -234,6 +287,7 @@ def test_demo_config_runs_offline_and_marks_everything_synthetic(tmp_path: Path)
 
 # ------------------------------------------------------------------------------- offline CIFAR failure
 
+
 def test_offline_cifar_failure_leaves_other_datasets_complete(tmp_path: Path) -> None:
     """Without a reachable CIFAR server the fetch fails with the fix in its log, and --keep-going still
     produces the digits table and figures of the same experiment (tables are split per dataset)."""
@@ -243,10 +297,21 @@ def test_offline_cifar_failure_leaves_other_datasets_complete(tmp_path: Path) ->
     overlay = only_experiments("truncation")
     overlay["data"] = {"cifar10": {"synthetic": None, "archive": None, "url": closed_port_url()}}
     overlay["fetch"] = {"retries": 0, "backoff": 0.1, "timeout": 5, "job_retries": 0}
-    overlay["experiments"]["truncation"].update({
-        "datasets": ["digits", "cifar10"], "ks": [4], "convex": {"max_seconds": 5, "tol": 1.0e-4},
-        "sgd": {"width": 8, "epochs": [1], "batch_size": 100, "lr_factors": [1.0], "momentum": 0.9,
-                "dtype": "float32"}})
+    overlay["experiments"]["truncation"].update(
+        {
+            "datasets": ["digits", "cifar10"],
+            "ks": [4],
+            "convex": {"max_seconds": 5, "tol": 1.0e-4},
+            "sgd": {
+                "width": 8,
+                "epochs": [1],
+                "batch_size": 100,
+                "lr_factors": [1.0],
+                "momentum": 0.9,
+                "dtype": "float32",
+            },
+        }
+    )
     cfg = write_overlay(tmp_path / "offline.yaml", overlay)
     proc = run_snakemake(wf, "--cores", "2", "--keep-going", *CI, str(cfg), timeout=900)
     out = proc.stdout + proc.stderr

@@ -29,8 +29,18 @@ UNFAIR = "not tested fairly"
 VERDICTS: tuple[str, ...] = (HOLDS, FAILS, NOT_RUN, UNFAIR)
 
 #: Columns of the scoreboard, in order.
-COLUMNS: tuple[str, ...] = ("claim", "statistic", "criterion", "measured", "dataset", "runs", "validated",
-                            "certified", "verdict", "note")
+COLUMNS: tuple[str, ...] = (
+    "claim",
+    "statistic",
+    "criterion",
+    "measured",
+    "dataset",
+    "runs",
+    "validated",
+    "certified",
+    "verdict",
+    "note",
+)
 
 #: Relative tolerance for "equal to the convex optimum" (objectives are relative to max(1, |p*|)).
 OBJ_TOL = 1e-6
@@ -49,8 +59,9 @@ SELECTED_BY_COLUMNS: tuple[str, ...] = ("beta_selected_by", "selected_by")
 
 CLAIM_TEXT: dict[str, str] = {
     "equivalence_lower": "Exact equivalence: no non-convex run ends below the convex optimum",
-    "equivalence_reconstruction": ("Exact equivalence: the reconstructed BN network's objective equals the "
-                                   "convex optimum"),
+    "equivalence_reconstruction": (
+        "Exact equivalence: the reconstructed BN network's objective equals the convex optimum"
+    ),
     "closed_form": "Closed form for n ≤ d equals the CVXPY optimum of (C2)",
     "whitening_convex": "BN whitens the data: the convex (BN) optimum is invariant to invertible transforms of X",
     "whitening_relu": "... but a plain ReLU network (no BN) is not invariant",
@@ -60,8 +71,9 @@ CLAIM_TEXT: dict[str, str] = {
     "variant_bn_after_relu": "Variant: BN after ReLU, no local search below the convex optimum",
     "variant_cnn": "Variant: CNN with BN, no local search below the convex optimum",
     "variant_deep": "Variant: deep network (last two layers), no local search below the convex optimum",
-    "variant_vector_output": ("Variant: vector output (decoupled per class, A5), no local search below the "
-                              "convex optimum"),
+    "variant_vector_output": (
+        "Variant: vector output (decoupled per class, A5), no local search below the convex optimum"
+    ),
 }
 
 
@@ -96,22 +108,47 @@ def pm(values: Iterable[float], scale: float = 1.0, fmt: str = ".3g", unit: str 
     return f"{v.mean():{fmt}} ± {v.std(ddof=1):{fmt.lstrip('+')}}{unit}"
 
 
-def row(key: str, *, statistic: str, criterion: str, measured: str = "–", dataset: str = "–", runs: int = 0,
-        validated: str = "n/a", certified: str = "n/a", verdict: str = NOT_RUN, note: str = "") -> dict[str, Any]:
+def row(
+    key: str,
+    *,
+    statistic: str,
+    criterion: str,
+    measured: str = "–",
+    dataset: str = "–",
+    runs: int = 0,
+    validated: str = "n/a",
+    certified: str = "n/a",
+    verdict: str = NOT_RUN,
+    note: str = "",
+) -> dict[str, Any]:
     """One scoreboard row (the claim text is looked up from its key)."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
-    return {"claim": CLAIM_TEXT[key], "statistic": statistic, "criterion": criterion, "measured": measured,
-            "dataset": dataset, "runs": int(runs), "validated": validated, "certified": certified,
-            "verdict": verdict, "note": note, "key": key}
+    return {
+        "claim": CLAIM_TEXT[key],
+        "statistic": statistic,
+        "criterion": criterion,
+        "measured": measured,
+        "dataset": dataset,
+        "runs": int(runs),
+        "validated": validated,
+        "certified": certified,
+        "verdict": verdict,
+        "note": note,
+        "key": key,
+    }
 
 
 def dataset_label(s: pd.DataFrame | None, name: str | None) -> str:
     """A dataset's name, marked '(generated)' when its rows say synthetic; synthetic instances otherwise."""
     if name is None:
         return "generated random instances"
-    synthetic = s is not None and not s.empty and "synthetic" in s.columns and s["synthetic"].astype(str).isin(
-        ["True", "true", "1", "1.0"]).any()
+    synthetic = (
+        s is not None
+        and not s.empty
+        and "synthetic" in s.columns
+        and s["synthetic"].astype(str).isin(["True", "true", "1", "1.0"]).any()
+    )
     return f"{name} (generated)" if synthetic else name
 
 
@@ -165,8 +202,17 @@ def claim_equivalence_lower(table: pd.DataFrame | None, why: str = "table not pr
     measured = f"{below} of {runs} runs below p*; min rel. gap {col(base, 'rel_gap_min').min():.3g}"
     verdict = UNFAIR if not ok_cert else (HOLDS if below == 0 else FAILS)
     note = "" if ok_cert else "p* is not certified: the comparison has no reference"
-    return row("equivalence_lower", statistic=stat, criterion=crit, measured=measured,
-               dataset=dataset_label(s, None), runs=runs, certified=cert, verdict=verdict, note=note)
+    return row(
+        "equivalence_lower",
+        statistic=stat,
+        criterion=crit,
+        measured=measured,
+        dataset=dataset_label(s, None),
+        runs=runs,
+        certified=cert,
+        verdict=verdict,
+        note=note,
+    )
 
 
 def claim_equivalence_reconstruction(table: pd.DataFrame | None, why: str = "table not produced") -> dict[str, Any]:
@@ -181,9 +227,17 @@ def claim_equivalence_reconstruction(table: pd.DataFrame | None, why: str = "tab
     ok_cert, cert = certification(conv)
     worst = float(gaps.max())
     verdict = UNFAIR if not ok_cert else (HOLDS if worst <= OBJ_TOL else FAILS)
-    return row("equivalence_reconstruction", statistic=stat, criterion=crit, measured=f"{worst:.2g}",
-               dataset=dataset_label(s, None), runs=len(gaps), certified=cert, verdict=verdict,
-               note="" if ok_cert else "p* is not certified")
+    return row(
+        "equivalence_reconstruction",
+        statistic=stat,
+        criterion=crit,
+        measured=f"{worst:.2g}",
+        dataset=dataset_label(s, None),
+        runs=len(gaps),
+        certified=cert,
+        verdict=verdict,
+        note="" if ok_cert else "p* is not certified",
+    )
 
 
 def claim_closed_form(table: pd.DataFrame | None, why: str = "table not produced") -> dict[str, Any]:
@@ -207,8 +261,17 @@ def claim_closed_form(table: pd.DataFrame | None, why: str = "table not produced
     if net.notna().any():
         net_gap = float(((net - col(s, "p_closed")).abs() / col(s, "p_closed").abs().clip(lower=1.0)).max())
         note = "; ".join(x for x in (note, f"closed-form BN network vs formula: {net_gap:.2g}") if x)
-    return row("closed_form", statistic=stat, criterion=crit, measured=f"{worst:.2g}", dataset=dataset_label(s, None),
-               runs=len(s), certified=cert, verdict=verdict, note=note)
+    return row(
+        "closed_form",
+        statistic=stat,
+        criterion=crit,
+        measured=f"{worst:.2g}",
+        dataset=dataset_label(s, None),
+        runs=len(s),
+        certified=cert,
+        verdict=verdict,
+        note=note,
+    )
 
 
 def claim_whitening_convex(table: pd.DataFrame | None, why: str = "table not produced") -> dict[str, Any]:
@@ -222,9 +285,17 @@ def claim_whitening_convex(table: pd.DataFrame | None, why: str = "table not pro
     ok_cert, cert = certification(s)
     verdict = UNFAIR if not ok_cert else (HOLDS if worst <= OBJ_TOL else FAILS)
     transforms = ", ".join(text_col(s, "transform"))
-    return row("whitening_convex", statistic=stat, criterion=crit, measured=f"{worst:.2g}",
-               dataset=dataset_label(s, None), runs=len(s), certified=cert, verdict=verdict,
-               note=f"transforms: {transforms}; trained BN network changes ≤ {col(s, 'obj_change_bn').max():.2g}")
+    return row(
+        "whitening_convex",
+        statistic=stat,
+        criterion=crit,
+        measured=f"{worst:.2g}",
+        dataset=dataset_label(s, None),
+        runs=len(s),
+        certified=cert,
+        verdict=verdict,
+        note=f"transforms: {transforms}; trained BN network changes ≤ {col(s, 'obj_change_bn').max():.2g}",
+    )
 
 
 def claim_whitening_relu(table: pd.DataFrame | None, why: str = "table not produced") -> dict[str, Any]:
@@ -236,9 +307,16 @@ def claim_whitening_relu(table: pd.DataFrame | None, why: str = "table not produ
         return _not_run("whitening_relu", stat, crit, dataset_label(s, None), why)
     relu, bn = float(col(s, "obj_change_relu").max()), float(col(s, "obj_change_bn").max())
     verdict = HOLDS if relu >= RELU_CHANGE_MIN and (math.isnan(bn) or relu > bn) else FAILS
-    return row("whitening_relu", statistic=stat, criterion=crit, measured=f"ReLU {relu:.3g} vs BN {bn:.3g}",
-               dataset=dataset_label(s, None), runs=len(s), verdict=verdict,
-               note="non-convex training: both changes include optimisation error")
+    return row(
+        "whitening_relu",
+        statistic=stat,
+        criterion=crit,
+        measured=f"ReLU {relu:.3g} vs BN {bn:.3g}",
+        dataset=dataset_label(s, None),
+        runs=len(s),
+        verdict=verdict,
+        note="non-convex training: both changes include optimisation error",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,9 +337,10 @@ def select_on_validation(s: pd.DataFrame) -> pd.DataFrame:
     s = s.assign(_seed=seeds(s))
     keep = []
     for _, g in s.groupby("_seed", sort=True):
-        recs = [{"_i": i, "val_acc": v, "train_acc": t, "beta_ratio": b, "k": k}
-                for i, v, t, b, k in zip(g.index, col(g, "val_acc"), col(g, "train_acc"), col(g, "beta_ratio"),
-                                         col(g, "k"))]
+        recs = [
+            {"_i": i, "val_acc": v, "train_acc": t, "beta_ratio": b, "k": k}
+            for i, v, t, b, k in zip(g.index, col(g, "val_acc"), col(g, "train_acc"), col(g, "beta_ratio"), col(g, "k"))
+        ]
         keep.append(choose(recs, ("-beta_ratio", "k"))["_i"])
     return s.loc[keep].drop(columns=["_seed"])
 
@@ -301,8 +380,7 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame, column: str) -> pd.Series:
     return (x.loc[common] - y.loc[common]).dropna()
 
 
-def _accuracy_verdict(diff: pd.Series, validated: bool, certified: bool, threshold: float,
-                      strict: bool) -> str:
+def _accuracy_verdict(diff: pd.Series, validated: bool, certified: bool, threshold: float, strict: bool) -> str:
     """Verdict of an accuracy comparison: unfair unless validated and certified, else mean diff vs threshold."""
     if diff.empty:
         return NOT_RUN
@@ -314,8 +392,14 @@ def _accuracy_verdict(diff: pd.Series, validated: bool, certified: bool, thresho
 
 def _unfair_note(validated: bool, certified: bool) -> str:
     """Why an accuracy comparison is not a finding."""
-    why = [w for w, bad in (("settings not chosen on validation", not validated),
-                            ("uncertified convex solves (accuracy of a stopped iterate)", not certified)) if bad]
+    why = [
+        w
+        for w, bad in (
+            ("settings not chosen on validation", not validated),
+            ("uncertified convex solves (accuracy of a stopped iterate)", not certified),
+        )
+        if bad
+    ]
     return "; ".join(why)
 
 
@@ -332,13 +416,23 @@ def claim_implicit_bias(table: pd.DataFrame | None, dataset: str, why: str = "ta
     g, c = col(gd, "top_energy"), col(cv, "top_energy")
     frac = float(col(s, "top_fraction").dropna().iloc[0]) if col(s, "top_fraction").notna().any() else math.nan
     ok_cert, cert = certification(cv)
-    measured = (f"GD {pm(g, 100, '.1f', ' %')} (init {pm(col(gd, 'top_energy_init'), 100, '.1f', ' %')}), "
-                f"convex {pm(c, 100, '.1f', ' %')}, top {frac:.0%} of directions")
+    measured = (
+        f"GD {pm(g, 100, '.1f', ' %')} (init {pm(col(gd, 'top_energy_init'), 100, '.1f', ' %')}), "
+        f"convex {pm(c, 100, '.1f', ' %')}, top {frac:.0%} of directions"
+    )
     holds = float(g.mean()) > float(c.mean()) and (math.isnan(frac) or float(g.mean()) > frac)
     verdict = UNFAIR if not ok_cert else (HOLDS if holds else FAILS)
-    return row("implicit_bias", statistic=stat, criterion=crit, measured=measured, dataset=dataset_label(s, dataset),
-               runs=len(gd) + len(cv), certified=cert, verdict=verdict,
-               note="" if ok_cert else "the convex reference is an uncertified iterate, not the optimum")
+    return row(
+        "implicit_bias",
+        statistic=stat,
+        criterion=crit,
+        measured=measured,
+        dataset=dataset_label(s, dataset),
+        runs=len(gd) + len(cv),
+        certified=cert,
+        verdict=verdict,
+        note="" if ok_cert else "the convex reference is an uncertified iterate, not the optimum",
+    )
 
 
 def claim_truncation(table: pd.DataFrame | None, dataset: str, why: str = "table not produced") -> dict[str, Any]:
@@ -352,8 +446,9 @@ def claim_truncation(table: pd.DataFrame | None, dataset: str, why: str = "table
     full = (text_col(cv, "k_label") == "full") | (col(cv, "k") >= col(cv, "rank"))
     trunc_all, full_all = cv[~full], cv[full]
     if trunc_all.empty or full_all.empty:
-        return _not_run("truncation", stat, crit, dataset_label(s, dataset),
-                        "needs a truncated k and full whitening in the table")
+        return _not_run(
+            "truncation", stat, crit, dataset_label(s, dataset), "needs a truncated k and full whitening in the table"
+        )
     trunc, fullw = select_on_validation(trunc_all), select_on_validation(full_all)
     diff = _paired(trunc, fullw, "test_acc") * 100
     validated, how = _fairness([("truncated", trunc_all), ("full", full_all)])
@@ -362,12 +457,23 @@ def claim_truncation(table: pd.DataFrame | None, dataset: str, why: str = "table
     how = f"k: {'on validation' if k_ok else 'no validation accuracy'}; {how}"
     ok_cert, cert = certification(pd.concat([trunc_all, full_all]))
     ks = ", ".join(str(int(k)) for k in sorted(set(col(trunc, "k").dropna())))
-    measured = (f"Δ {pm(diff, 1, '+.1f', ' pp')} (truncated k = {ks}: {pm(col(trunc, 'test_acc'), 100, '.1f', ' %')}; "
-                f"full: {pm(col(fullw, 'test_acc'), 100, '.1f', ' %')})")
+    measured = (
+        f"Δ {pm(diff, 1, '+.1f', ' pp')} (truncated k = {ks}: {pm(col(trunc, 'test_acc'), 100, '.1f', ' %')}; "
+        f"full: {pm(col(fullw, 'test_acc'), 100, '.1f', ' %')})"
+    )
     verdict = _accuracy_verdict(diff, validated, ok_cert, 0.0, strict=True)
-    return row("truncation", statistic=stat, criterion=crit, measured=measured, dataset=dataset_label(s, dataset),
-               runs=len(trunc_all) + len(full_all), validated=how, certified=cert, verdict=verdict,
-               note=_unfair_note(validated, ok_cert) if verdict == UNFAIR else "")
+    return row(
+        "truncation",
+        statistic=stat,
+        criterion=crit,
+        measured=measured,
+        dataset=dataset_label(s, dataset),
+        runs=len(trunc_all) + len(full_all),
+        validated=how,
+        certified=cert,
+        verdict=verdict,
+        note=_unfair_note(validated, ok_cert) if verdict == UNFAIR else "",
+    )
 
 
 def claim_convex_vs_sgd(table: pd.DataFrame | None, dataset: str, why: str = "table not produced") -> dict[str, Any]:
@@ -379,8 +485,13 @@ def claim_convex_vs_sgd(table: pd.DataFrame | None, dataset: str, why: str = "ta
         return _not_run("convex_vs_sgd", stat, crit, dataset_label(s, dataset), why)
     cv_all, sgd_all = s[s["method"] == "convex_truncated"], s[s["method"] == "sgd"]
     if cv_all.empty or sgd_all.empty:
-        return _not_run("convex_vs_sgd", stat, crit, dataset_label(s, dataset),
-                        "needs the convex_truncated and sgd methods in the table")
+        return _not_run(
+            "convex_vs_sgd",
+            stat,
+            crit,
+            dataset_label(s, dataset),
+            "needs the convex_truncated and sgd methods in the table",
+        )
     cv, sgd = select_on_validation(cv_all), select_on_validation(sgd_all)
     diff = _paired(cv, sgd, "test_acc") * 100
     validated, how = _fairness([("convex", cv_all), ("SGD", sgd_all)])
@@ -390,15 +501,27 @@ def claim_convex_vs_sgd(table: pd.DataFrame | None, dataset: str, why: str = "ta
         validated = validated and k_ok
         how = f"k by {k_rule[k_rule != ''].iloc[0]}{'' if k_ok else ' (not every seed)'}; {how}"
     ok_cert, cert = certification(cv)
-    measured = (f"Δ {pm(diff, 1, '+.1f', ' pp')} (convex {pm(col(cv, 'test_acc'), 100, '.1f', ' %')}, "
-                f"SGD {pm(col(sgd, 'test_acc'), 100, '.1f', ' %')}; seeds: {len(diff)})")
+    measured = (
+        f"Δ {pm(diff, 1, '+.1f', ' pp')} (convex {pm(col(cv, 'test_acc'), 100, '.1f', ' %')}, "
+        f"SGD {pm(col(sgd, 'test_acc'), 100, '.1f', ' %')}; seeds: {len(diff)})"
+    )
     verdict = _accuracy_verdict(diff, validated, ok_cert, 0.0, strict=False)
     full = s[s["method"] == "convex_full"]
     note = _unfair_note(validated, ok_cert) if verdict == UNFAIR else ""
     if not full.empty:
         note = "; ".join(x for x in (note, f"full whitening: {pm(col(full, 'test_acc'), 100, '.1f', ' %')}") if x)
-    return row("convex_vs_sgd", statistic=stat, criterion=crit, measured=measured, dataset=dataset_label(s, dataset),
-               runs=len(cv_all) + len(sgd_all), validated=how, certified=cert, verdict=verdict, note=note)
+    return row(
+        "convex_vs_sgd",
+        statistic=stat,
+        criterion=crit,
+        measured=measured,
+        dataset=dataset_label(s, dataset),
+        runs=len(cv_all) + len(sgd_all),
+        validated=how,
+        certified=cert,
+        verdict=verdict,
+        note=note,
+    )
 
 
 def claim_variant(table: pd.DataFrame | None, variant: str, why: str = "table not produced") -> dict[str, Any]:
@@ -418,10 +541,25 @@ def claim_variant(table: pd.DataFrame | None, variant: str, why: str = "table no
     shared = col(v, "best_nonconvex_shared_neurons")
     if shared.notna().any():
         rel = (shared - col(v, "p_star")) / col(v, "p_star").abs().clip(lower=1.0)
-        note = "; ".join(x for x in (note, f"a free shared-neuron network reaches {pm(rel, 1, '.3g')} "
-                                           "relative to the decoupled optimum (A5)") if x)
-    return row(key, statistic=stat, criterion=crit, measured=f"min {worst:.3g}; {pm(gaps, 1, '.3g')}",
-               dataset=dataset_label(s, None), runs=len(v), certified=cert, verdict=verdict, note=note)
+        note = "; ".join(
+            x
+            for x in (
+                note,
+                f"a free shared-neuron network reaches {pm(rel, 1, '.3g')} relative to the decoupled optimum (A5)",
+            )
+            if x
+        )
+    return row(
+        key,
+        statistic=stat,
+        criterion=crit,
+        measured=f"min {worst:.3g}; {pm(gaps, 1, '.3g')}",
+        dataset=dataset_label(s, None),
+        runs=len(v),
+        certified=cert,
+        verdict=verdict,
+        note=note,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -438,11 +576,12 @@ def _why(stem: str, expected: Sequence[str], reasons: Mapping[str, str]) -> str:
 
 def real_datasets(experiment: str, expected: Sequence[str]) -> list[str]:
     """Datasets of a real-data experiment, from the expected table stems `{experiment}_{dataset}`."""
-    return [t[len(experiment) + 1:] for t in expected if t.startswith(f"{experiment}_")]
+    return [t[len(experiment) + 1 :] for t in expected if t.startswith(f"{experiment}_")]
 
 
-def scoreboard(tables: Mapping[str, pd.DataFrame], expected: Sequence[str],
-               reasons: Mapping[str, str] | None = None) -> pd.DataFrame:
+def scoreboard(
+    tables: Mapping[str, pd.DataFrame], expected: Sequence[str], reasons: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Every claim row from the tables read (`tables`), the stems the config asks for and why some are absent."""
     reasons = dict(reasons or {})
 
@@ -450,11 +589,18 @@ def scoreboard(tables: Mapping[str, pd.DataFrame], expected: Sequence[str],
         """(the table or None, why it is absent)."""
         return tables.get(stem), _why(stem, expected, reasons)
 
-    rows = [claim_equivalence_lower(*get("equivalence")), claim_equivalence_reconstruction(*get("equivalence")),
-            claim_closed_form(*get("closed_form")), claim_whitening_convex(*get("whitening_invariance")),
-            claim_whitening_relu(*get("whitening_invariance"))]
-    funcs = {"implicit_bias": claim_implicit_bias, "truncation": claim_truncation,
-             "main_comparison": claim_convex_vs_sgd}
+    rows = [
+        claim_equivalence_lower(*get("equivalence")),
+        claim_equivalence_reconstruction(*get("equivalence")),
+        claim_closed_form(*get("closed_form")),
+        claim_whitening_convex(*get("whitening_invariance")),
+        claim_whitening_relu(*get("whitening_invariance")),
+    ]
+    funcs = {
+        "implicit_bias": claim_implicit_bias,
+        "truncation": claim_truncation,
+        "main_comparison": claim_convex_vs_sgd,
+    }
     for experiment, func in funcs.items():
         datasets = real_datasets(experiment, expected) or [None]
         for ds in datasets:
@@ -474,12 +620,14 @@ def verdict_counts(board: pd.DataFrame) -> str:
     return " · ".join(f"{v}: {int(counts.get(v, 0))}" for v in VERDICTS)
 
 
-CAPTION = ("Claims scoreboard: one row per claim of the paper and dataset, computed by convexbn.claims from "
-           "results/tables/ only. Verdicts: holds / does not hold (the criterion on the measured statistic), "
-           "not run (no table: experiment disabled or data unavailable, e.g. CIFAR without an archive), not "
-           "tested fairly (settings such as β not chosen on validation data, or uncertified convex solves: a "
-           "setting is never a finding). Spreads are mean ± standard deviation over seeds or instances. All "
-           "settings are ours, not the paper's.")
+CAPTION = (
+    "Claims scoreboard: one row per claim of the paper and dataset, computed by convexbn.claims from "
+    "results/tables/ only. Verdicts: holds / does not hold (the criterion on the measured statistic), "
+    "not run (no table: experiment disabled or data unavailable, e.g. CIFAR without an archive), not "
+    "tested fairly (settings such as β not chosen on validation data, or uncertified convex solves: a "
+    "setting is never a finding). Spreads are mean ± standard deviation over seeds or instances. All "
+    "settings are ours, not the paper's."
+)
 
 
 def _md_cell(value: Any) -> str:
@@ -495,9 +643,21 @@ def to_markdown(board: pd.DataFrame) -> str:
     return "\n".join(lines) + f"\n\nVerdicts — {verdict_counts(board)}.\n\n{CAPTION}\n"
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-        ">": r"\textgreater{}", "|": r"\textbar{}"}
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+}
 #: Column widths of the LaTeX scoreboard (wrapped text; fits a landscape page).
 TEX_COLUMNS = "p{3cm}p{3cm}p{2.2cm}p{2.6cm}p{1.6cm}rp{2.4cm}p{1.8cm}p{1.4cm}p{2.4cm}"
 
@@ -511,8 +671,14 @@ def to_latex(board: pd.DataFrame) -> str:
     """The scoreboard as a LaTeX (booktabs) longtable with wrapped columns and its caption."""
     cells = board[list(COLUMNS)].astype(object).map(tex_escape)
     cells.columns = [tex_escape(c) for c in cells.columns]
-    return cells.to_latex(index=False, escape=False, longtable=True, caption=tex_escape(CAPTION), label="tab:claims",
-                          column_format=TEX_COLUMNS)
+    return cells.to_latex(
+        index=False,
+        escape=False,
+        longtable=True,
+        caption=tex_escape(CAPTION),
+        label="tab:claims",
+        column_format=TEX_COLUMNS,
+    )
 
 
 def read_tables(paths: Iterable[str]) -> dict[str, pd.DataFrame]:

@@ -30,9 +30,13 @@ def git_state(cwd: str | os.PathLike | None = None) -> str:
         if head.returncode != 0:
             return "unknown"
         # RESULTS.md itself is excluded: a committed copy rewritten by an earlier run is not a code change
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)RESULTS.md"], cwd=cwd,
-                               capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)RESULTS.md"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     flag = " (dirty: uncommitted changes)" if dirty.returncode == 0 and dirty.stdout.strip() else ""
@@ -56,15 +60,22 @@ def local_machine() -> dict[str, str]:
     mem = _proc_value("/proc/meminfo", "MemTotal")
     gpu = "none found"
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if out.returncode == 0 and out.stdout.strip():
             gpu = "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip())
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"cpu_model": _proc_value("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
-            "cores": str(os.cpu_count() or "unknown"),
-            "memory": f"{int(mem.split()[0]) / 2**20:.1f} GiB" if mem else "unknown", "gpu": gpu}
+    return {
+        "cpu_model": _proc_value("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+        "cores": str(os.cpu_count() or "unknown"),
+        "memory": f"{int(mem.split()[0]) / 2**20:.1f} GiB" if mem else "unknown",
+        "gpu": gpu,
+    }
 
 
 def provenance_facts(docs: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
@@ -93,8 +104,13 @@ def benchmark_stats(paths: Iterable[str]) -> dict[str, float] | None:
     return {"seconds": seconds, "max_rss_mb": peak} if found else None
 
 
-TIME_COLUMNS = ("table", "jobs", "job time (min, sum)", "rule wall time (min, benchmark files)",
-                "largest job peak memory (MB)")
+TIME_COLUMNS = (
+    "table",
+    "jobs",
+    "job time (min, sum)",
+    "rule wall time (min, benchmark files)",
+    "largest job peak memory (MB)",
+)
 
 
 def compute_times(tables: Mapping[str, pd.DataFrame], bench: Mapping[str, dict[str, float] | None]) -> pd.DataFrame:
@@ -108,11 +124,18 @@ def compute_times(tables: Mapping[str, pd.DataFrame], bench: Mapping[str, dict[s
         total["job"] += secs or 0.0
         total["wall"] += b["seconds"] if b else 0.0
         total["rss"] = max(total["rss"], b["max_rss_mb"] if b else 0.0)
-        rows.append((stem, len(s), "n/a" if secs is None else f"{secs / 60:.1f}",
-                     "n/a" if b is None else f"{b['seconds'] / 60:.1f}",
-                     "n/a" if b is None else f"{b['max_rss_mb']:.0f}"))
-    rows.append(("**total**", total["jobs"], f"{total['job'] / 60:.1f}", f"{total['wall'] / 60:.1f}",
-                 f"{total['rss']:.0f}"))
+        rows.append(
+            (
+                stem,
+                len(s),
+                "n/a" if secs is None else f"{secs / 60:.1f}",
+                "n/a" if b is None else f"{b['seconds'] / 60:.1f}",
+                "n/a" if b is None else f"{b['max_rss_mb']:.0f}",
+            )
+        )
+    rows.append(
+        ("**total**", total["jobs"], f"{total['job'] / 60:.1f}", f"{total['wall'] / 60:.1f}", f"{total['rss']:.0f}")
+    )
     return pd.DataFrame(rows, columns=list(TIME_COLUMNS))
 
 
@@ -128,19 +151,68 @@ def dataset_kinds(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
             entry["generated"] |= bool(gen) or name == "(random instances)"
             if stem not in entry["tables"]:
                 entry["tables"].append(stem)
-    return pd.DataFrame([{"dataset": e["dataset"], "data": "GENERATED (synthetic)" if e["generated"] else "real",
-                          "tables": ", ".join(e["tables"])} for e in seen.values()],
-                        columns=["dataset", "data", "tables"])
+    return pd.DataFrame(
+        [
+            {
+                "dataset": e["dataset"],
+                "data": "GENERATED (synthetic)" if e["generated"] else "real",
+                "tables": ", ".join(e["tables"]),
+            }
+            for e in seen.values()
+        ],
+        columns=["dataset", "data", "tables"],
+    )
 
 
 #: Summary columns shown in RESULTS.md's experiment tables (in this order, when present and not all empty).
 TABLE_COLUMNS: tuple[str, ...] = (
-    "job", "dataset", "method", "variant", "transform", "output", "optimizer", "width", "instance", "seed", "k",
-    "beta", "beta_ratio", "beta_per_sample", "lr_factor", "lr", "epochs", "P", "selected_by", "grid_points",
-    "grid_certified", "uncertified", "status", "solver_status", "objective", "p_star", "p_closed", "p_cvxpy",
-    "rel_diff_cvxpy", "best_final_objective", "best_nonconvex", "rel_gap", "rel_gap_min", "runs_below_p_star",
-    "reconstruction_gap", "obj_change_convex", "obj_change_bn", "obj_change_relu", "top_energy_init", "top_energy",
-    "train_acc", "val_acc", "test_acc", "neurons", "solver_gap", "wall_seconds")
+    "job",
+    "dataset",
+    "method",
+    "variant",
+    "transform",
+    "output",
+    "optimizer",
+    "width",
+    "instance",
+    "seed",
+    "k",
+    "beta",
+    "beta_ratio",
+    "beta_per_sample",
+    "lr_factor",
+    "lr",
+    "epochs",
+    "P",
+    "selected_by",
+    "grid_points",
+    "grid_certified",
+    "uncertified",
+    "status",
+    "solver_status",
+    "objective",
+    "p_star",
+    "p_closed",
+    "p_cvxpy",
+    "rel_diff_cvxpy",
+    "best_final_objective",
+    "best_nonconvex",
+    "rel_gap",
+    "rel_gap_min",
+    "runs_below_p_star",
+    "reconstruction_gap",
+    "obj_change_convex",
+    "obj_change_bn",
+    "obj_change_relu",
+    "top_energy_init",
+    "top_energy",
+    "train_acc",
+    "val_acc",
+    "test_acc",
+    "neurons",
+    "solver_gap",
+    "wall_seconds",
+)
 
 
 def _fmt(value: Any) -> str:
@@ -171,40 +243,68 @@ def _facts_line(values: Sequence[str]) -> str:
     return ", ".join(values) if values else "not recorded"
 
 
-def render(*, scoreboard_md: str, missing: Mapping[str, str],
-           tables: Mapping[str, pd.DataFrame], bench: Mapping[str, float | None], docs: Sequence[Mapping[str, Any]],
-           configfiles: Sequence[str], commit: str, machine: Mapping[str, str], now: datetime) -> str:
+def render(
+    *,
+    scoreboard_md: str,
+    missing: Mapping[str, str],
+    tables: Mapping[str, pd.DataFrame],
+    bench: Mapping[str, float | None],
+    docs: Sequence[Mapping[str, Any]],
+    configfiles: Sequence[str],
+    commit: str,
+    machine: Mapping[str, str],
+    now: datetime,
+) -> str:
     """The text of RESULTS.md from the gathered facts (pure: no file or process access)."""
     prov = provenance_facts(docs)
     created = prov["created"]
     job_commits = prov["git"]
     stamp = " + ".join(configfiles) or "unknown config"
-    out = [f"# RESULTS of `{stamp}`", "",
-           "Written by the pipeline (`snakemake` rule `results_md`, from `results/tables/` and the job JSONs); "
-           "do not edit by hand: re-run the pipeline instead. Every setting is ours, not the paper's.", "",
-           f"- **Config file(s), merged in this order:** {', '.join(f'`{c}`' for c in configfiles) or 'unknown'}",
-           f"- **Commit rendering this file:** `{commit}`",
-           f"- **Commit(s) the jobs ran at:** {_facts_line([f'`{c}`' for c in job_commits])}",
-           f"- **Jobs ran:** {created[0] + ' to ' + created[-1] if created else 'not recorded'}; "
-           f"rendered {now.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-           f"- **Machine (jobs' provenance):** host {_facts_line(prov['host'])}; "
-           f"cores {_facts_line(prov['cpu_count'])}; "
-           f"device {_facts_line(prov['device'])}; CPU model {_facts_line(prov['cpu_model'])}; "
-           f"memory {_facts_line(prov['memory_gb'])}; GPU {_facts_line(prov['gpu'])}",
-           f"- **Machine rendering this file:** {machine.get('cpu_model', 'unknown')}, {machine.get('cores', '?')} "
-           f"cores, {machine.get('memory', 'unknown')} memory, GPU: {machine.get('gpu', 'unknown')}", ""]
+    out = [
+        f"# RESULTS of `{stamp}`",
+        "",
+        "Written by the pipeline (`snakemake` rule `results_md`, from `results/tables/` and the job JSONs); "
+        "do not edit by hand: re-run the pipeline instead. Every setting is ours, not the paper's.",
+        "",
+        f"- **Config file(s), merged in this order:** {', '.join(f'`{c}`' for c in configfiles) or 'unknown'}",
+        f"- **Commit rendering this file:** `{commit}`",
+        f"- **Commit(s) the jobs ran at:** {_facts_line([f'`{c}`' for c in job_commits])}",
+        f"- **Jobs ran:** {created[0] + ' to ' + created[-1] if created else 'not recorded'}; "
+        f"rendered {now.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- **Machine (jobs' provenance):** host {_facts_line(prov['host'])}; "
+        f"cores {_facts_line(prov['cpu_count'])}; "
+        f"device {_facts_line(prov['device'])}; CPU model {_facts_line(prov['cpu_model'])}; "
+        f"memory {_facts_line(prov['memory_gb'])}; GPU {_facts_line(prov['gpu'])}",
+        f"- **Machine rendering this file:** {machine.get('cpu_model', 'unknown')}, {machine.get('cores', '?')} "
+        f"cores, {machine.get('memory', 'unknown')} memory, GPU: {machine.get('gpu', 'unknown')}",
+        "",
+    ]
     if len(job_commits) > 1:
-        out += ["**Warning:** the jobs ran at more than one commit; re-run from a clean state for one-commit "
-                "results.", ""]
+        out += [
+            "**Warning:** the jobs ran at more than one commit; re-run from a clean state for one-commit results.",
+            "",
+        ]
     out += ["## Datasets", "", md_table(dataset_kinds(tables)), ""]
     if missing:
         out += ["Tables not produced: " + "; ".join(f"`{k}` ({v})" for k, v in missing.items()) + ".", ""]
-    out += ["## Claims scoreboard", "", scoreboard_md.strip(), "",
-            "## Compute time per table", "", md_table(compute_times(tables, bench)), "",
-            "Job time is the sum of the jobs' own `wall_seconds`; rule wall time sums the Snakemake "
-            "`benchmark:` files of the same jobs (each includes start-up).", "", "## Experiment tables", "",
-            "One row per job (`results/tables/<table>.csv`, summary rows; accuracies are fractions). The figures "
-            "and the per-experiment tables with their captions are under `figures/` and in the report.", ""]
+    out += [
+        "## Claims scoreboard",
+        "",
+        scoreboard_md.strip(),
+        "",
+        "## Compute time per table",
+        "",
+        md_table(compute_times(tables, bench)),
+        "",
+        "Job time is the sum of the jobs' own `wall_seconds`; rule wall time sums the Snakemake "
+        "`benchmark:` files of the same jobs (each includes start-up).",
+        "",
+        "## Experiment tables",
+        "",
+        "One row per job (`results/tables/<table>.csv`, summary rows; accuracies are fractions). The figures "
+        "and the per-experiment tables with their captions are under `figures/` and in the report.",
+        "",
+    ]
     for stem, df in tables.items():
         out += [f"### {stem}", "", md_table(experiment_table(df)), ""]
     return "\n".join(out).rstrip() + "\n"

@@ -6,8 +6,26 @@ package imports only the grid (standard library), so the Snakefile parses fast; 
 modules, :mod:`.runner` (run a job, aggregate, draw) and :mod:`.datasets` load numpy/torch.
 """
 
-from convexbn.experiments.grid import (EXPERIMENT_NAMES, REAL_DATA_EXPERIMENTS, Job, Table, experiment_config,
-                                       experiment_jobs, family_of, jobs, tables)
+from convexbn.experiments.grid import (
+    EXPERIMENT_NAMES,
+    REAL_DATA_EXPERIMENTS,
+    Job,
+    Table,
+    experiment_config,
+    experiment_jobs,
+    family_of,
+    jobs,
+    tables,
+)
 
-__all__ = ["EXPERIMENT_NAMES", "REAL_DATA_EXPERIMENTS", "Job", "Table", "experiment_config", "experiment_jobs",
-           "family_of", "jobs", "tables"]
+__all__ = [
+    "EXPERIMENT_NAMES",
+    "REAL_DATA_EXPERIMENTS",
+    "Job",
+    "Table",
+    "experiment_config",
+    "experiment_jobs",
+    "family_of",
+    "jobs",
+    "tables",
+]

@@ -29,8 +29,9 @@ class JobInputs:
     checkpoint: str | None = None
 
 
-def synthetic_data(n: int, d: int, seed: int, outputs: str = "scalar", classes: int = 3,
-                   noise: float = 0.1, teacher: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_data(
+    n: int, d: int, seed: int, outputs: str = "scalar", classes: int = 3, noise: float = 0.1, teacher: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded synthetic (X, Y): Gaussian inputs, labels from a random ReLU teacher (+ noise) or its argmax."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
@@ -86,9 +87,17 @@ def beta_of(p: dict[str, Any], n: int) -> float:
     return float(p["beta_per_sample"]) * n
 
 
-def fast_solve_traced(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, *, settings: dict[str, Any],
-                      chunks: int, device: str,
-                      on_chunk: Callable[[np.ndarray, np.ndarray], dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+def fast_solve_traced(
+    Ut: np.ndarray,
+    Y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    *,
+    settings: dict[str, Any],
+    chunks: int,
+    device: str,
+    on_chunk: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
+) -> tuple[Any, list[dict[str, Any]]]:
     """Run the fast solver in `chunks` warm-started pieces, calling on_chunk(u, u') after each."""
     from convexbn.solver import solve_c2_fast
 
@@ -99,12 +108,28 @@ def fast_solve_traced(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndar
     per_iter = max(1, int(math.ceil(int(settings["max_iter"]) / chunks)))
     per_sec = float(settings["max_seconds"]) / chunks
     for c in range(chunks):
-        sol = solve_c2_fast(Ut, Y, beta, masks, tol=float(settings["tol"]), max_iter=per_iter, max_seconds=per_sec,
-                            device=device, warm_start=warm, polish=bool(settings["polish"]) and c == chunks - 1)
+        sol = solve_c2_fast(
+            Ut,
+            Y,
+            beta,
+            masks,
+            tol=float(settings["tol"]),
+            max_iter=per_iter,
+            max_seconds=per_sec,
+            device=device,
+            warm_start=warm,
+            polish=bool(settings["polish"]) and c == chunks - 1,
+        )
         it_total += int(sol.iterations or 0)
         sec_total += float(sol.seconds or 0.0)
-        row = {"epoch": it_total, "step": it_total, "seconds": sec_total, "objective": float(sol.objective),
-               "gap": None if sol.gap is None else float(sol.gap), **on_chunk(np.asarray(sol.u), np.asarray(sol.up))}
+        row = {
+            "epoch": it_total,
+            "step": it_total,
+            "seconds": sec_total,
+            "objective": float(sol.objective),
+            "gap": None if sol.gap is None else float(sol.gap),
+            **on_chunk(np.asarray(sol.u), np.asarray(sol.up)),
+        }
         trace.append(row)
         warm = sol
         if sol.status == "optimal":
@@ -114,9 +139,15 @@ def fast_solve_traced(Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndar
 
 def solver_dict(sol: Any, seconds: float) -> dict[str, Any]:
     """Fast-solver outcome as a plain dict."""
-    return {"solver": "fast", "status": sol.status, "seconds": seconds, "iterations": sol.iterations,
-            "objective": float(sol.objective), "gap": None if sol.gap is None else float(sol.gap),
-            "cone_violation": None if getattr(sol, "cone_violation", None) is None else float(sol.cone_violation)}
+    return {
+        "solver": "fast",
+        "status": sol.status,
+        "seconds": seconds,
+        "iterations": sol.iterations,
+        "objective": float(sol.objective),
+        "gap": None if sol.gap is None else float(sol.gap),
+        "cone_violation": None if getattr(sol, "cone_violation", None) is None else float(sol.cone_violation),
+    }
 
 
 def sgd_lr(s: dict[str, Any], n: int, beta: float) -> float:

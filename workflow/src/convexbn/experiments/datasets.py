@@ -20,8 +20,10 @@ def _raw_arrays(kind: str, ds_name: str, ds_cfg: dict[str, Any], raw: str | None
         return data.load_digits_split(test_fraction=float(ds_cfg["test_fraction"]), seed=int(ds_cfg["seed"]))
     if kind in ("cifar10", "cifar100"):
         if raw is None:
-            raise ValueError(f"dataset {ds_name} ({kind}): no raw archive path given; the download rule must "
-                             f"provide results/raw/{kind} archive (or set data.{kind}.archive)")
+            raise ValueError(
+                f"dataset {ds_name} ({kind}): no raw archive path given; the download rule must "
+                f"provide results/raw/{kind} archive (or set data.{kind}.archive)"
+            )
         return data.load_cifar(raw, name=kind)
     return data.load_fashion_mnist(raw)  # raw None → Debian's dataset-fashion-mnist folder (clear error if absent)
 
@@ -42,26 +44,52 @@ def build_dataset(ds_name: str, ds_cfg: dict[str, Any], raw: str | None, out_npz
     n_test = ds_cfg["n_test"]
     ytr_all = np.asarray(src["y_train"]).reshape(-1)
     if n_train + n_val > ytr_all.shape[0]:
-        raise ValueError(f"datasets.{ds_name}: n_train + n_val = {n_train + n_val} exceeds the {ytr_all.shape[0]} "
-                         f"training samples of {kind}; lower n_train or n_val")
+        raise ValueError(
+            f"datasets.{ds_name}: n_train + n_val = {n_train + n_val} exceeds the {ytr_all.shape[0]} "
+            f"training samples of {kind}; lower n_train or n_val"
+        )
     rng = np.random.default_rng(seed + 104729)
     val_idx = data.stratified_subset(ytr_all, n_val, rng) if n_val else np.zeros(0, dtype=np.int64)
     pool = np.setdiff1d(np.arange(ytr_all.shape[0]), val_idx)
     Xtr_all = np.asarray(src["X_train"])
-    opts = {"classes": ds_cfg["classes"], "n_train": n_train, "normalize": ds_cfg["normalize"], "seed": seed,
-            "num_classes": None}
-    main = data.prepare_arrays(Xtr_all[pool], ytr_all[pool], src["X_test"], src["y_test"],
-                               n_test=None if n_test is None else int(n_test), **opts)
-    out = {"X_train": main["X_train"], "y_train": main["y_train"], "X_test": main["X_test"],
-           "y_test": main["y_test"], "num_classes": int(len(main["classes"]))}
+    opts = {
+        "classes": ds_cfg["classes"],
+        "n_train": n_train,
+        "normalize": ds_cfg["normalize"],
+        "seed": seed,
+        "num_classes": None,
+    }
+    main = data.prepare_arrays(
+        Xtr_all[pool],
+        ytr_all[pool],
+        src["X_test"],
+        src["y_test"],
+        n_test=None if n_test is None else int(n_test),
+        **opts,
+    )
+    out = {
+        "X_train": main["X_train"],
+        "y_train": main["y_train"],
+        "X_test": main["X_test"],
+        "y_test": main["y_test"],
+        "num_classes": int(len(main["classes"])),
+    }
     if n_val:  # same training subset and statistics (same seed), the validation rows take the test slot
         val = data.prepare_arrays(Xtr_all[pool], ytr_all[pool], Xtr_all[val_idx], ytr_all[val_idx], n_test=None, **opts)
         out.update({"X_val": val["X_test"], "y_val": val["y_test"]})
     else:
         out.update({"X_val": main["X_train"][:0], "y_val": main["y_train"][:0]})
-    meta = {"name": ds_name, "kind": kind, "config": ds_cfg, "synthetic": bool(ds_cfg["synthetic"]),
-            "raw": raw, "n_train": int(out["X_train"].shape[0]), "n_val": int(out["X_val"].shape[0]),
-            "n_test": int(out["X_test"].shape[0]), "d": int(out["X_train"].shape[1])}
+    meta = {
+        "name": ds_name,
+        "kind": kind,
+        "config": ds_cfg,
+        "synthetic": bool(ds_cfg["synthetic"]),
+        "raw": raw,
+        "n_train": int(out["X_train"].shape[0]),
+        "n_val": int(out["X_val"].shape[0]),
+        "n_test": int(out["X_test"].shape[0]),
+        "d": int(out["X_train"].shape[1]),
+    }
     data.save_prepared(out_npz, {**out, "meta": json.dumps(meta)})
 
 

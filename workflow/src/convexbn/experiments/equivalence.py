@@ -26,12 +26,14 @@ def solve_exact(X: np.ndarray, Y: np.ndarray, beta: float, p: dict[str, Any]) ->
     """Program (C2) with the job's arrangements and solver through convexbn.programs."""
     from convexbn.programs import solve_two_layer
 
-    return solve_two_layer(X, Y, beta, arrangements=p["arrangements"], solver=p["solver"], seed=int(p["seed"]),
-                           loss="squared")
+    return solve_two_layer(
+        X, Y, beta, arrangements=p["arrangements"], solver=p["solver"], seed=int(p["seed"]), loss="squared"
+    )
 
 
-def reconstructed_objective(res: Any, u: np.ndarray, up: np.ndarray, X: np.ndarray, Y: np.ndarray,
-                            beta: float) -> float:
+def reconstructed_objective(
+    res: Any, u: np.ndarray, up: np.ndarray, X: np.ndarray, Y: np.ndarray, beta: float
+) -> float:
     """Objective of the BN network reconstructed from blocks (u, u') by an ordinary forward pass."""
     from convexbn.networks import bn_mlp_from_params, evaluate_objective
     from convexbn.programs import reconstruct_before
@@ -51,8 +53,15 @@ def _reference_cached(key: str) -> dict[str, Any]:
     beta = float(p["beta"])
     t0 = time.perf_counter()
     res = solve_exact(X, Y, beta, p)
-    out: dict[str, Any] = {"p_star": res.objective, "record": record_dict(res.record), "P": res.arrangements,
-                           "neurons_solver": res.neurons, "X": X, "Y": Y, "solve_seconds": time.perf_counter() - t0}
+    out: dict[str, Any] = {
+        "p_star": res.objective,
+        "record": record_dict(res.record),
+        "P": res.arrangements,
+        "neurons_solver": res.neurons,
+        "X": X,
+        "Y": Y,
+        "solve_seconds": time.perf_counter() - t0,
+    }
     if res.params is None or "u" not in res.extra:
         out.update({"m_star": None, "status": res.record.status})
         return out
@@ -60,10 +69,16 @@ def _reference_cached(key: str) -> dict[str, Any]:
     u = u.reshape(u.shape[0], u.shape[1], -1)
     up = up.reshape(up.shape[0], up.shape[1], -1)
     us, ups, sp_status = sparsify_blocks(res.extra["whitening"].features(X), res.extra["arrangements"].masks, u, up)
-    out.update({"m_star": count_neurons(block_norms(us, ups)), "sparsify": sp_status,
-                "reconstructed_objective": reconstructed_objective(res, us, ups, X, Y, beta),
-                "reconstructed_objective_dense": reconstructed_objective(res, u, up, X, Y, beta),
-                "neurons_dense": count_neurons(block_norms(u, up)), "status": res.record.status})
+    out.update(
+        {
+            "m_star": count_neurons(block_norms(us, ups)),
+            "sparsify": sp_status,
+            "reconstructed_objective": reconstructed_objective(res, us, ups, X, Y, beta),
+            "reconstructed_objective_dense": reconstructed_objective(res, u, up, X, Y, beta),
+            "neurons_dense": count_neurons(block_norms(u, up)),
+            "status": res.record.status,
+        }
+    )
     return out
 
 
@@ -76,11 +91,16 @@ def _run_convex(ref: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
     """The convex job's record: p*, m*, the reconstructed objectives."""
     p_star = ref["p_star"]
     rec = ref.get("reconstructed_objective")
-    metrics = {**common, "reconstructed_objective": rec,
-               "reconstructed_objective_dense": ref.get("reconstructed_objective_dense"),
-               "neurons_dense": ref.get("neurons_dense"), "sparsify": ref.get("sparsify"),
-               "reconstruction_gap": None if rec is None else (rec - p_star) / max(1.0, abs(p_star)),
-               "method": "convex", "solve_seconds": ref["solve_seconds"]}
+    metrics = {
+        **common,
+        "reconstructed_objective": rec,
+        "reconstructed_objective_dense": ref.get("reconstructed_objective_dense"),
+        "neurons_dense": ref.get("neurons_dense"),
+        "sparsify": ref.get("sparsify"),
+        "reconstruction_gap": None if rec is None else (rec - p_star) / max(1.0, abs(p_star)),
+        "method": "convex",
+        "solve_seconds": ref["solve_seconds"],
+    }
     return {"metrics": metrics, "solver": ref["record"], "trace": [], "status": ref["status"]}
 
 
@@ -92,27 +112,48 @@ def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
     if "optimizer" not in p:
         return _run_convex(ref, common)
     if ref["m_star"] is None:
-        raise RuntimeError(f"equivalence: the convex reference failed (status {ref['status']}); "
-                           f"cannot size the networks; fix the solver (config defaults.solver) first")
+        raise RuntimeError(
+            f"equivalence: the convex reference failed (status {ref['status']}); "
+            f"cannot size the networks; fix the solver (config defaults.solver) first"
+        )
     opt, factor = p["optimizer"], float(p["width_factor"])
     width = max(1, int(math.ceil(factor * ref["m_star"])))
     X, Y, beta = ref["X"], ref["Y"], float(p["beta"])
     trace, finals, mins = [], [], []
     for init in range(int(p["inits"])):
-        tr = train(X, Y, beta, width, optimizer=opt, lr=p["lr"], epochs=int(p["epochs"]),
-                   batch_size=p.get("batch_size"), seed=int(p["seed"]) * 1000 + init, device=inputs.device,
-                   dtype="float64")
+        tr = train(
+            X,
+            Y,
+            beta,
+            width,
+            optimizer=opt,
+            lr=p["lr"],
+            epochs=int(p["epochs"]),
+            batch_size=p.get("batch_size"),
+            seed=int(p["seed"]) * 1000 + init,
+            device=inputs.device,
+            dtype="float64",
+        )
         objs = [h["objective"] for h in tr.history if h.get("objective") is not None]
         finals.append(float(tr.final_objective))
         mins.append(float(min(objs + [tr.final_objective])))
         trace += [{**row, "init": init} for row in history_rows(tr.history, int(p["trace_points"]))]
     scale = max(1.0, abs(p_star))
-    metrics = {**common, "method": opt, "optimizer": opt, "width": width, "width_factor": factor,
-               "inits": len(finals), "best_final_objective": min(finals), "worst_final_objective": max(finals),
-               "min_objective": min(mins), "rel_gap_best": (min(finals) - p_star) / scale,
-               "rel_gap_min": (min(mins) - p_star) / scale,
-               "runs_below_p_star": int(sum((m - p_star) / scale < -float(p["tol"]) for m in mins)),
-               "runs_reaching_p_star": int(sum((f - p_star) / scale < 1e-3 for f in finals))}
+    metrics = {
+        **common,
+        "method": opt,
+        "optimizer": opt,
+        "width": width,
+        "width_factor": factor,
+        "inits": len(finals),
+        "best_final_objective": min(finals),
+        "worst_final_objective": max(finals),
+        "min_objective": min(mins),
+        "rel_gap_best": (min(finals) - p_star) / scale,
+        "rel_gap_min": (min(mins) - p_star) / scale,
+        "runs_below_p_star": int(sum((m - p_star) / scale < -float(p["tol"]) for m in mins)),
+        "runs_reaching_p_star": int(sum((f - p_star) / scale < 1e-3 for f in finals)),
+    }
     return {"metrics": metrics, "solver": ref["record"], "trace": trace, "status": "ok"}
 
 

@@ -83,12 +83,21 @@ def _equivalence(cfg: dict[str, Any]) -> list[Job]:
     jobs = [Job("equivalence", "convex", "convex", (), ref)]
     for opt in cfg["optimizers"]:
         if opt not in cfg["epochs"]:
-            raise ValueError(f"config key experiments.equivalence.epochs has no entry for optimizer {opt!r}; "
-                             f"add epochs.{opt} or drop {opt!r} from optimizers")
+            raise ValueError(
+                f"config key experiments.equivalence.epochs has no entry for optimizer {opt!r}; "
+                f"add epochs.{opt} or drop {opt!r} from optimizers"
+            )
         for f in cfg["width_factors"]:
-            p = {**ref, "optimizer": opt, "width_factor": float(f), "inits": cfg["inits"],
-                 "epochs": cfg["epochs"][opt], "lr": cfg["lr"].get(opt), "tol": cfg["tol"],
-                 "trace_points": cfg["trace_points"]}
+            p = {
+                **ref,
+                "optimizer": opt,
+                "width_factor": float(f),
+                "inits": cfg["inits"],
+                "epochs": cfg["epochs"][opt],
+                "lr": cfg["lr"].get(opt),
+                "tol": cfg["tol"],
+                "trace_points": cfg["trace_points"],
+            }
             if opt == "sgd":
                 p["batch_size"] = cfg["batch_size"]
             jobs.append(Job("equivalence", f"{opt}_m{float(f):g}x", "baselines", (), p))
@@ -98,8 +107,11 @@ def _equivalence(cfg: dict[str, Any]) -> list[Job]:
 def _closed_form(cfg: dict[str, Any]) -> list[Job]:
     """One job per output kind × β."""
     base = _pick(cfg, "n", "d", "noise", "classes", "solver", "gd")
-    return [Job("closed_form", f"{out}_b{i}", "convex", (), {**base, "output": out, "beta": float(b)})
-            for out in cfg["outputs"] for i, b in enumerate(cfg["betas"])]
+    return [
+        Job("closed_form", f"{out}_b{i}", "convex", (), {**base, "output": out, "beta": float(b)})
+        for out in cfg["outputs"]
+        for i, b in enumerate(cfg["betas"])
+    ]
 
 
 def _whitening_invariance(cfg: dict[str, Any]) -> list[Job]:
@@ -113,10 +125,24 @@ def _implicit_bias(cfg: dict[str, Any]) -> list[Job]:
     base = _pick(cfg, "n_train", "beta_per_sample", "top_fraction")
     jobs = []
     for ds in cfg["datasets"]:
-        jobs.append(Job("implicit_bias", f"gd_{ds}", "baselines", (ds,),
-                        {**base, "dataset": ds, "method": "gd", "width": cfg["width"], "gd": cfg["gd"]}))
-        jobs.append(Job("implicit_bias", f"convex_{ds}", "convex", (ds,), {**base, "dataset": ds, "method": "convex",
-                                                                        "convex": cfg["convex"]}))
+        jobs.append(
+            Job(
+                "implicit_bias",
+                f"gd_{ds}",
+                "baselines",
+                (ds,),
+                {**base, "dataset": ds, "method": "gd", "width": cfg["width"], "gd": cfg["gd"]},
+            )
+        )
+        jobs.append(
+            Job(
+                "implicit_bias",
+                f"convex_{ds}",
+                "convex",
+                (ds,),
+                {**base, "dataset": ds, "method": "convex", "convex": cfg["convex"]},
+            )
+        )
     return jobs
 
 
@@ -124,11 +150,16 @@ def _truncation(cfg: dict[str, Any]) -> list[Job]:
     """Per dataset: the validated SGD grid and one convex path (β/β_max on validation) per k."""
     jobs = []
     for ds in cfg["datasets"]:
-        jobs.append(Job("truncation", f"sgd_{ds}", "baselines", (ds,),
-                        {**_pick(cfg, "sgd"), "dataset": ds, "method": "sgd"}))
+        jobs.append(
+            Job("truncation", f"sgd_{ds}", "baselines", (ds,), {**_pick(cfg, "sgd"), "dataset": ds, "method": "sgd"})
+        )
         for k in cfg["ks"]:
-            p = {**_pick(cfg, "arrangements", "beta_ratios", "convex", "predictor"), "dataset": ds,
-                 "method": "convex", "k": None if k == "full" else int(k)}
+            p = {
+                **_pick(cfg, "arrangements", "beta_ratios", "convex", "predictor"),
+                "dataset": ds,
+                "method": "convex",
+                "k": None if k == "full" else int(k),
+            }
             jobs.append(Job("truncation", f"k{k_label(k)}_{ds}", "convex", (ds,), p))
     return jobs
 
@@ -155,8 +186,13 @@ def _main_comparison(cfg: dict[str, Any]) -> list[Job]:
         for P in cfg["p_sweep"]:
             if int(P) == int(cfg["arrangements"]) and "convex_truncated" in cfg["methods"]:
                 continue  # the convex_truncated job of the first seed is this point
-            p = {**_pick(cfg, *_MAIN_KEYS["convex_truncated"]), "dataset": ds, "method": "convex_P", "seed": s0,
-                 "P": int(P)}
+            p = {
+                **_pick(cfg, *_MAIN_KEYS["convex_truncated"]),
+                "dataset": ds,
+                "method": "convex_P",
+                "seed": s0,
+                "P": int(P),
+            }
             jobs.append(Job("main_comparison", f"convex_P{int(P)}_{ds}_s{s0}", "convex", (ds,), p))
     return jobs
 
@@ -164,8 +200,11 @@ def _main_comparison(cfg: dict[str, Any]) -> list[Job]:
 def _variants(cfg: dict[str, Any]) -> list[Job]:
     """One job per variant × random instance."""
     base = _pick(cfg, "beta", "inits", "local_search", "arrangements", "solver")
-    return [Job("variants", f"{v}_i{i}", "convex", (), {**base, "variant": v, "instance": i, "size": cfg[v]})
-            for v in cfg["variants"] for i in range(int(cfg["instances"]))]
+    return [
+        Job("variants", f"{v}_i{i}", "convex", (), {**base, "variant": v, "instance": i, "size": cfg[v]})
+        for v in cfg["variants"]
+        for i in range(int(cfg["instances"]))
+    ]
 
 
 #: How each experiment expands its configuration into jobs.
@@ -187,8 +226,10 @@ OUTPUT_FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "whitening_invariance": (("whitening_invariance_objectives",), ("whitening_invariance_table",)),
     "implicit_bias": (("implicit_bias_energy",), ("implicit_bias_table",)),
     "truncation": (("truncation_accuracy_vs_k",), ("truncation_table", "truncation_grid_table")),
-    "main_comparison": (("main_test_accuracy_vs_epoch", "main_test_accuracy_vs_time"),
-                        ("main_accuracy_table", "main_grid_table", "main_knobs_table")),
+    "main_comparison": (
+        ("main_test_accuracy_vs_epoch", "main_test_accuracy_vs_time"),
+        ("main_accuracy_table", "main_grid_table", "main_knobs_table"),
+    ),
     "variants": (("variants_objectives",), ("variants_table",)),
 }
 
@@ -212,9 +253,11 @@ def experiment_jobs(config: dict[str, Any], name: str) -> list[Job]:
     for job in jobs:
         for ds in job.datasets:
             if ds not in config["datasets"]:
-                raise ValueError(f"experiments.{name} reads dataset {ds!r}, which is not defined under 'datasets:' "
-                                 f"(defined: {sorted(config['datasets'])}); define it or drop it from "
-                                 f"experiments.{name}.datasets")
+                raise ValueError(
+                    f"experiments.{name} reads dataset {ds!r}, which is not defined under 'datasets:' "
+                    f"(defined: {sorted(config['datasets'])}); define it or drop it from "
+                    f"experiments.{name}.datasets"
+                )
     return jobs
 
 
@@ -236,8 +279,9 @@ def tables(config: dict[str, Any]) -> dict[str, Table]:
             continue
         for ds in config["experiments"][name]["datasets"]:
             mine = [j for j in jobs if ds in j.datasets]
-            out[f"{name}_{ds}"] = Table(f"{name}_{ds}", name, ds, mine, [f"{f}_{ds}" for f in figs],
-                                        [f"{t}_{ds}" for t in tabs], plot)
+            out[f"{name}_{ds}"] = Table(
+                f"{name}_{ds}", name, ds, mine, [f"{f}_{ds}" for f in figs], [f"{t}_{ds}" for t in tabs], plot
+            )
     return out
 
 
@@ -250,8 +294,10 @@ def find_job(config: dict[str, Any], experiment: str, job_id: str) -> Job:
     """One job of an enabled experiment by id; an error listing the experiment's jobs otherwise."""
     mine = {j.id: j for j in experiment_jobs(config, experiment)}
     if job_id not in mine:
-        raise ValueError(f"experiment {experiment}: job {job_id!r} is not one of its jobs "
-                         f"({', '.join(list(mine)[:8])}, ...); check the config")
+        raise ValueError(
+            f"experiment {experiment}: job {job_id!r} is not one of its jobs "
+            f"({', '.join(list(mine)[:8])}, ...); check the config"
+        )
     return mine[job_id]
 
 

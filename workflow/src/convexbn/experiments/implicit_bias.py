@@ -29,18 +29,31 @@ def _spectrum(wh: Any) -> list[dict[str, Any]]:
     return [{"record_kind": "spectrum", "index": i + 1, "sigma": float(s)} for i, s in enumerate(wh.full_sigma)]
 
 
-def _gd_snapshots(X: np.ndarray, Y: np.ndarray, beta: float, p: dict[str, Any], wh: Any, device: str) -> tuple[
-        Any, dict[int, np.ndarray], list[dict[str, Any]], list[dict[str, Any]]]:
+def _gd_snapshots(
+    X: np.ndarray, Y: np.ndarray, beta: float, p: dict[str, Any], wh: Any, device: str
+) -> tuple[Any, dict[int, np.ndarray], list[dict[str, Any]], list[dict[str, Any]]]:
     """(final model, energy per snapshot epoch, energy trace rows, objective history) of full-batch GD."""
     g, width, seed = p["gd"], int(p["width"]), int(p["seed"])
     snaps = sorted({int(e) for e in g["snapshots"]} | {0, int(g["epochs"])})
     model, done, trace, history, energies = None, 0, [], [], {}
     for e in snaps:
         if e > done:
-            tr = train(X, Y, beta, width, optimizer="gd", lr=g["lr"], epochs=e - done, seed=seed, device=device,
-                       dtype="float64", init=model)
-            history.extend({**h, "epoch": done + h.get("epoch", 0)} for h in tr.history
-                           if not (history and h.get("epoch", 0) == 0))  # epoch 0 of a segment = last record
+            tr = train(
+                X,
+                Y,
+                beta,
+                width,
+                optimizer="gd",
+                lr=g["lr"],
+                epochs=e - done,
+                seed=seed,
+                device=device,
+                dtype="float64",
+                init=model,
+            )
+            history.extend(
+                {**h, "epoch": done + h.get("epoch", 0)} for h in tr.history if not (history and h.get("epoch", 0) == 0)
+            )  # epoch 0 of a segment = last record
             model, done = tr.model, e
         elif model is None:
             import torch
@@ -51,8 +64,9 @@ def _gd_snapshots(X: np.ndarray, Y: np.ndarray, beta: float, p: dict[str, Any], 
             model = BNMLP(X.shape[1], width, Y.shape[1]).double().to(device)
         prm = model.to_params(X.shape[0])
         energies[e] = path_energy_network(prm.W, prm.gamma, prm.V, wh.V, wh.sigma)
-        trace += [{"record_kind": "energy", "epoch": e, "index": i + 1, "energy": float(v)}
-                  for i, v in enumerate(energies[e])]
+        trace += [
+            {"record_kind": "energy", "epoch": e, "index": i + 1, "energy": float(v)} for i, v in enumerate(energies[e])
+        ]
     return model, energies, trace, history
 
 
@@ -63,12 +77,20 @@ def _run_gd(p: dict[str, Any], d: dict[str, Any], device: str) -> dict[str, Any]
     X, y, Y, wh = _subset(p, d)
     beta, frac = beta_of(p, X.shape[0]), float(p["top_fraction"])
     model, energies, trace, history = _gd_snapshots(X, Y, beta, p, wh, device)
-    metrics = {"method": "gd", "dataset": p["dataset"], "n": X.shape[0], "rank": wh.k, "beta": beta,
-               "epochs": int(p["gd"]["epochs"]), "top_energy_init": top_fraction_energy(energies[0], frac),
-               "top_energy": top_fraction_energy(energies[max(energies)], frac), "top_fraction": frac,
-               "train_acc": accuracy(predict(model, X), y),
-               "test_acc": accuracy(predict(model, np.asarray(d["X_test"], dtype=np.float64)), d["y_test"]),
-               "objective": history[-1]["objective"] if history else None}
+    metrics = {
+        "method": "gd",
+        "dataset": p["dataset"],
+        "n": X.shape[0],
+        "rank": wh.k,
+        "beta": beta,
+        "epochs": int(p["gd"]["epochs"]),
+        "top_energy_init": top_fraction_energy(energies[0], frac),
+        "top_energy": top_fraction_energy(energies[max(energies)], frac),
+        "top_fraction": frac,
+        "train_acc": accuracy(predict(model, X), y),
+        "test_acc": accuracy(predict(model, np.asarray(d["X_test"], dtype=np.float64)), d["y_test"]),
+        "objective": history[-1]["objective"] if history else None,
+    }
     trace += [{"record_kind": "objective", **row} for row in history_rows(history, 100)]
     return {"metrics": metrics, "solver": {}, "trace": trace + _spectrum(wh), "status": "ok"}
 
@@ -87,14 +109,26 @@ def _run_convex(p: dict[str, Any], d: dict[str, Any], device: str) -> dict[str, 
     u, up = np.asarray(sol.u), np.asarray(sol.up)
     E = path_energy_convex(u, up, wh.k)
     Xte = np.asarray(d["X_test"], dtype=np.float64)
-    metrics = {"method": "convex", "dataset": p["dataset"], "n": X.shape[0], "rank": wh.k, "beta": beta,
-               "P": arr.count, "top_energy": top_fraction_energy(E, frac), "top_fraction": frac,
-               "train_acc": accuracy(convex_outputs(Ut, u, up), y),
-               "test_acc": accuracy(convex_outputs(wh.features(Xte), u, up), d["y_test"]),
-               "objective": float(sol.objective)}
+    metrics = {
+        "method": "convex",
+        "dataset": p["dataset"],
+        "n": X.shape[0],
+        "rank": wh.k,
+        "beta": beta,
+        "P": arr.count,
+        "top_energy": top_fraction_energy(E, frac),
+        "top_fraction": frac,
+        "train_acc": accuracy(convex_outputs(Ut, u, up), y),
+        "test_acc": accuracy(convex_outputs(wh.features(Xte), u, up), d["y_test"]),
+        "objective": float(sol.objective),
+    }
     trace = [{"record_kind": "energy", "epoch": None, "index": i + 1, "energy": float(v)} for i, v in enumerate(E)]
-    return {"metrics": metrics, "solver": solver_dict(sol, time.perf_counter() - t0), "trace": trace + _spectrum(wh),
-            "status": sol.status}
+    return {
+        "metrics": metrics,
+        "solver": solver_dict(sol, time.perf_counter() - t0),
+        "trace": trace + _spectrum(wh),
+        "status": sol.status,
+    }
 
 
 _METHODS = {"gd": _run_gd, "convex": _run_convex}

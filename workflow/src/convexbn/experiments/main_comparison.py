@@ -13,8 +13,7 @@ from convexbn.experiments.protocol import convex_grid, sgd_grid, uncertified_not
 from convexbn.experiments.selection import select_on_validation, selected_by, selection_rule
 
 #: Tie-breaks of the selection per method: the stronger regularisation, then the cheaper setting.
-TIES: dict[str, tuple[str, ...]] = {"sgd": ("-beta_per_sample", "epochs", "lr_factor"),
-                                    "convex": ("-beta_ratio", "k")}
+TIES: dict[str, tuple[str, ...]] = {"sgd": ("-beta_per_sample", "epochs", "lr_factor"), "convex": ("-beta_ratio", "k")}
 
 
 def _ks(p: dict[str, Any]) -> list[Any]:
@@ -35,13 +34,18 @@ def run_sgd_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> 
     best = select_on_validation(points, TIES["sgd"])
     per_run = len(points) // len(traces)  # one training per (β, lr), resumed through the epoch grid
     run = next(i for i, pt in enumerate(points) if pt is best) // per_run
-    test_at = {pt["epochs"]: pt["test_acc"] for pt in points[run * per_run:(run + 1) * per_run]}
+    test_at = {pt["epochs"]: pt["test_acc"] for pt in points[run * per_run : (run + 1) * per_run]}
     trace = [{**t, "test_acc": test_at.get(t["epoch"])} for t in traces[run]]
-    metrics = {**base, **best, "selected_by": selected_by(points), "selection_rule": selection_rule(points),
-               "grid_points": len(points), "grid_trainings": len(traces),
-               "grid_seconds": sum(tr[-1]["seconds"] or 0.0 for tr in traces)}
-    return {"metrics": metrics, "solver": {}, "trace": trace, "status": "ok",
-            "grid": _grid_record(base, points, best)}
+    metrics = {
+        **base,
+        **best,
+        "selected_by": selected_by(points),
+        "selection_rule": selection_rule(points),
+        "grid_points": len(points),
+        "grid_trainings": len(traces),
+        "grid_seconds": sum(tr[-1]["seconds"] or 0.0 for tr in traces),
+    }
+    return {"metrics": metrics, "solver": {}, "trace": trace, "status": "ok", "grid": _grid_record(base, points, best)}
 
 
 def run_convex_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
@@ -53,21 +57,45 @@ def run_convex_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) 
     its, secs, trace = 0, 0.0, []
     for pt in path:
         its, secs = its + pt["iterations"], secs + pt["seconds"]
-        trace.append({"epoch": its, "step": its, "seconds": secs, "objective": pt["objective"],
-                      "train_acc": pt["train_acc"], "val_acc": pt["val_acc"], "test_acc": pt["test_acc"]})
+        trace.append(
+            {
+                "epoch": its,
+                "step": its,
+                "seconds": secs,
+                "objective": pt["objective"],
+                "train_acc": pt["train_acc"],
+                "val_acc": pt["val_acc"],
+                "test_acc": pt["test_acc"],
+            }
+        )
     bad = uncertified_note(points)
-    metrics = {**base, **best, "selected_by": selected_by(points), "selection_rule": selection_rule(points),
-               "k_selected_by": selection_rule(points), "grid_points": len(points),
-               "grid_certified": sum(bool(pt["certified"]) for pt in points), "uncertified": bad,
-               "grid_seconds": sum(pt["seconds"] for pt in points)}
-    solver = {"solver": "fast", "status": best["solver_status"], "gap": best["solver_gap"],
-              "seconds": best["seconds"]}
-    return {"metrics": metrics, "solver": solver, "trace": trace, "status": best["solver_status"],
-            "grid": _grid_record(base, points, best)}
+    metrics = {
+        **base,
+        **best,
+        "selected_by": selected_by(points),
+        "selection_rule": selection_rule(points),
+        "k_selected_by": selection_rule(points),
+        "grid_points": len(points),
+        "grid_certified": sum(bool(pt["certified"]) for pt in points),
+        "uncertified": bad,
+        "grid_seconds": sum(pt["seconds"] for pt in points),
+    }
+    solver = {"solver": "fast", "status": best["solver_status"], "gap": best["solver_gap"], "seconds": best["seconds"]}
+    return {
+        "metrics": metrics,
+        "solver": solver,
+        "trace": trace,
+        "status": best["solver_status"],
+        "grid": _grid_record(base, points, best),
+    }
 
 
-_METHODS = {"sgd": run_sgd_grid, "convex_full": run_convex_grid, "convex_truncated": run_convex_grid,
-            "convex_P": run_convex_grid}
+_METHODS = {
+    "sgd": run_sgd_grid,
+    "convex_full": run_convex_grid,
+    "convex_truncated": run_convex_grid,
+    "convex_P": run_convex_grid,
+}
 
 
 def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:

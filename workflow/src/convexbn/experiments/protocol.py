@@ -34,8 +34,14 @@ def certified(status: str, gap: float | None) -> bool:
     return status == "optimal" and gap is not None and np.isfinite(gap) and gap <= CERTIFIED_GAP
 
 
-def _scores(Phi: dict[str, np.ndarray | None], d: dict[str, Any], u: np.ndarray, up: np.ndarray,
-            generators: np.ndarray, predictor: str) -> dict[str, Any]:
+def _scores(
+    Phi: dict[str, np.ndarray | None],
+    d: dict[str, Any],
+    u: np.ndarray,
+    up: np.ndarray,
+    generators: np.ndarray,
+    predictor: str,
+) -> dict[str, Any]:
     """Accuracies of one convex solution: train (fit), validation and test with both predictors."""
     out: dict[str, Any] = {"train_acc": accuracy(convex_outputs(Phi["train"], u, up), d["y_train"])}
     for pred in PREDICTORS:
@@ -50,11 +56,12 @@ def class_beta_max(Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray) -> list[flo
     """β_max of each class alone (the decoupled vector-output program's β_max is their maximum)."""
     from convexbn.solver import beta_max
 
-    return [float(beta_max(Ut, Y[:, c:c + 1], masks)) for c in range(Y.shape[1])]
+    return [float(beta_max(Ut, Y[:, c : c + 1], masks)) for c in range(Y.shape[1])]
 
 
-def convex_path(d: dict[str, Any], wh: Any, k: int | None, p: dict[str, Any], arrangements: int,
-                device: str) -> dict[str, Any]:
+def convex_path(
+    d: dict[str, Any], wh: Any, k: int | None, p: dict[str, Any], arrangements: int, device: str
+) -> dict[str, Any]:
     """One k: β_max on the training features, the path over p['beta_ratios'] (descending), every point scored."""
     from convexbn.arrangements import sample_arrangements
     from convexbn.solver import solve_path
@@ -62,33 +69,64 @@ def convex_path(d: dict[str, Any], wh: Any, k: int | None, p: dict[str, Any], ar
 
     wk = truncate(wh, k)
     Y = one_hot(d["y_train"], int(d["num_classes"]))
-    Phi = {"train": wk.features(np.asarray(d["X_train"], dtype=np.float64)),
-           "val": wk.features(np.asarray(d["X_val"], dtype=np.float64)) if len(d["y_val"]) else None,
-           "test": wk.features(np.asarray(d["X_test"], dtype=np.float64))}
+    Phi = {
+        "train": wk.features(np.asarray(d["X_train"], dtype=np.float64)),
+        "val": wk.features(np.asarray(d["X_val"], dtype=np.float64)) if len(d["y_val"]) else None,
+        "test": wk.features(np.asarray(d["X_test"], dtype=np.float64)),
+    }
     arr = sample_arrangements(Phi["train"], int(arrangements), seed=int(p["seed"]))
     per_class = class_beta_max(Phi["train"], Y, arr.masks)
     bmax = max(per_class)
     ratios = sorted({float(r) for r in p["beta_ratios"]}, reverse=True)
     s = p["convex"]
     t0 = time.perf_counter()
-    sols = solve_path(Phi["train"], Y, [r * bmax for r in ratios], arr.masks, tol=float(s["tol"]),
-                      max_seconds=float(s["max_seconds"]), device=device, threads=int(p["threads"]), bmax=bmax)
+    sols = solve_path(
+        Phi["train"],
+        Y,
+        [r * bmax for r in ratios],
+        arr.masks,
+        tol=float(s["tol"]),
+        max_seconds=float(s["max_seconds"]),
+        device=device,
+        threads=int(p["threads"]),
+        bmax=bmax,
+    )
     points = []
     for r, sol in zip(ratios, sols):
         u, up = np.asarray(sol.u), np.asarray(sol.up)
         gap = None if sol.gap is None else float(sol.gap)
-        points.append({"k": wk.k, "q": wk.q, "P": arr.count, "beta_ratio": r, "beta": r * bmax, "beta_max": bmax,
-                       "objective": float(sol.objective), "solver_status": sol.status, "solver_gap": gap,
-                       "certified": certified(sol.status, gap), "seconds": float(sol.seconds),
-                       "iterations": int(sol.iterations or 0),
-                       "neurons": count_neurons(block_norms(u, up), rel_tol=1e-6),
-                       **_scores(Phi, d, u, up, arr.generators, p["predictor"])})
-    return {"k": wk.k, "q": wk.q, "P": arr.count, "beta_max": bmax, "beta_max_per_class": per_class,
-            "points": points, "seconds": time.perf_counter() - t0}
+        points.append(
+            {
+                "k": wk.k,
+                "q": wk.q,
+                "P": arr.count,
+                "beta_ratio": r,
+                "beta": r * bmax,
+                "beta_max": bmax,
+                "objective": float(sol.objective),
+                "solver_status": sol.status,
+                "solver_gap": gap,
+                "certified": certified(sol.status, gap),
+                "seconds": float(sol.seconds),
+                "iterations": int(sol.iterations or 0),
+                "neurons": count_neurons(block_norms(u, up)),
+                **_scores(Phi, d, u, up, arr.generators, p["predictor"]),
+            }
+        )
+    return {
+        "k": wk.k,
+        "q": wk.q,
+        "P": arr.count,
+        "beta_max": bmax,
+        "beta_max_per_class": per_class,
+        "points": points,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
-def convex_grid(d: dict[str, Any], wh: Any, ks: list[Any], p: dict[str, Any], arrangements: int,
-                device: str) -> list[dict[str, Any]]:
+def convex_grid(
+    d: dict[str, Any], wh: Any, ks: list[Any], p: dict[str, Any], arrangements: int, device: str
+) -> list[dict[str, Any]]:
     """The paths of every k (None = full whitening) below the data rank; one list of scored grid points."""
     paths = [convex_path(d, wh, k, p, arrangements, device) for k in ks if k is None or int(k) < wh.k]
     if not paths:
@@ -102,8 +140,11 @@ def convex_grid(d: dict[str, Any], wh: Any, ks: list[Any], p: dict[str, Any], ar
 def uncertified_note(points: list[dict[str, Any]]) -> str:
     """'k=… ratio=…: status (gap …)' for every uncertified grid point; '' when all are certified."""
     bad = [pt for pt in points if not pt.get("certified", True)]
-    return "; ".join(f"k={pt['k']} β/β_max={pt['beta_ratio']:g}: {pt['solver_status']} (gap "
-                     f"{'n/a' if pt['solver_gap'] is None else format(pt['solver_gap'], '.1e')})" for pt in bad)
+    return "; ".join(
+        f"k={pt['k']} β/β_max={pt['beta_ratio']:g}: {pt['solver_status']} (gap "
+        f"{'n/a' if pt['solver_gap'] is None else format(pt['solver_gap'], '.1e')})"
+        for pt in bad
+    )
 
 
 def _sgd_point(model: Any, d: dict[str, Any], Xs: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -127,8 +168,9 @@ def _train_resumable(ckpt: str, **kw: Any) -> Any:
         return train(**kw, checkpoint=ckpt)
 
 
-def sgd_grid(d: dict[str, Any], p: dict[str, Any], device: str,
-             checkpoint: str | None = None) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+def sgd_grid(
+    d: dict[str, Any], p: dict[str, Any], device: str, checkpoint: str | None = None
+) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
     """Every (β per sample, lr factor, epochs) of p['sgd']: (grid points, per-epoch traces with validation acc).
 
     With `checkpoint` (a .pt path), each (β, lr) training keeps its own resumable checkpoint next to it.
@@ -146,18 +188,52 @@ def sgd_grid(d: dict[str, Any], p: dict[str, Any], device: str,
         for lf in s["lr_factors"]:
             lr = sgd_lr({"lr": None, "lr_factor": lf, "width": s["width"]}, n, beta)
             with tempfile.TemporaryDirectory() as tmp:
-                ckpt = (str(Path(tmp) / "run.pt") if checkpoint is None
-                        else f"{str(checkpoint).removesuffix('.pt')}_b{float(bps):g}_lr{float(lf):g}.pt")
+                ckpt = (
+                    str(Path(tmp) / "run.pt")
+                    if checkpoint is None
+                    else f"{str(checkpoint).removesuffix('.pt')}_b{float(bps):g}_lr{float(lf):g}.pt"
+                )
                 for ep in sorted(int(e) for e in s["epochs"]):
-                    tr = _train_resumable(ckpt, X=Xs["train"], Y=one_hot(d["y_train"], C), beta=beta,
-                                          width=int(s["width"]), optimizer="sgd", lr=lr, epochs=ep,
-                                          batch_size=int(s["batch_size"]), momentum=float(s["momentum"]),
-                                          seed=int(p["seed"]), device=device, dtype=s["dtype"],
-                                          X_test=Xs["val"] if has_val else None,
-                                          Y_test=one_hot(d["y_val"], C) if has_val else None)
-                    points.append({"beta_per_sample": float(bps), "beta": beta, "lr_factor": float(lf), "lr": lr,
-                                   "epochs": ep, "objective": float(tr.final_objective), "seconds": float(tr.seconds),
-                                   "width": int(s["width"]), **_sgd_point(tr.model, d, Xs)})
-            traces.append([{"epoch": h.get("epoch"), "seconds": h.get("seconds"), "objective": h.get("objective"),
-                            "train_acc": h.get("train_acc"), "val_acc": h.get("test_acc")} for h in tr.history])
+                    tr = _train_resumable(
+                        ckpt,
+                        X=Xs["train"],
+                        Y=one_hot(d["y_train"], C),
+                        beta=beta,
+                        width=int(s["width"]),
+                        optimizer="sgd",
+                        lr=lr,
+                        epochs=ep,
+                        batch_size=int(s["batch_size"]),
+                        momentum=float(s["momentum"]),
+                        seed=int(p["seed"]),
+                        device=device,
+                        dtype=s["dtype"],
+                        X_test=Xs["val"] if has_val else None,
+                        Y_test=one_hot(d["y_val"], C) if has_val else None,
+                    )
+                    points.append(
+                        {
+                            "beta_per_sample": float(bps),
+                            "beta": beta,
+                            "lr_factor": float(lf),
+                            "lr": lr,
+                            "epochs": ep,
+                            "objective": float(tr.final_objective),
+                            "seconds": float(tr.seconds),
+                            "width": int(s["width"]),
+                            **_sgd_point(tr.model, d, Xs),
+                        }
+                    )
+            traces.append(
+                [
+                    {
+                        "epoch": h.get("epoch"),
+                        "seconds": h.get("seconds"),
+                        "objective": h.get("objective"),
+                        "train_acc": h.get("train_acc"),
+                        "val_acc": h.get("test_acc"),
+                    }
+                    for h in tr.history
+                ]
+            )
     return points, traces

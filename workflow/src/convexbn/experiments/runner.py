@@ -48,8 +48,9 @@ def _strip_arrays(obj: Any) -> Any:
     return obj
 
 
-def _inputs(job: Job, device: str, data: dict[str, str], whitening: dict[str, str],
-            checkpoint: str | None) -> tuple[JobInputs, bool]:
+def _inputs(
+    job: Job, device: str, data: dict[str, str], whitening: dict[str, str], checkpoint: str | None
+) -> tuple[JobInputs, bool]:
     """The job's inputs (its dataset and whitening loaded) and whether its data are synthetic."""
     from convexbn.experiments.datasets import load_prepared
     from convexbn.whitening import load_whitening
@@ -58,15 +59,20 @@ def _inputs(job: Job, device: str, data: dict[str, str], whitening: dict[str, st
         return JobInputs(device=device, checkpoint=checkpoint), True
     ds = job.datasets[0]
     if ds not in data or ds not in whitening:
-        raise ValueError(f"experiment {job.experiment}, job {job.id}: no prepared data/whitening path for dataset "
-                         f"{ds!r} (got {sorted(data)}); the pipeline must pass both")
+        raise ValueError(
+            f"experiment {job.experiment}, job {job.id}: no prepared data/whitening path for dataset "
+            f"{ds!r} (got {sorted(data)}); the pipeline must pass both"
+        )
     d = load_prepared(data[ds])
-    return (JobInputs(device=device, data=d, whitening=load_whitening(whitening[ds]), checkpoint=checkpoint),
-            bool(d["meta"].get("synthetic", False)))
+    return (
+        JobInputs(device=device, data=d, whitening=load_whitening(whitening[ds]), checkpoint=checkpoint),
+        bool(d["meta"].get("synthetic", False)),
+    )
 
 
-def run_job(job: Job, data: dict[str, str], whitening: dict[str, str], out_json: str,
-            checkpoint: str | None = None) -> None:
+def run_job(
+    job: Job, data: dict[str, str], whitening: dict[str, str], out_json: str, checkpoint: str | None = None
+) -> None:
     """Run one job and write its JSON (metrics, trace, solver status, provenance) atomically to out_json."""
     import torch
 
@@ -81,11 +87,21 @@ def run_job(job: Job, data: dict[str, str], whitening: dict[str, str], out_json:
     inputs, synthetic = _inputs(job, device, data, whitening, checkpoint)
     res = module_of(job.experiment).run(p, inputs)
     seconds = time.perf_counter() - t0
-    doc = {"experiment": job.experiment, "job": job.id, "kind": job.kind,
-           "dataset": job.datasets[0] if job.datasets else None, "synthetic": synthetic, "status": res["status"],
-           "device": device, "wall_seconds": seconds, "metrics": _strip_arrays(res["metrics"]),
-           "solver": res["solver"], "trace": _strip_arrays(res["trace"]), "grid": _strip_arrays(res.get("grid", [])),
-           "provenance": provenance(config=p, seed=int(p["seed"]), device=device, seconds=seconds)}
+    doc = {
+        "experiment": job.experiment,
+        "job": job.id,
+        "kind": job.kind,
+        "dataset": job.datasets[0] if job.datasets else None,
+        "synthetic": synthetic,
+        "status": res["status"],
+        "device": device,
+        "wall_seconds": seconds,
+        "metrics": _strip_arrays(res["metrics"]),
+        "solver": res["solver"],
+        "trace": _strip_arrays(res["trace"]),
+        "grid": _strip_arrays(res.get("grid", [])),
+        "provenance": provenance(config=p, seed=int(p["seed"]), device=device, seconds=seconds),
+    }
     write_json(out_json, doc)
 
 
@@ -96,14 +112,28 @@ def _flat_scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The summary row and the trace rows of one job JSON."""
-    base = {"experiment": doc["experiment"], "job": doc["job"], "kind": doc["kind"], "dataset": doc.get("dataset"),
-            "synthetic": bool(doc.get("synthetic", False)), "device": doc.get("device"), "status": doc.get("status")}
-    summary = {"record": "summary", **base, "wall_seconds": doc.get("wall_seconds"),
-               **_flat_scalar_metrics(doc["metrics"])}
+    base = {
+        "experiment": doc["experiment"],
+        "job": doc["job"],
+        "kind": doc["kind"],
+        "dataset": doc.get("dataset"),
+        "synthetic": bool(doc.get("synthetic", False)),
+        "device": doc.get("device"),
+        "status": doc.get("status"),
+    }
+    summary = {
+        "record": "summary",
+        **base,
+        "wall_seconds": doc.get("wall_seconds"),
+        **_flat_scalar_metrics(doc["metrics"]),
+    }
     solver = doc.get("solver") or {}
     summary.update({f"solver_{k}": v for k, v in solver.items() if isinstance(v, (int, float, str, bool))})
-    meta = {k: doc["metrics"].get(k) for k in ("method", "seed", "width", "width_factor", "optimizer", "k")
-            if k in doc["metrics"]}
+    meta = {
+        k: doc["metrics"].get(k)
+        for k in ("method", "seed", "width", "width_factor", "optimizer", "k")
+        if k in doc["metrics"]
+    }
     grid = [{"record": "grid", **base, **_flat_scalar_metrics(g)} for g in doc.get("grid", [])]
     trace = [{"record": "trace", **base, **meta, **_flat_scalar_metrics(t)} for t in doc.get("trace", [])]
     return [summary] + trace + grid

@@ -22,8 +22,7 @@ def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
         return res
     ks = [p["k"] if p["k"] is not None and int(p["k"]) < inputs.whitening.k else "full"]  # k ≥ rank: full
     res = run_convex_grid({**p, "method": "convex_k", "ks": ks}, inputs, base)
-    res["metrics"].update({"k_label": k_label("full" if p["k"] is None else p["k"]),
-                           "rank": inputs.whitening.rank})
+    res["metrics"].update({"k_label": k_label("full" if p["k"] is None else p["k"]), "rank": inputs.whitening.rank})
     return res
 
 

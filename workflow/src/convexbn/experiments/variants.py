@@ -5,7 +5,6 @@ random instance; the instance size comes from the variant's own config entry."""
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -13,8 +12,15 @@ import numpy as np
 from convexbn.experiments.common import JobInputs, record_dict, synthetic_data, train
 
 
-def local_search(make_net: Callable[[int], Any], objective: Callable[[Any], Any], inits: int, epochs: int, lr: float,
-                 optimizer: str, params_of: Callable[[Any], list] | None = None) -> list[float]:
+def local_search(
+    make_net: Callable[[int], Any],
+    objective: Callable[[Any], Any],
+    inits: int,
+    epochs: int,
+    lr: float,
+    optimizer: str,
+    params_of: Callable[[Any], list] | None = None,
+) -> list[float]:
     """Final objectives of full-batch Adam (or L-BFGS) on a torch module from several seeded inits."""
     import torch
 
@@ -54,10 +60,24 @@ def _seed(p: dict[str, Any]) -> int:
 def _bn_network_finals(X: np.ndarray, Y: np.ndarray, p: dict[str, Any], placement: str, device: str) -> list[float]:
     """Final objectives of the two-layer BN network's local search from every init on targets Y."""
     ls, seed = p["local_search"], _seed(p)
-    return [float(train(X, Y, float(p["beta"]), int(ls["width"]), optimizer=ls["optimizer"], lr=float(ls["lr"]),
-                        epochs=int(ls["epochs"]), seed=seed * 1000 + i, placement=placement, device=device,
-                        dtype="float64").final_objective)
-            for i in range(int(p["inits"]))]
+    return [
+        float(
+            train(
+                X,
+                Y,
+                float(p["beta"]),
+                int(ls["width"]),
+                optimizer=ls["optimizer"],
+                lr=float(ls["lr"]),
+                epochs=int(ls["epochs"]),
+                seed=seed * 1000 + i,
+                placement=placement,
+                device=device,
+                dtype="float64",
+            ).final_objective
+        )
+        for i in range(int(p["inits"]))
+    ]
 
 
 def _bn_after_relu(p: dict[str, Any], device: str) -> tuple[Any, list[float], float, dict[str, Any]]:
@@ -66,8 +86,9 @@ def _bn_after_relu(p: dict[str, Any], device: str) -> tuple[Any, list[float], fl
 
     seed, vc = _seed(p), p["size"]
     X, Y = synthetic_data(int(vc["n"]), int(vc["d"]), seed, "scalar")
-    res = V.solve_bn_after_relu(X, Y, float(p["beta"]), arrangements=p["arrangements"], seed=seed, solver=p["solver"],
-                                loss="squared")
+    res = V.solve_bn_after_relu(
+        X, Y, float(p["beta"]), arrangements=p["arrangements"], seed=seed, solver=p["solver"], loss="squared"
+    )
     finals = _bn_network_finals(X, Y, p, "after", device)
     return res, finals, min(finals), {"n": X.shape[0], "d": X.shape[1], "outputs": Y.shape[1]}
 
@@ -84,8 +105,13 @@ def _vector_output(p: dict[str, Any], device: str) -> tuple[Any, list[float], fl
     # add up). A free vector-output network (shared neurons) is reported too: it may go below.
     per_class = [_bn_network_finals(X, Y[:, [c]], p, "before", device) for c in range(Y.shape[1])]
     finals = [float(sum(v)) for v in zip(*per_class)]
-    info = {"n": X.shape[0], "d": X.shape[1], "outputs": Y.shape[1], "form": "decoupled per-class (A5)",
-            "best_nonconvex_shared_neurons": min(_bn_network_finals(X, Y, p, "before", device))}
+    info = {
+        "n": X.shape[0],
+        "d": X.shape[1],
+        "outputs": Y.shape[1],
+        "form": "decoupled per-class (A5)",
+        "best_nonconvex_shared_neurons": min(_bn_network_finals(X, Y, p, "before", device)),
+    }
     return res, finals, float(sum(min(v) for v in per_class)), info
 
 
@@ -111,8 +137,14 @@ def _cnn(p: dict[str, Any], device: str) -> tuple[Any, list[float], float, dict[
         torch.manual_seed(seed * 1000 + i)
         return V.BNConvNet(patches.shape[2], int(ls["width"]), Y.shape[1]).to(torch.float64).to(device)
 
-    finals = local_search(make, lambda net: net.objective(Pt, Yt, beta), int(p["inits"]), int(ls["epochs"]),
-                          float(ls["lr"]), ls["optimizer"])
+    finals = local_search(
+        make,
+        lambda net: net.objective(Pt, Yt, beta),
+        int(p["inits"]),
+        int(ls["epochs"]),
+        float(ls["lr"]),
+        ls["optimizer"],
+    )
     return res, finals, min(finals), {"n": n, "K": patches.shape[1], "h": patches.shape[2]}
 
 
@@ -148,8 +180,15 @@ def _deep(p: dict[str, Any], device: str) -> tuple[Any, list[float], float, dict
             q.requires_grad_(True)
         return ps
 
-    finals = local_search(make, lambda net: net.objective(Xt, Yt, beta), int(p["inits"]), int(ls["epochs"]),
-                          float(ls["lr"]), ls["optimizer"], last_two)
+    finals = local_search(
+        make,
+        lambda net: net.objective(Xt, Yt, beta),
+        int(p["inits"]),
+        int(ls["epochs"]),
+        float(ls["lr"]),
+        ls["optimizer"],
+        last_two,
+    )
     return res, finals, min(finals), {"n": X.shape[0], "d": X.shape[1], "hidden": widths}
 
 
@@ -162,10 +201,21 @@ def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
     res, finals, best, info = _VARIANTS[variant](p, inputs.device)
     form = info.pop("form", "exact")
     p_star = res.objective
-    metrics = {"variant": variant, "instance": int(p["instance"]), "beta": float(p["beta"]), **info,
-               "method": variant, "p_star": p_star, "best_nonconvex": best, "worst_nonconvex": max(finals),
-               "rel_gap": None if p_star is None else (best - p_star) / max(1.0, abs(p_star)), "P": res.arrangements,
-               "neurons": res.neurons, "inits": int(p["inits"]), "form": form}
+    metrics = {
+        "variant": variant,
+        "instance": int(p["instance"]),
+        "beta": float(p["beta"]),
+        **info,
+        "method": variant,
+        "p_star": p_star,
+        "best_nonconvex": best,
+        "worst_nonconvex": max(finals),
+        "rel_gap": None if p_star is None else (best - p_star) / max(1.0, abs(p_star)),
+        "P": res.arrangements,
+        "neurons": res.neurons,
+        "inits": int(p["inits"]),
+        "form": form,
+    }
     return {"metrics": metrics, "solver": record_dict(res.record), "trace": [], "status": res.record.status}
 
 

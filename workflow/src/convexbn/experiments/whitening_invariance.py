@@ -31,8 +31,9 @@ def transform_data(X: np.ndarray, transform: str, seed: int) -> np.ndarray:
     raise ValueError(f"whitening_invariance transform {transform!r}; choose identity, whitened, random_linear, scaled")
 
 
-def train_plain_relu(X: np.ndarray, Y: np.ndarray, beta: float, width: int, *, epochs: int, lr: float,
-                     seed: int, device: str = "cpu") -> tuple[float, np.ndarray]:
+def train_plain_relu(
+    X: np.ndarray, Y: np.ndarray, beta: float, width: int, *, epochs: int, lr: float, seed: int, device: str = "cpu"
+) -> tuple[float, np.ndarray]:
     """Full-batch Adam on a plain ReLU net (Linear+bias → ReLU → Linear), weight decay (β/2)·‖all weights‖²."""
     import torch
 
@@ -69,23 +70,45 @@ def run(p: dict[str, Any], inputs: JobInputs) -> dict[str, Any]:
     X0, Y = synthetic_data(int(p["n"]), int(p["d"]), seed, "scalar", noise=float(p["noise"]))
     X = transform_data(X0, p["transform"], seed)
     res = solve_exact(X, Y, beta, p)
-    fit_cvx = (training_fit(bn_mlp_from_params(res.params, X), X) if res.params is not None and res.params.width
-               else np.zeros_like(Y))
+    fit_cvx = (
+        training_fit(bn_mlp_from_params(res.params, X), X)
+        if res.params is not None and res.params.width
+        else np.zeros_like(Y)
+    )
     bn_best, bn_fit, relu_best, relu_fit = math.inf, None, math.inf, None
     for init in range(int(p["inits"])):
         s = seed * 1000 + init
-        tr = train(X, Y, beta, width, optimizer="adam", lr=float(p["lr"]), epochs=int(p["epochs"]), seed=s,
-                   device=inputs.device, dtype="float64")
+        tr = train(
+            X,
+            Y,
+            beta,
+            width,
+            optimizer="adam",
+            lr=float(p["lr"]),
+            epochs=int(p["epochs"]),
+            seed=s,
+            device=inputs.device,
+            dtype="float64",
+        )
         if tr.final_objective < bn_best:
             bn_best, bn_fit = float(tr.final_objective), training_fit(tr.model, X)
-        val, fit = train_plain_relu(X, Y, beta, width, epochs=int(p["epochs"]), lr=float(p["lr"]), seed=s,
-                                    device=inputs.device)
+        val, fit = train_plain_relu(
+            X, Y, beta, width, epochs=int(p["epochs"]), lr=float(p["lr"]), seed=s, device=inputs.device
+        )
         if val < relu_best:
             relu_best, relu_fit = val, fit
-    metrics = {"transform": p["transform"], "method": p["transform"], "p_star": res.objective, "bn_best": bn_best,
-               "relu_best": relu_best, "cond_X": float(np.linalg.cond(X - X.mean(0))), "P": res.arrangements,
-               "fit_convex": fit_cvx.ravel().tolist(), "fit_bn": bn_fit.ravel().tolist(),
-               "fit_relu": relu_fit.ravel().tolist()}
+    metrics = {
+        "transform": p["transform"],
+        "method": p["transform"],
+        "p_star": res.objective,
+        "bn_best": bn_best,
+        "relu_best": relu_best,
+        "cond_X": float(np.linalg.cond(X - X.mean(0))),
+        "P": res.arrangements,
+        "fit_convex": fit_cvx.ravel().tolist(),
+        "fit_bn": bn_fit.ravel().tolist(),
+        "fit_relu": relu_fit.ravel().tolist(),
+    }
     return {"metrics": metrics, "solver": record_dict(res.record), "trace": [], "status": res.record.status}
 
 
