@@ -218,7 +218,8 @@ def write_test_archives(
     names: tuple[str, ...] = ("cifar10", "cifar100"),
 ) -> dict[str, str]:
     """Write generated CIFAR-format archives under their official file names; return {name: md5}."""
-    from convexbn.data import CIFAR_SOURCES, make_cifar_archive
+    from convexbn.data import CIFAR_SOURCES
+    from convexbn.synthetic_cifar import make_cifar_archive
 
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from cifar_server import CifarServer, closed_port_url, write_test_archives  # no
 
 from convexbn import data as D  # noqa: E402
 from convexbn.safe_pickle import py2_pickle  # noqa: E402
+from convexbn.synthetic_cifar import make_cifar_archive  # noqa: E402
 
 FAST = {"timeout": 2.0, "backoff": 0.01}
 
@@ -317,10 +318,10 @@ def _raw_members(path: Path) -> dict[str, object]:
 
 def test_make_cifar10_archive_layout(tmp_path):
     path = tmp_path / "c10.tar.gz"
-    md5 = D.make_cifar_archive(path, "cifar10", n_train=23, n_test=7, seed=5, image_size=8)
+    md5 = make_cifar_archive(path, "cifar10", n_train=23, n_test=7, seed=5, image_size=8)
     assert md5 == D.file_md5(path)
-    assert D.make_cifar_archive(tmp_path / "again.tar.gz", "cifar10", 23, 7, 5, image_size=8) == md5
-    assert D.make_cifar_archive(tmp_path / "other.tar.gz", "cifar10", 23, 7, 6, image_size=8) != md5
+    assert make_cifar_archive(tmp_path / "again.tar.gz", "cifar10", 23, 7, 5, image_size=8) == md5
+    assert make_cifar_archive(tmp_path / "other.tar.gz", "cifar10", 23, 7, 6, image_size=8) != md5
     assert [p for p in _listing(tmp_path) if p.startswith(".")] == []
     raw = _raw_members(path)
     folder = "cifar-10-batches-py/"
@@ -345,7 +346,7 @@ def test_make_cifar10_archive_layout(tmp_path):
 
 def test_make_cifar100_archive_layout(tmp_path):
     path = tmp_path / "c100.tar.gz"
-    md5 = D.make_cifar_archive(path, "cifar100", n_train=200, n_test=100, seed=1, image_size=8)
+    md5 = make_cifar_archive(path, "cifar100", n_train=200, n_test=100, seed=1, image_size=8)
     raw = _raw_members(path)
     assert set(raw) == {"cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"}
     train = raw["cifar-100-python/train"]
@@ -360,7 +361,7 @@ def test_make_cifar100_archive_layout(tmp_path):
 
 def test_synthetic_classes_are_learnable(tmp_path):
     path = tmp_path / "c10.tar.gz"
-    D.make_cifar_archive(path, "cifar10", n_train=300, n_test=200, seed=0, image_size=32)
+    make_cifar_archive(path, "cifar10", n_train=300, n_test=200, seed=0, image_size=32)
     d = D.load_cifar(path)
     p = D.prepare_arrays(d["X_train"], d["y_train"], d["X_test"], d["y_test"], normalize="channel")
     centroids = np.stack([p["X_train"][p["y_train"] == c].mean(axis=0) for c in range(10)])
@@ -371,9 +372,9 @@ def test_synthetic_classes_are_learnable(tmp_path):
 
 def test_make_cifar_archive_validates(tmp_path):
     with pytest.raises(D.DataError, match="unknown CIFAR dataset"):
-        D.make_cifar_archive(tmp_path / "x.tar.gz", "mnist", 5, 5, 0)
+        make_cifar_archive(tmp_path / "x.tar.gz", "mnist", 5, 5, 0)
     with pytest.raises(D.DataError, match="n_train"):
-        D.make_cifar_archive(tmp_path / "x.tar.gz", "cifar10", -1, 5, 0)
+        make_cifar_archive(tmp_path / "x.tar.gz", "cifar10", -1, 5, 0)
     assert _listing(tmp_path) == []
 
 

@@ -384,7 +384,7 @@ def test_variants_local_search_never_beats_the_convex_optimum(tmp_path):
 
 
 def test_cifar_format_archive_builds_a_dataset_marked_synthetic(tmp_path):
-    from convexbn.data import make_cifar_archive
+    from convexbn.synthetic_cifar import make_cifar_archive
 
     archive = tmp_path / "cifar10.tar.gz"
     make_cifar_archive(archive, "cifar10", 80, 30, seed=0)

@@ -31,6 +31,7 @@ from convexbn.download import DataError, Limits, check_url, remove_stale_parts  
 from convexbn.io import OutputPathError, atomic_writer, check_output_path, write_json  # noqa: E402
 from convexbn.programs import beta_max, solve_c2, solve_two_layer, zero_is_optimal  # noqa: E402
 from convexbn.safe_pickle import py2_pickle  # noqa: E402
+from convexbn.synthetic_cifar import make_cifar_archive  # noqa: E402
 from convexbn.whitening import whiten  # noqa: E402
 
 FAST = {"timeout": 2.0, "backoff": 0.0}
@@ -557,9 +558,9 @@ def test_idx_header_declaring_a_huge_array_is_refused(tmp_path: Path) -> None:
 
 def test_generator_stays_within_what_the_loader_accepts(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="1 to 32"):
-        D.make_cifar_archive(tmp_path / "x.tar.gz", "cifar10", 5, 5, 0, image_size=64)
+        make_cifar_archive(tmp_path / "x.tar.gz", "cifar10", 5, 5, 0, image_size=64)
     with pytest.raises(DataError, match="at most 50,000 training"):
-        D.make_cifar_archive(tmp_path / "x.tar.gz", "cifar10", 50_001, 5, 0)
+        make_cifar_archive(tmp_path / "x.tar.gz", "cifar10", 50_001, 5, 0)
     assert _listing(tmp_path) == []
 
 

@@ -6,9 +6,9 @@ snakemake = globals()["snakemake"]
 
 
 def main(log) -> None:
-    """Write the archive with convexbn.data.make_cifar_archive and its checksum next to it."""
-    from convexbn.data import make_cifar_archive
+    """Write the archive with convexbn.synthetic_cifar.make_cifar_archive and its checksum next to it."""
     from convexbn.io import atomic_write_bytes
+    from convexbn.synthetic_cifar import make_cifar_archive
 
     cfg = snakemake.params.synthetic
     log.warning("generating SYNTHETIC %s data (not the real data set): %s", snakemake.wildcards.source, cfg)

@@ -1,4 +1,4 @@
-"""`convexbn solve | train`: argument parsing, input checks and one-line error messages, nothing else.
+"""`convexbn solve | path | train`: parsers, sub-commands and one-line errors (input checks: cli_inputs).
 
 Exit codes: 0 success; 2 bad input (one line `convexbn: error: ...` on stderr, no output file);
 1 the computation itself failed (e.g. the solver returned no solution; the result file records why).
@@ -9,25 +9,32 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
-import stat
 import sys
 import time
-import zipfile
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+from convexbn.cli_inputs import (
+    MAX_WIDTH,
+    CLIError,
+    arrangement_spec,
+    check_out,
+    join_negative_values,
+    load_data,
+    nonneg_float,
+    one_line,
+    pos_float,
+    pos_int,
+    positive_list,
+    seed_type,
+)
 
 log = logging.getLogger("convexbn.cli")
 
 VARIANTS = ("bn-before-relu", "bn-after-relu", "cnn", "closed-form")
 LOSS_CHOICES = ("squared", "cross_entropy", "hinge")
 OPTIMIZERS = ("gd", "sgd", "adam", "lbfgs")
-
-
-class CLIError(Exception):
-    """A problem with the user's input: reported as one line, exit code 2, no output written."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,110 +68,6 @@ def _setup_logging() -> None:
     pkg.setLevel(logging.INFO)
 
 
-def _one_line(text: str) -> str:
-    """Collapse a message onto one line."""
-    return " ".join(str(text).split())
-
-
-# ------------------------------------------------------------------------------------ argument types
-
-#: Largest accepted --width: a width-m network on d features holds m·(d + C + 2) parameters plus
-#: (n, m) activations, so 10^6 neurons already need gigabytes for modest n and d.
-MAX_WIDTH = 1_000_000
-#: Seeds must fit the 64-bit integers torch.manual_seed and numpy accept.
-MAX_SEED = 2**63 - 1
-
-
-def _as_int(text: str) -> int:
-    """An integer written plainly or in integral scientific notation ('1e3' → 1000); ValueError otherwise."""
-    try:
-        return int(text)
-    except ValueError:
-        val = float(text)  # ValueError for non-numbers
-        if not math.isfinite(val) or not val.is_integer():
-            raise ValueError(text) from None
-        return int(val)
-
-
-def _number(
-    label: str, cast: Callable[[str], float], low: float, strict: bool = False, high: float | None = None, why: str = ""
-) -> Callable[[str], Any]:
-    """argparse type: a finite number (`cast` = float or int) >= low (> low when `strict`), <= high."""
-    what = "an integer" if cast is int else "a number"
-    bound = f" {'>' if strict else '>='} {low:g}"
-    convert = _as_int if cast is int else float
-
-    def parse(text: str) -> Any:
-        """Convert `text`, or raise an ArgumentTypeError naming the option and the allowed range."""
-        try:
-            val = convert(text)
-        except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"{label} {text!r} is not {what}; give e.g. {max(low, 0) + 1:g}") from None
-        if not math.isfinite(val) or val < low or (strict and val == low):
-            raise argparse.ArgumentTypeError(
-                f"{label} must be {'a finite number' if cast is float else what}{bound}, got {text!r}"
-            )
-        if high is not None and val > high:
-            raise argparse.ArgumentTypeError(
-                f"{label} {text!r} exceeds the limit of {high:,}{why}; give at most {high:,}"
-            )
-        return val
-
-    return parse
-
-
-def _nonneg_float(label: str) -> Callable[[str], Any]:
-    """argparse type: a finite number >= 0."""
-    return _number(label, float, 0.0)
-
-
-def _pos_float(label: str) -> Callable[[str], Any]:
-    """argparse type: a finite number > 0."""
-    return _number(label, float, 0.0, strict=True)
-
-
-def _pos_int(label: str, high: int | None = None, why: str = "") -> Callable[[str], Any]:
-    """argparse type: an integer >= 1 (and <= high when given, `why` saying why)."""
-    return _number(label, int, 1, high=high, why=why)
-
-
-def _seed(label: str) -> Callable[[str], Any]:
-    """argparse type: a seed, an integer in [0, 2^63 - 1] (what numpy and torch accept)."""
-    return _number(label, int, 0, high=MAX_SEED, why=" (seeds are 64-bit integers)")
-
-
-def join_negative_values(argv: Sequence[str]) -> list[str]:
-    """`--opt -inf` → `--opt=-inf`: argparse reads a value that starts with '-' and is not a plain
-    negative number ('-inf', '-nan', '-1e5') as an option, which would give a misleading error."""
-    out: list[str] = []
-    for arg in argv:
-        prev = out[-1] if out else ""
-        if prev.startswith("--") and prev != "--" and "=" not in prev and arg.startswith("-") and _is_float(arg):
-            out[-1] = f"{prev}={arg}"
-        else:
-            out.append(arg)
-    return out
-
-
-def _is_float(text: str) -> bool:
-    """Whether float() accepts `text`."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _arrangement_spec(text: str) -> str | int:
-    """argparse type: 'exact' or a positive integer number of sampled patterns."""
-    from convexbn.arrangements import parse_arrangement_spec
-
-    try:
-        return parse_arrangement_spec(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--{exc}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `convexbn` argument parser with the `solve` and `train` sub-commands."""
     parser = _Parser(
@@ -181,17 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
         "reconstruct the network and certify it by a real forward pass.",
     )
     s.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) scalar target or (n, C)")
-    s.add_argument("--beta", required=True, type=_nonneg_float("--beta"), help="weight decay β >= 0")
+    s.add_argument("--beta", required=True, type=nonneg_float("--beta"), help="weight decay β >= 0")
     s.add_argument("--variant", default="bn-before-relu", choices=VARIANTS, help="network/program variant")
     s.add_argument(
         "--arrangements",
         default="exact",
-        type=_arrangement_spec,
+        type=arrangement_spec,
         help="'exact' (enumerate all patterns) or N sampled Gaussian patterns",
     )
     s.add_argument(
         "--truncate",
-        type=_pos_int("--truncate"),
+        type=pos_int("--truncate"),
         default=None,
         help="keep the top-K singular directions of the whitening (explicit regulariser)",
     )
@@ -200,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (MOSEK if licensed, else CLARABEL), fast, MOSEK, CLARABEL, ECOS, SCS or QOCO",
     )
-    s.add_argument("--seed", type=_seed("--seed"), default=0, help="seed of sampled arrangements")
+    s.add_argument("--seed", type=seed_type("--seed"), default=0, help="seed of sampled arrangements")
     s.add_argument("--loss", default="squared", choices=LOSS_CHOICES, help="data loss")
     s.add_argument(
         "--bias",
@@ -208,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("unit", "ones"),
         help="BN shift column c: 'unit' = 1/sqrt(n) (default) or 'ones' (ambiguity A1)",
     )
-    s.add_argument("--patch-size", type=_pos_int("--patch-size"), default=None, help="cnn: patch length H")
-    s.add_argument("--patch-stride", type=_pos_int("--patch-stride"), default=1, help="cnn: patch stride")
+    s.add_argument("--patch-size", type=pos_int("--patch-size"), default=None, help="cnn: patch length H")
+    s.add_argument("--patch-stride", type=pos_int("--patch-stride"), default=1, help="cnn: patch stride")
     s.add_argument(
-        "--tol", type=_pos_float("--tol"), default=1e-6, help="relative duality-gap target of the fast solver"
+        "--tol", type=pos_float("--tol"), default=1e-6, help="relative duality-gap target of the fast solver"
     )
     s.add_argument("--out", required=True, help="result JSON (written atomically at the end)")
     s.set_defaults(func=_cmd_solve)
@@ -222,18 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a two-layer BN ReLU network on the paper's objective.",
     )
     t.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) or (n, C)")
-    t.add_argument("--beta", required=True, type=_nonneg_float("--beta"), help="weight decay β >= 0")
+    t.add_argument("--beta", required=True, type=nonneg_float("--beta"), help="weight decay β >= 0")
     t.add_argument(
         "--width",
         required=True,
         help=f"hidden neurons, 1 <= m <= {MAX_WIDTH:,}",
-        type=_pos_int("--width", MAX_WIDTH, " (parameters and activations grow with the width)"),
+        type=pos_int("--width", MAX_WIDTH, " (parameters and activations grow with the width)"),
     )
     t.add_argument("--optimizer", default="gd", choices=OPTIMIZERS, help="optimiser")
-    t.add_argument("--lr", type=_pos_float("--lr"), default=None, help="learning rate (default: per optimiser)")
-    t.add_argument("--epochs", type=_pos_int("--epochs"), default=100, help="epochs (GD: steps)")
-    t.add_argument("--batch-size", type=_pos_int("--batch-size"), default=None, help="mini-batch size (sgd/adam)")
-    t.add_argument("--seed", type=_seed("--seed"), default=0, help="initialisation/batching seed")
+    t.add_argument("--lr", type=pos_float("--lr"), default=None, help="learning rate (default: per optimiser)")
+    t.add_argument("--epochs", type=pos_int("--epochs"), default=100, help="epochs (GD: steps)")
+    t.add_argument("--batch-size", type=pos_int("--batch-size"), default=None, help="mini-batch size (sgd/adam)")
+    t.add_argument("--seed", type=seed_type("--seed"), default=0, help="initialisation/batching seed")
     t.add_argument("--placement", default="before", choices=("before", "after"), help="BN before or after ReLU")
     t.add_argument("--loss", default="squared", choices=("squared", "cross_entropy"), help="data loss")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
@@ -241,108 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
     _add_path_parser(sub)
     return parser
-
-
-# ------------------------------------------------------------------------------------ inputs
-
-_NPY_MAGIC = b"\x93NUMPY"
-
-
-def _check_data_path(path: str, hint: str) -> Path:
-    """The data file, after checking that it exists, is a regular file and its name is valid."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise CLIError(f"data file '{path}' does not exist; pass an existing .npz file ({hint})") from None
-    except OSError as exc:
-        shown = path if len(path) <= 80 else path[:60] + "..."
-        raise CLIError(
-            f"data file '{shown}' cannot be opened ({os.strerror(exc.errno or 0)}); "
-            "pass the path of an existing .npz file"
-        ) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise CLIError(f"data path '{path}' is not a file; pass an .npz file ({hint})")
-    return Path(path)
-
-
-def _open_npz(p: Path, path: str, hint: str) -> Any:
-    """np.load of `p` after checking its magic bytes and the sizes its zip directory declares."""
-    with open(p, "rb") as fh:
-        head = fh.read(len(_NPY_MAGIC))
-    if head.startswith(_NPY_MAGIC):
-        raise CLIError(f"'{path}' holds a single array, not an .npz archive with X and y; {hint}")
-    if not head.startswith(b"PK"):
-        raise CLIError(f"'{path}' is not a NumPy .npz archive (a zip file); {hint}")
-    from convexbn.io import physical_memory_bytes
-
-    try:
-        with zipfile.ZipFile(p) as zf:
-            declared = sum(info.file_size for info in zf.infolist())
-    except (zipfile.BadZipFile, OSError, EOFError):
-        raise CLIError(f"'{path}' is not a readable .npz archive (damaged zip file); {hint}") from None
-    budget = physical_memory_bytes() // 4
-    if declared > budget:
-        raise CLIError(
-            f"'{path}' declares {declared:,} bytes of arrays, more than a quarter of this machine's "
-            f"memory ({budget:,} bytes); use a smaller data set or a larger machine"
-        )
-    try:
-        return np.load(p, allow_pickle=False)
-    except Exception:  # noqa: BLE001 - any unreadable file is a user error here
-        raise CLIError(f"cannot read '{path}' as a NumPy .npz archive of numeric arrays; {hint}") from None
-
-
-def load_data(path: str, allow_3d: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Read X and y from an .npz file with one-line, fix-naming errors (CLIError)."""
-    hint = f"save the data with numpy.savez('{path if len(path) <= 80 else 'data.npz'}', X=X, y=y)"
-    p = _check_data_path(path, hint)
-    archive = _open_npz(p, path, hint)
-    arrays: dict[str, np.ndarray] = {}
-    with archive:
-        for key in ("X", "y"):
-            if key not in archive.files:
-                found = ", ".join(archive.files) or "nothing"
-                raise CLIError(f"'{path}' has no array '{key}' (it holds: {found}); {hint}")
-            try:
-                arrays[key] = archive[key]
-            except Exception:  # noqa: BLE001 - numpy's text would suggest allow_pickle, never an option here
-                raise CLIError(
-                    f"array '{key}' in '{path}' cannot be read (object arrays are never unpickled); "
-                    f"store plain numeric arrays"
-                ) from None
-    X, y = arrays["X"], arrays["y"]
-    for key, arr in (("X", X), ("y", y)):
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
-            raise CLIError(f"array '{key}' in '{path}' has non-numeric dtype {arr.dtype}; store real numbers")
-    dims = (2, 3) if allow_3d else (2,)
-    if X.ndim not in dims:
-        want = "(n, d) or (n, channels, L)" if allow_3d else "(n, d)"
-        raise CLIError(f"X in '{path}' must be a {want} matrix, got shape {X.shape}")
-    if y.ndim not in (1, 2):
-        raise CLIError(f"y in '{path}' must be (n,) (scalar target) or (n, C), got shape {y.shape}")
-    if y.shape[0] != X.shape[0]:
-        raise CLIError(
-            f"shape mismatch in '{path}': X has {X.shape[0]} rows but y has {y.shape[0]}; give one target per sample"
-        )
-    if X.shape[0] < 2:
-        raise CLIError(f"'{path}' has n={X.shape[0]} samples; BatchNorm needs at least 2")
-    X = X.astype(np.float64)
-    y = y.astype(np.float64)
-    for key, arr in (("X", X), ("y", y)):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        if bad:
-            raise CLIError(f"{key} in '{path}' contains {bad} NaN/infinite value(s); remove or impute them")
-    return X, y
-
-
-def check_out(path: str, inputs: tuple[str, ...] = ()) -> Path:
-    """The --out path after the checks of convexbn.io.check_output_path, as a one-line CLIError."""
-    from convexbn.io import OutputPathError, check_output_path
-
-    try:
-        return check_output_path(path, inputs, what="--out")
-    except OutputPathError as exc:
-        raise CLIError(_one_line(exc)) from None
 
 
 def _rel_gap(a: float | None, b: float | None) -> float | None:
@@ -442,7 +243,7 @@ def _precheck_solve(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray) -> N
     try:
         check_loss_targets(Y if Y.ndim == 2 else Y[:, None], args.loss)
     except ValueError as exc:
-        raise CLIError(_one_line(exc)) from None
+        raise CLIError(one_line(exc)) from None
     _check_truncate(args, X)
     # "exact" with astronomically many patterns is refused by convexbn.arrangements (a ValueError
     # naming --arrangements N / --truncate K), before any program is built.
@@ -507,13 +308,13 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         try:
             solver, reason = resolve_solver(args.solver)
         except SolverError as exc:
-            raise CLIError(_one_line(exc)) from None
+            raise CLIError(one_line(exc)) from None
         if solver == "fast" and args.variant != "bn-before-relu":
             raise CLIError(f"--solver fast supports --variant bn-before-relu only; choose CLARABEL for {args.variant}")
     try:
         res, net_obj, rank = _solve_variant(args, X, y, args.solver)
     except ValueError as exc:  # includes SolverError: bad sizes, rank-deficient closed form, ...
-        raise CLIError(_one_line(exc)) from None
+        raise CLIError(one_line(exc)) from None
     rec = res.record
     Y2 = y if y.ndim == 2 else y[:, None]
     result: dict[str, Any] = {
@@ -597,7 +398,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         try:
             check_loss_targets(y if y.ndim == 2 else y[:, None], "cross_entropy")
         except ValueError as exc:
-            raise CLIError(_one_line(exc)) from None
+            raise CLIError(one_line(exc)) from None
     _check_width_memory(args.width, X, y)
     import torch
 
@@ -629,10 +430,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             device=None if args.device == "auto" else args.device,
         )
     except FloatingPointError as exc:
-        print(f"convexbn: error: training diverged ({_one_line(exc)}); lower --lr", file=sys.stderr)
+        print(f"convexbn: error: training diverged ({one_line(exc)}); lower --lr", file=sys.stderr)
         return 1
     except ValueError as exc:
-        raise CLIError(_one_line(exc)) from None
+        raise CLIError(one_line(exc)) from None
     config = {k: v for k, v in vars(args).items() if k != "func"}
     from convexbn.io import provenance, write_json
 
@@ -664,28 +465,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ path
 
 
-def _positive_list(label: str) -> Callable[[str], list[float]]:
-    """argparse type: comma-separated finite numbers > 0 in strictly decreasing order (a path from large to small β)."""
-    one = _pos_float(label)
-
-    def parse(text: str) -> list[float]:
-        """Split on commas and check every value and the order."""
-        parts = [p.strip() for p in text.split(",")]
-        if not text.strip() or any(not p for p in parts):
-            raise argparse.ArgumentTypeError(
-                f"{label} needs comma-separated numbers such as 0.3,0.1,0.03, got {text!r}"
-            )
-        values = [one(p) for p in parts]
-        if any(b >= a for a, b in zip(values, values[1:])):
-            raise argparse.ArgumentTypeError(
-                f"{label} must be strictly decreasing (a path from large to small β), "
-                f"got {text!r}; sort the values from largest to smallest"
-            )
-        return values
-
-    return parse
-
-
 def _add_path_parser(sub: Any) -> None:
     """The `path` sub-command: a certified regularisation path of (C2)."""
     p = sub.add_parser(
@@ -697,22 +476,22 @@ def _add_path_parser(sub: Any) -> None:
     )
     p.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) scalar target or (n, C)")
     grid = p.add_mutually_exclusive_group(required=True)
-    grid.add_argument("--ratios", type=_positive_list("--ratios"), help="β / β_max values, e.g. 0.3,0.1,0.03")
-    grid.add_argument("--betas", type=_positive_list("--betas"), help="absolute β values, e.g. 1,0.5,0.1")
+    grid.add_argument("--ratios", type=positive_list("--ratios"), help="β / β_max values, e.g. 0.3,0.1,0.03")
+    grid.add_argument("--betas", type=positive_list("--betas"), help="absolute β values, e.g. 1,0.5,0.1")
     p.add_argument(
         "--truncate",
-        type=_pos_int("--truncate"),
+        type=pos_int("--truncate"),
         default=None,
         help="keep the top-K singular directions of the whitening (explicit regulariser)",
     )
     p.add_argument(
         "--arrangements",
         default="exact",
-        type=_arrangement_spec,
+        type=arrangement_spec,
         help="'exact' (enumerate all patterns) or N sampled Gaussian patterns",
     )
-    p.add_argument("--seed", type=_seed("--seed"), default=0, help="seed of sampled arrangements")
-    p.add_argument("--tol", type=_pos_float("--tol"), default=1e-6, help="relative duality-gap target (fast)")
+    p.add_argument("--seed", type=seed_type("--seed"), default=0, help="seed of sampled arrangements")
+    p.add_argument("--tol", type=pos_float("--tol"), default=1e-6, help="relative duality-gap target (fast)")
     p.add_argument(
         "--solver",
         default="fast",
@@ -733,7 +512,7 @@ def _path_instance(args: argparse.Namespace, X: np.ndarray, Y: np.ndarray) -> tu
         Ut = wh.features(X)
         arr = arrangements_for(Ut, args.arrangements, seed=args.seed)
     except ValueError as exc:
-        raise CLIError(_one_line(exc)) from None
+        raise CLIError(one_line(exc)) from None
     return wh, Ut, arr.masks
 
 
@@ -826,7 +605,7 @@ def _cmd_path(args: argparse.Namespace) -> int:
         check_loss_targets(Y, "squared")
         solver, reason = resolve_solver(args.solver)
     except (SolverError, ValueError) as exc:
-        raise CLIError(_one_line(exc)) from None
+        raise CLIError(one_line(exc)) from None
     log.info("path with solver %s (%s)", solver, reason)
     wh, Ut, masks = _path_instance(args, X, Y)
     bmax, points = _run_path(args, solver, wh, X, Y, Ut, masks)
@@ -869,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(join_negative_values(list(argv) if argv is not None else sys.argv[1:]))
         return int(args.func(args))
     except CLIError as exc:
-        print(f"convexbn: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"convexbn: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
