@@ -68,6 +68,24 @@ def _setup_logging() -> None:
     pkg.setLevel(logging.INFO)
 
 
+def _add_instance_args(p: argparse.ArgumentParser) -> None:
+    """--data, --arrangements, --truncate and --seed: what defines a convex instance, shared by solve and path."""
+    p.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) scalar target or (n, C)")
+    p.add_argument(
+        "--arrangements",
+        default="exact",
+        type=arrangement_spec,
+        help="'exact' (enumerate all patterns) or N sampled Gaussian patterns",
+    )
+    p.add_argument(
+        "--truncate",
+        type=pos_int("--truncate"),
+        default=None,
+        help="keep the top-K singular directions of the whitening (explicit regulariser)",
+    )
+    p.add_argument("--seed", type=seed_type("--seed"), default=0, help="seed of sampled arrangements")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `convexbn` argument parser with the `solve` and `train` sub-commands."""
     parser = _Parser(
@@ -83,27 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Solve the convex program of a BN ReLU network on FILE.npz (arrays X, y), "
         "reconstruct the network and certify it by a real forward pass.",
     )
-    s.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) scalar target or (n, C)")
+    _add_instance_args(s)
     s.add_argument("--beta", required=True, type=nonneg_float("--beta"), help="weight decay β >= 0")
     s.add_argument("--variant", default="bn-before-relu", choices=VARIANTS, help="network/program variant")
-    s.add_argument(
-        "--arrangements",
-        default="exact",
-        type=arrangement_spec,
-        help="'exact' (enumerate all patterns) or N sampled Gaussian patterns",
-    )
-    s.add_argument(
-        "--truncate",
-        type=pos_int("--truncate"),
-        default=None,
-        help="keep the top-K singular directions of the whitening (explicit regulariser)",
-    )
     s.add_argument(
         "--solver",
         default="auto",
         help="auto (MOSEK if licensed, else CLARABEL), fast, MOSEK, CLARABEL, ECOS, SCS or QOCO",
     )
-    s.add_argument("--seed", type=seed_type("--seed"), default=0, help="seed of sampled arrangements")
     s.add_argument("--loss", default="squared", choices=LOSS_CHOICES, help="data loss")
     s.add_argument(
         "--bias",
@@ -474,23 +479,10 @@ def _add_path_parser(sub: Any) -> None:
         "(absolute, or ratios of β_max, the smallest β whose optimum is the zero network), "
         "certify every point and reconstruct each network by a real forward pass.",
     )
-    p.add_argument("--data", required=True, help=".npz file with X (n, d) and y (n,) scalar target or (n, C)")
+    _add_instance_args(p)
     grid = p.add_mutually_exclusive_group(required=True)
     grid.add_argument("--ratios", type=positive_list("--ratios"), help="β / β_max values, e.g. 0.3,0.1,0.03")
     grid.add_argument("--betas", type=positive_list("--betas"), help="absolute β values, e.g. 1,0.5,0.1")
-    p.add_argument(
-        "--truncate",
-        type=pos_int("--truncate"),
-        default=None,
-        help="keep the top-K singular directions of the whitening (explicit regulariser)",
-    )
-    p.add_argument(
-        "--arrangements",
-        default="exact",
-        type=arrangement_spec,
-        help="'exact' (enumerate all patterns) or N sampled Gaussian patterns",
-    )
-    p.add_argument("--seed", type=seed_type("--seed"), default=0, help="seed of sampled arrangements")
     p.add_argument("--tol", type=pos_float("--tol"), default=1e-6, help="relative duality-gap target (fast)")
     p.add_argument(
         "--solver",
