@@ -126,6 +126,31 @@ def test_safe_rule_never_drops_a_block_the_optimum_uses():
         assert (np.linalg.norm(orc[:, :, 0], axis=1)[dropped[s]] <= 1e-6 * top).all()
 
 
+def test_classes_in_worker_processes_give_the_same_path():
+    """Classes are independent programs: solving them in two processes changes no point of the path."""
+    U, Y, M = instance(60, 3, 24, C=3, seed=8)
+    bmax = beta_max(U, Y, M)
+    betas = [r * bmax for r in (0.5, 0.1, 0.02)]
+    one = solve_path(U, Y, betas, M, tol=1e-8)
+    two = solve_path(U, Y, betas, M, tol=1e-8, workers=2)
+    for a, b in zip(one, two):
+        assert b.status == a.status == "optimal"
+        assert b.objective == a.objective and b.gap == a.gap
+        np.testing.assert_array_equal(b.u, a.u)
+        np.testing.assert_array_equal(b.up, a.up)
+    ws = solve_c2_fast(U, Y, betas[-1], M, tol=1e-8, working_set=True, workers=3)
+    assert ws.status == "optimal" and ws.objective == pytest.approx(two[-1].objective, rel=1e-6)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_workers_must_be_a_positive_integer(workers):
+    U, Y, M = instance(20, 2, 6, C=2, seed=5)
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        solve_path(U, Y, [0.1], M, workers=workers)
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        solve_c2_fast(U, Y, 0.1, M, workers=workers)
+
+
 def test_path_rejects_bad_betas():
     U, Y, M = instance(20, 2, 6, C=1, seed=5)
     with pytest.raises(ValueError, match="decreasing"):
@@ -165,6 +190,20 @@ def test_cli_path_writes_the_contract(data_file, tmp_path):
     assert res["points"][0]["neurons"] == 0 and res["points"][-1]["neurons"] > 0
 
 
+def test_cli_path_workers_give_the_same_points(tmp_path):
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((40, 3))
+    data = tmp_path / "multi.npz"
+    np.savez(data, X=X, y=np.eye(3)[rng.integers(0, 3, 40)])
+    outs = [tmp_path / "w1.json", tmp_path / "w2.json"]
+    common = ["path", "--data", str(data), "--ratios", "0.3,0.05", "--arrangements", "12"]
+    assert cli.main([*common, "--out", str(outs[0])]) == 0
+    assert cli.main([*common, "--workers", "2", "--out", str(outs[1])]) == 0
+    a, b = (json.loads(o.read_text()) for o in outs)
+    assert [p["objective"] for p in a["points"]] == [p["objective"] for p in b["points"]]
+    assert all(p["status"] == "optimal" for p in b["points"])
+
+
 def test_cli_path_conic_solver_agrees(data_file, tmp_path):
     fast, conic = tmp_path / "fast.json", tmp_path / "conic.json"
     common = ["path", "--data", str(data_file), "--betas", "0.5,0.1", "--arrangements", "15", "--seed", "3"]
@@ -186,6 +225,7 @@ def test_cli_path_conic_solver_agrees(data_file, tmp_path):
         (["--ratios", "0.3", "--betas", "1"], "not allowed"),
         (["--ratios", "0.3", "--solver", "MOSK"], "unknown solver"),
         (["--ratios", "0.3", "--tol", "0"], "--tol"),
+        (["--ratios", "0.3", "--workers", "0"], "--workers"),
     ],
 )
 def test_cli_path_bad_input_is_one_line_exit_2(data_file, tmp_path, capsys, args, message):

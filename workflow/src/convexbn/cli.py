@@ -485,6 +485,12 @@ def _add_path_parser(sub: Any) -> None:
     grid.add_argument("--betas", type=positive_list("--betas"), help="absolute β values, e.g. 1,0.5,0.1")
     p.add_argument("--tol", type=pos_float("--tol"), default=1e-6, help="relative duality-gap target (fast)")
     p.add_argument(
+        "--workers",
+        type=pos_int("--workers"),
+        default=1,
+        help="processes solving the classes of each point side by side (fast solver, CPU; classes are independent)",
+    )
+    p.add_argument(
         "--solver",
         default="fast",
         help="fast (warm-started, screened path) or a conic solver run cold point by point: "
@@ -562,7 +568,7 @@ def _run_path(
     betas = args.betas if args.betas is not None else [r * bmax for r in args.ratios]
     points = []
     if solver == "fast":
-        for beta, sol in zip(betas, solve_path(Ut, Y, betas, masks, tol=args.tol, bmax=bmax)):
+        for beta, sol in zip(betas, solve_path(Ut, Y, betas, masks, tol=args.tol, bmax=bmax, workers=args.workers)):
             gap = float(sol.gap) if math.isfinite(sol.gap) else None
             points.append(_path_point(wh, X, Y, Ut, masks, beta, bmax, sol.u, sol.up, sol.status, gap, sol.seconds))
             log.info(

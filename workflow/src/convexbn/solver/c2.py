@@ -22,7 +22,7 @@ from convexbn.solver.state import (
     masks_from,
     torch_threads,
 )
-from convexbn.solver.working_set import solve_working_set
+from convexbn.solver.working_set import check_workers, class_pool, solve_working_set
 
 
 def solve_c2_fast(
@@ -43,6 +43,7 @@ def solve_c2_fast(
     verbose: bool = False,
     threads: int | None = None,
     working_set: bool | None = None,
+    workers: int = 1,
 ) -> FastSolution:
     """Solve (C2) (scalar or decoupled vector output) to relative duality gap `tol` with a certificate.
 
@@ -51,7 +52,8 @@ def solve_c2_fast(
     (`convexbn.solver.certificate`), so a stopped-early run reports its true, larger gap. `working_set`
     (default: when the dense state would exceed DENSE_C2_BYTES or P > WORKING_SET_PATTERNS) solves
     class by class on growing pattern subsets instead (`solve_working_set`); warm starts and
-    `polish=False` apply to the dense mode only.
+    `polish=False` apply to the dense mode only. `workers` > 1 solves the classes of the working-set
+    mode in that many processes (`class_pool`; CPU only).
     """
     t0 = time.perf_counter()
     Ut = check_inputs(Ut, beta, loss)
@@ -63,6 +65,7 @@ def solve_c2_fast(
         raise ValueError("no arrangement patterns given (masks has 0 columns)")
     if not (tol > 0):
         raise ValueError(f"tol must be positive, got {tol}")
+    check_workers(workers)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
     nthreads = threads or choose_threads(n, q, 2 * P * C, dev)
@@ -70,19 +73,25 @@ def solve_c2_fast(
         working_set = dense_c2_bytes(n, P, C) > DENSE_C2_BYTES or P > WORKING_SET_PATTERNS
     with torch_threads(nthreads), blas_threads(nthreads):
         if working_set:
-            sol = solve_working_set(
-                Ut,
-                Y,
-                float(beta),
-                masks,
-                tol=tol,
-                max_seconds=max_seconds,
-                max_iter=max_iter,
-                dtype=dt,
-                device=dev,
-                verbose=verbose,
-                t0=t0,
-            )
+            pool = class_pool(workers, C, dev)
+            try:
+                sol = solve_working_set(
+                    Ut,
+                    Y,
+                    float(beta),
+                    masks,
+                    tol=tol,
+                    max_seconds=max_seconds,
+                    max_iter=max_iter,
+                    dtype=dt,
+                    device=dev,
+                    verbose=verbose,
+                    t0=t0,
+                    pool=pool,
+                )
+            finally:
+                if pool is not None:
+                    pool.shutdown()
         else:
             sol = solve_dense(
                 Ut,

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Executor
+from contextlib import nullcontext
 from typing import Any, Sequence
 
 import numpy as np
@@ -38,7 +40,7 @@ from convexbn.solver.state import (
     masks_from,
     torch_threads,
 )
-from convexbn.solver.working_set import solve_working_set
+from convexbn.solver.working_set import check_workers, class_pool, solve_working_set
 
 
 def block_bounds(Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, pg_iters: int = 20) -> np.ndarray:
@@ -173,13 +175,15 @@ def solve_path(
     threads: int | None = None,
     verbose: bool = False,
     bmax: float | None = None,
+    workers: int = 1,
 ) -> list[FastSolution]:
     """Certified (C2) solves along strictly decreasing `betas`, warm-started and screened (module docstring).
 
     Each point is a FastSolution with its own certificate (gap, cone violation, status); β ≥ β_max
     gives the zero network at once. `max_seconds` bounds each point. extra holds "beta", "beta_max",
     "screening" (per class counts) and "patterns" (each class's final working set). `bmax` skips the
-    computation of β_max when the caller already has it.
+    computation of β_max when the caller already has it. `workers` > 1 solves the classes of every
+    point in that many processes (`class_pool`, CPU only); the points do not depend on it.
     """
     Ut = check_features(Ut)
     n, q = Ut.shape
@@ -188,11 +192,13 @@ def solve_path(
     b = _check_betas(betas)
     if not (tol > 0):
         raise ValueError(f"tol must be positive, got {tol}")
+    check_workers(workers)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     P, C = masks.shape[1], Y.shape[1]
     nthreads = threads or choose_threads(n, q, 2 * P * C, dev)
     out: list[FastSolution] = []
-    with torch_threads(nthreads), blas_threads(nthreads):
+    pool = class_pool(workers, C, dev)
+    with torch_threads(nthreads), blas_threads(nthreads), pool if pool is not None else nullcontext():
         bmax = beta_max(Ut, Y, masks) if bmax is None else float(bmax)
         prev_u, prev_up, prev_beta = np.zeros((P, q, C)), np.zeros((P, q, C)), bmax
         for beta in b:
@@ -201,7 +207,7 @@ def solve_path(
                 sol = zero_solution(Ut, Y, P, t0, dev, dt)
             else:
                 sol = _path_point(
-                    Ut, Y, float(beta), masks, prev_u, prev_up, prev_beta, tol, max_seconds, dt, dev, verbose, t0
+                    Ut, Y, float(beta), masks, prev_u, prev_up, prev_beta, tol, max_seconds, dt, dev, verbose, t0, pool
                 )
                 prev_u, prev_up, prev_beta = sol.u, sol.up, float(beta)
             sol.threads = nthreads
@@ -229,6 +235,7 @@ def _path_point(
     dev: torch.device,
     verbose: bool,
     t0: float,
+    pool: Executor | None = None,
 ) -> FastSolution:
     """One path point: screen each class from the previous point, then column generation warm-started on it."""
     sets: list[np.ndarray] = []
@@ -258,6 +265,7 @@ def _path_point(
         t0=t0,
         start_sets=sets,
         warm=warm,
+        pool=pool,
     )
     added = [sum(h["entering"] > 0 for h in sol.history if h["class"] == c) for c in range(Y.shape[1])]
     for cnt, a in zip(counts, added):

@@ -12,8 +12,10 @@ dense solve on n × 2|A|.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,7 +23,7 @@ import torch
 
 from convexbn.solver.admm import solve_dense
 from convexbn.solver.certificate import price_patterns
-from convexbn.solver.state import CONE_TOL, TINY, FastSolution
+from convexbn.solver.state import CONE_TOL, TINY, FastSolution, blas_threads, torch_threads
 
 
 @dataclass
@@ -252,6 +254,82 @@ def assemble(
     }
 
 
+def check_workers(workers: int) -> int:
+    """`workers` as a positive int, or a ValueError naming the fix."""
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer (processes for the classes), got {workers!r}")
+    return int(workers)
+
+
+def class_pool(workers: int, classes: int, device: torch.device) -> Executor | None:
+    """A pool of `workers` processes for the classes (they are independent programs), or None for one.
+
+    Each worker runs one torch and one BLAS thread: the per-class solver is single-threaded for
+    q ≤ 128 (`choose_threads`), so on k cores k classes run side by side. Workers are forked where the
+    platform allows it, because spawned workers re-import the caller's main script (a script without
+    an `if __name__ == "__main__"` guard would run again); a forked worker never enters an OpenMP
+    region of the parent since it is held to one thread. Only on CPU: GPU solves keep one process.
+    """
+    k = min(int(workers), int(classes))
+    if k <= 1 or device.type != "cpu":
+        return None
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(max_workers=k, mp_context=multiprocessing.get_context(method))
+
+
+def _class_job(
+    Ut: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    A: np.ndarray,
+    warm: Any,
+    opt: WorkingSetOptions,
+    c: int,
+    elapsed: float,
+) -> tuple[ClassRun, list[dict]]:
+    """One class in a worker process, with the budget already spent subtracted: (run, its history)."""
+    history: list[dict] = []
+    opt = replace(opt, t0=time.perf_counter() - elapsed)
+    with torch_threads(1), blas_threads(1):
+        run = solve_class(Ut, y, beta, masks, A, warm, opt, 0, history, c)
+    return run, history
+
+
+def _solve_classes(
+    Ut: np.ndarray,
+    Y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    sets: list[np.ndarray],
+    warm: Sequence[Any] | None,
+    opt: WorkingSetOptions,
+    pool: Executor | None,
+) -> tuple[list[ClassRun], list[dict], int]:
+    """Every class, in order (one after another, or on the pool): (runs, history, iterations in total)."""
+    C = Y.shape[1]
+    runs: list[ClassRun] = []
+    history: list[dict] = []
+    if pool is None:
+        iters = 0
+        for c in range(C):
+            w_c = None if warm is None else warm[c]
+            run = solve_class(Ut, Y[:, c], beta, masks, sets[c], w_c, opt, iters, history, c)
+            iters = run.iterations
+            runs.append(run)
+        return runs, history, iters
+    elapsed = time.perf_counter() - opt.t0
+    futures = [
+        pool.submit(_class_job, Ut, Y[:, c], beta, masks, sets[c], None if warm is None else warm[c], opt, c, elapsed)
+        for c in range(C)
+    ]
+    for f in futures:
+        run, hist = f.result()
+        runs.append(run)
+        history.extend(hist)
+    return runs, history, sum(r.iterations for r in runs)
+
+
 def solve_working_set(
     Ut: np.ndarray,
     Y: np.ndarray,
@@ -269,11 +347,13 @@ def solve_working_set(
     add: int = 32,
     start_sets: Sequence[np.ndarray] | None = None,
     warm: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None,
+    pool: Executor | None = None,
 ) -> FastSolution:
     """(C2) by column generation class by class (module docstring), on validated inputs.
 
     `start_sets[c]` (sorted pattern indices) replaces the default initial set of class c and
-    `warm[c]` = (u, up) of shape (|start_sets[c]|, q, 1) warm-starts its first dense solve.
+    `warm[c]` = (u, up) of shape (|start_sets[c]|, q, 1) warm-starts its first dense solve. With a
+    `pool` (`class_pool`) the classes run in its processes; each class's result does not depend on it.
     """
     opt = WorkingSetOptions(
         tol=tol,
@@ -285,14 +365,11 @@ def solve_working_set(
         t0=time.perf_counter() if t0 is None else t0,
         add=add,
     )
-    runs: list[ClassRun] = []
-    history: list[dict] = []
-    iters = 0
-    for c in range(Y.shape[1]):
-        A = initial_patterns(Ut, masks, Y[:, c], initial) if start_sets is None else np.asarray(start_sets[c])
-        run = solve_class(Ut, Y[:, c], beta, masks, A, None if warm is None else warm[c], opt, iters, history, c)
-        iters = run.iterations
-        runs.append(run)
+    sets = [
+        initial_patterns(Ut, masks, Y[:, c], initial) if start_sets is None else np.asarray(start_sets[c])
+        for c in range(Y.shape[1])
+    ]
+    runs, history, iters = _solve_classes(Ut, Y, beta, masks, sets, warm, opt, pool)
     out = assemble(Ut, masks, Y, beta, runs, tol)
     return FastSolution(
         u=out["u"],
