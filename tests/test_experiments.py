@@ -261,6 +261,37 @@ def test_build_dataset_splits_and_rejects_oversized_requests(digits, tmp_path):
         build_dataset("x", {**ds_cfg, "kind": "mnist"}, None, str(tmp_path / "x.npz"))
 
 
+def test_each_seed_draws_its_own_training_subsets_and_keeps_the_test_split(tmp_path):
+    """Seed s reads training/validation subsets of its own (the same ones every time); the test split is the dataset's."""
+    ds_cfg = {**load_config("ci.yaml")["datasets"]["digits"], "n_train": 120, "n_val": 40, "n_test": 60}
+    raw = {**ds_cfg, "normalize": "none"}  # unnormalised rows compare across seeds exactly
+    built = {}
+    for name, cfg, rep in (("a0", raw, 0), ("b0", raw, 0), ("a1", raw, 1), ("own", raw, None), ("z1", ds_cfg, 1)):
+        build_dataset("digits", cfg, None, str(tmp_path / f"{name}.npz"), replicate=rep)
+        built[name] = load_prepared(str(tmp_path / f"{name}.npz"))
+    a0, b0, a1 = built["a0"], built["b0"], built["a1"]
+    rows = lambda x: {r.tobytes() for r in x}  # noqa: E731
+    for key in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test"):
+        assert np.array_equal(a0[key], b0[key]), key  # the same seed: identical subsets
+    assert rows(a0["X_train"]) != rows(a1["X_train"]) and rows(a0["X_val"]) != rows(a1["X_val"])
+    assert a0["X_train"].shape == a1["X_train"].shape == (120, 64) and a1["X_val"].shape == (40, 64)
+    assert np.bincount(a0["y_train"]).tolist() == np.bincount(a1["y_train"]).tolist()  # both stratified
+    for other in (a1, built["own"]):
+        assert np.array_equal(a0["X_test"], other["X_test"]) and np.array_equal(a0["y_test"], other["y_test"])
+    assert np.array_equal(built["z1"]["y_test"], a0["y_test"])  # normalised with the seed's training statistics
+    assert abs(float(built["z1"]["X_train"].mean())) < 1e-5
+    assert a1["meta"]["replicate"] == 1 and built["own"]["meta"]["replicate"] is None
+
+
+def test_seeded_experiments_read_the_data_of_their_seed():
+    """main_comparison and truncation jobs read results/data/{ds}/seed{s}; implicit_bias the dataset's own subsets."""
+    jobs = grid.jobs(load_config("ci.yaml", {"experiments": {"main_comparison": {"seeds": [0, 3]}}}))
+    assert grid.data_stem(jobs[("main_comparison", "sgd_digits_s3")], "digits") == "digits/seed3"
+    assert grid.data_stem(jobs[("main_comparison", "convex_full_digits_s0")], "digits") == "digits/seed0"
+    assert grid.data_stem(jobs[("truncation", "sgd_digits")], "digits") == "digits/seed0"
+    assert grid.data_stem(jobs[("implicit_bias", "gd_digits")], "digits") == "digits"
+
+
 SGD_GRID = {
     "width": 16,
     "batch_size": 40,

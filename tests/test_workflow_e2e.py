@@ -187,7 +187,7 @@ def test_kill_during_baseline_then_resume_gives_same_numbers(tmp_path: Path) -> 
     expected = metrics_of(reference)
 
     wf = copy_workflow(tmp_path / "killed")
-    run_snakemake(wf, "results/whiten/digits.npz", "--cores", "1", *CI, str(overlay), timeout=600, check=True)
+    run_snakemake(wf, "results/whiten/digits/seed0.npz", "--cores", "1", *CI, str(overlay), timeout=600, check=True)
     proc = subprocess.Popen(
         [SNAKEMAKE, *args],
         cwd=wf,

@@ -30,6 +30,10 @@ EXPERIMENT_NAMES: tuple[str, ...] = (
 #: Experiments that read prepared real datasets (one table per dataset); the others generate data.
 REAL_DATA_EXPERIMENTS: frozenset[str] = frozenset({"implicit_bias", "truncation", "main_comparison"})
 
+#: Real-data experiments whose seed also draws the training/validation subsets (`data_stem`); the
+#: others read the dataset's own subsets.
+SEEDED_DATA_EXPERIMENTS: frozenset[str] = frozenset({"truncation", "main_comparison"})
+
 #: Settings every job of an experiment reads (inherited from ``defaults``, overridable per experiment).
 _COMMON = ("seed", "device", "threads")
 
@@ -70,6 +74,14 @@ def experiment_config(config: dict[str, Any], name: str) -> dict[str, Any]:
 def _pick(cfg: dict[str, Any], *keys: str) -> dict[str, Any]:
     """The named keys of an experiment config plus the common ones (seed, device, threads)."""
     return {k: cfg[k] for k in (*_COMMON, *keys)}
+
+
+def data_stem(job: Job, ds: str) -> str:
+    """Stem of the prepared data and whitening a job reads: `{ds}` or, for a seeded experiment, `{ds}/seed{s}`.
+
+    The files are results/data/{stem}.npz and results/whiten/{stem}.npz.
+    """
+    return f"{ds}/seed{int(job.params['seed'])}" if job.experiment in SEEDED_DATA_EXPERIMENTS else ds
 
 
 def k_label(k: int | str) -> str:
