@@ -315,6 +315,11 @@ def test_implicit_bias_gd_concentrates_more_than_the_convex_solution(digits, tmp
     docs, df = _run_all("implicit_bias", config, tmp_path, *digits)
     gd, cv = docs["gd_digits"]["metrics"], docs["convex_digits"]["metrics"]
     assert gd["top_energy"] > cv["top_energy"]
+    # one β relative to the data, the same for GD and the convex solve
+    assert gd["beta_ratio"] == cv["beta_ratio"] == config["experiments"]["implicit_bias"]["beta_ratio"]
+    assert gd["beta"] == cv["beta"] == pytest.approx(gd["beta_ratio"] * gd["beta_max"]) and gd["beta_max"] > 0
+    job = grid.find_job(config, "implicit_bias", "gd_digits")
+    assert "beta_per_sample" not in job.params and "convex" not in job.params  # GD reads P only, for β_max
     energy = df[(df["record"] == "trace") & (df["record_kind"] == "energy")]
     for (_, _), g in energy.groupby(["job", "epoch"], dropna=False):
         assert abs(g["energy"].sum() - 1.0) < 1e-6

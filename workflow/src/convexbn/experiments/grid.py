@@ -133,8 +133,8 @@ def _whitening_invariance(cfg: dict[str, Any]) -> list[Job]:
 
 
 def _implicit_bias(cfg: dict[str, Any]) -> list[Job]:
-    """A GD job and a convex job per dataset."""
-    base = _pick(cfg, "n_train", "beta_per_sample", "top_fraction")
+    """A GD job and a convex job per dataset, both at β = beta_ratio · β_max on the arrangements of the convex job."""
+    base = {**_pick(cfg, "n_train", "beta_ratio", "top_fraction"), "arrangements": cfg["convex"]["arrangements"]}
     jobs = []
     for ds in cfg["datasets"]:
         jobs.append(
