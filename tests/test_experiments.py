@@ -262,7 +262,7 @@ def test_build_dataset_splits_and_rejects_oversized_requests(digits, tmp_path):
 
 
 def test_each_seed_draws_its_own_training_subsets_and_keeps_the_test_split(tmp_path):
-    """Seed s reads training/validation subsets of its own (the same ones every time); the test split is the dataset's."""
+    """Seed s reads training/validation subsets of its own (the same every time); the test split is the dataset's."""
     ds_cfg = {**load_config("ci.yaml")["datasets"]["digits"], "n_train": 120, "n_val": 40, "n_test": 60}
     raw = {**ds_cfg, "normalize": "none"}  # unnormalised rows compare across seeds exactly
     built = {}
