@@ -180,32 +180,46 @@ def _truncation(cfg: dict[str, Any]) -> list[Job]:
 _MAIN_KEYS: dict[str, tuple[str, ...]] = {
     "sgd": ("sgd",),
     "convex_full": ("arrangements", "beta_ratios", "predictor", "convex"),
-    "convex_truncated": ("arrangements", "beta_ratios", "predictor", "ks", "convex"),
+    "convex_truncated": ("arrangements", "beta_ratios", "predictor", "convex"),
 }
 
 
+def _truncated_jobs(cfg: dict[str, Any], ds: str, seed: int, P: int | None = None) -> list[Job]:
+    """One job per k of the truncated convex model (at P when given, as method convex_P): each solves its own
+    β/β_max path; the choice across k is made on validation when the jobs are aggregated."""
+    jobs = []
+    for k in cfg["ks"]:
+        p = {
+            **_pick(cfg, *_MAIN_KEYS["convex_truncated"]),
+            "dataset": ds,
+            "method": "convex_truncated" if P is None else "convex_P",
+            "seed": seed,
+            "k": None if k == "full" else int(k),
+        }
+        stem = "convex_truncated" if P is None else f"convex_P{P}"
+        if P is not None:
+            p["P"] = P
+        jobs.append(Job("main_comparison", f"{stem}_k{k_label(k)}_{ds}_s{seed}", "convex", (ds,), p))
+    return jobs
+
+
 def _main_comparison(cfg: dict[str, Any]) -> list[Job]:
-    """Per dataset × method × seed: each method's validated grid; plus the truncated model at each P of p_sweep
-    (first seed)."""
+    """Per dataset × method × seed: each method's validated grid, the truncated model one job per k; plus the
+    truncated model at each P of p_sweep (first seed)."""
     jobs = []
     for ds in cfg["datasets"]:
         for method in cfg["methods"]:
             for s in cfg["seeds"]:
+                if method == "convex_truncated":
+                    jobs.extend(_truncated_jobs(cfg, ds, int(s)))
+                    continue
                 p = {**_pick(cfg, *_MAIN_KEYS[method]), "dataset": ds, "method": method, "seed": int(s)}
                 kind = "baselines" if method == "sgd" else "convex"
                 jobs.append(Job("main_comparison", f"{method}_{ds}_s{int(s)}", kind, (ds,), p))
-        s0 = int(cfg["seeds"][0])
         for P in cfg["p_sweep"]:
             if int(P) == int(cfg["arrangements"]) and "convex_truncated" in cfg["methods"]:
-                continue  # the convex_truncated job of the first seed is this point
-            p = {
-                **_pick(cfg, *_MAIN_KEYS["convex_truncated"]),
-                "dataset": ds,
-                "method": "convex_P",
-                "seed": s0,
-                "P": int(P),
-            }
-            jobs.append(Job("main_comparison", f"convex_P{int(P)}_{ds}_s{s0}", "convex", (ds,), p))
+                continue  # the convex_truncated jobs of the first seed are this point
+            jobs.extend(_truncated_jobs(cfg, ds, int(cfg["seeds"][0]), int(P)))
     return jobs
 
 
