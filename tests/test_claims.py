@@ -401,6 +401,20 @@ def test_results_md_helpers(tmp_path: Path) -> None:
     assert set(R.local_machine()) == {"cpu_model", "cores", "memory", "gpu"}
 
 
+def test_results_md_times_count_the_jobs_behind_a_combined_row() -> None:
+    """A summary row that combines per-k jobs (grid_jobs) counts as that many jobs; other rows as one each."""
+    main = pd.DataFrame(
+        [
+            {"record": "summary", "method": "sgd", "wall_seconds": 60.0},
+            {"record": "summary", "method": "convex_truncated", "wall_seconds": 120.0, "grid_jobs": 3},
+        ]
+    )
+    other = pd.DataFrame([{"record": "summary", "wall_seconds": 30.0}])
+    times = R.compute_times({"main": main, "other": other}, {"main": None, "other": None})
+    assert times.iloc[:, 1].tolist() == [4, 1, 5]
+    assert times.iloc[-1, 2] == "3.5"  # job minutes
+
+
 # ---------------------------------------------------------------------------------------------- workflow
 
 

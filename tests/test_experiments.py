@@ -66,6 +66,9 @@ def test_configs_expand_to_jobs_with_kinds_and_datasets():
     assert {"cifar10", "cifar100"} <= set(full["main_comparison"]["datasets"])
 
 
+DS = ("digits", "cifar10")  # the CI config's main_comparison datasets
+
+
 def test_a_job_receives_only_its_own_settings():
     """Adding a k, a seed or a width factor adds jobs and leaves every existing job's parameters as they were."""
     before = grid.jobs(load_config("ci.yaml"))
@@ -82,12 +85,16 @@ def test_a_job_receives_only_its_own_settings():
         ("truncation", "k16_digits"),
         ("equivalence", "gd_m5x"),
         ("equivalence", "adam_m5x"),
-        *{
-            ("main_comparison", f"{m}_{ds}_s1")
-            for m in ("sgd", "convex_full", "convex_truncated")
-            for ds in ("digits", "cifar10")
-        },
+        *{("main_comparison", f"{m}_{ds}_s1") for m in ("sgd", "convex_full", "convex_truncated_k8") for ds in DS},
     }
+    ks = grid.jobs(load_config("ci.yaml", {"experiments": {"main_comparison": {"ks": [8, 4, "full"]}}}))
+    assert {k for k in ks if k not in before} == {  # one truncated job per (dataset, seed, k) and per P
+        ("main_comparison", f"{stem}_k{k}_{ds}_s0")
+        for stem in ("convex_truncated", "convex_P16")
+        for k in (4, "full")
+        for ds in DS
+    }
+    assert all(ks[key].params == job.params for key, job in before.items())
     for key, job in before.items():
         assert after[key].params == job.params, key
     k4 = after[("truncation", "k4_digits")].params
@@ -261,6 +268,37 @@ def test_build_dataset_splits_and_rejects_oversized_requests(digits, tmp_path):
         build_dataset("x", {**ds_cfg, "kind": "mnist"}, None, str(tmp_path / "x.npz"))
 
 
+def test_each_seed_draws_its_own_training_subsets_and_keeps_the_test_split(tmp_path):
+    """Seed s reads training/validation subsets of its own (the same every time); the test split is the dataset's."""
+    ds_cfg = {**load_config("ci.yaml")["datasets"]["digits"], "n_train": 120, "n_val": 40, "n_test": 60}
+    raw = {**ds_cfg, "normalize": "none"}  # unnormalised rows compare across seeds exactly
+    built = {}
+    for name, cfg, rep in (("a0", raw, 0), ("b0", raw, 0), ("a1", raw, 1), ("own", raw, None), ("z1", ds_cfg, 1)):
+        build_dataset("digits", cfg, None, str(tmp_path / f"{name}.npz"), replicate=rep)
+        built[name] = load_prepared(str(tmp_path / f"{name}.npz"))
+    a0, b0, a1 = built["a0"], built["b0"], built["a1"]
+    rows = lambda x: {r.tobytes() for r in x}  # noqa: E731
+    for key in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test"):
+        assert np.array_equal(a0[key], b0[key]), key  # the same seed: identical subsets
+    assert rows(a0["X_train"]) != rows(a1["X_train"]) and rows(a0["X_val"]) != rows(a1["X_val"])
+    assert a0["X_train"].shape == a1["X_train"].shape == (120, 64) and a1["X_val"].shape == (40, 64)
+    assert np.bincount(a0["y_train"]).tolist() == np.bincount(a1["y_train"]).tolist()  # both stratified
+    for other in (a1, built["own"]):
+        assert np.array_equal(a0["X_test"], other["X_test"]) and np.array_equal(a0["y_test"], other["y_test"])
+    assert np.array_equal(built["z1"]["y_test"], a0["y_test"])  # normalised with the seed's training statistics
+    assert abs(float(built["z1"]["X_train"].mean())) < 1e-5
+    assert a1["meta"]["replicate"] == 1 and built["own"]["meta"]["replicate"] is None
+
+
+def test_seeded_experiments_read_the_data_of_their_seed():
+    """main_comparison and truncation jobs read results/data/{ds}/seed{s}; implicit_bias the dataset's own subsets."""
+    jobs = grid.jobs(load_config("ci.yaml", {"experiments": {"main_comparison": {"seeds": [0, 3]}}}))
+    assert grid.data_stem(jobs[("main_comparison", "sgd_digits_s3")], "digits") == "digits/seed3"
+    assert grid.data_stem(jobs[("main_comparison", "convex_full_digits_s0")], "digits") == "digits/seed0"
+    assert grid.data_stem(jobs[("truncation", "sgd_digits")], "digits") == "digits/seed0"
+    assert grid.data_stem(jobs[("implicit_bias", "gd_digits")], "digits") == "digits"
+
+
 SGD_GRID = {
     "width": 16,
     "batch_size": 40,
@@ -284,6 +322,11 @@ def test_implicit_bias_gd_concentrates_more_than_the_convex_solution(digits, tmp
     docs, df = _run_all("implicit_bias", config, tmp_path, *digits)
     gd, cv = docs["gd_digits"]["metrics"], docs["convex_digits"]["metrics"]
     assert gd["top_energy"] > cv["top_energy"]
+    # one β relative to the data, the same for GD and the convex solve
+    assert gd["beta_ratio"] == cv["beta_ratio"] == config["experiments"]["implicit_bias"]["beta_ratio"]
+    assert gd["beta"] == cv["beta"] == pytest.approx(gd["beta_ratio"] * gd["beta_max"]) and gd["beta_max"] > 0
+    job = grid.find_job(config, "implicit_bias", "gd_digits")
+    assert "beta_per_sample" not in job.params and "convex" not in job.params  # GD reads P only, for β_max
     energy = df[(df["record"] == "trace") & (df["record_kind"] == "energy")]
     for (_, _), g in energy.groupby(["job", "epoch"], dropna=False):
         assert abs(g["energy"].sum() - 1.0) < 1e-6
@@ -314,9 +357,8 @@ def test_truncation_and_main_comparison_choose_every_setting_on_validation(digit
     assert set(mdocs) == {
         "sgd_digits_s0",
         "convex_full_digits_s0",
-        "convex_truncated_digits_s0",
-        "convex_P10_digits_s0",
-    }  # P = 6 is the truncated job itself
+        *{f"{stem}_k{k}_digits_s0" for stem in ("convex_truncated", "convex_P10") for k in (4, 12)},
+    }  # P = 6 is the truncated jobs themselves
     for doc in mdocs.values():
         _check_doc(doc)
         m = doc["metrics"]
@@ -324,16 +366,30 @@ def test_truncation_and_main_comparison_choose_every_setting_on_validation(digit
         chosen = [g for g in doc["grid"] if g["selected"]]
         assert len(chosen) == 1 and chosen[0]["val_acc"] == max(g["val_acc"] for g in doc["grid"])
         assert chosen[0]["test_acc"] == m["test_acc"]
-    tr = mdocs["convex_truncated_digits_s0"]
-    assert {(g["k"], g["beta_ratio"]) for g in tr["grid"]} == {(4, 0.3), (4, 0.1), (12, 0.3), (12, 0.1)}
-    assert all(g["beta"] == pytest.approx(g["beta_ratio"] * g["beta_max"]) for g in tr["grid"])
-    assert all(g["test_acc_network"] is not None and g["test_acc_generator"] is not None for g in tr["grid"])
-    assert tr["metrics"]["grid_points"] == 4 and mdocs["convex_P10_digits_s0"]["metrics"]["P"] == 10
+    tr = [g for k in (4, 12) for g in mdocs[f"convex_truncated_k{k}_digits_s0"]["grid"]]
+    assert {(g["k"], g["beta_ratio"]) for g in tr} == {(4, 0.3), (4, 0.1), (12, 0.3), (12, 0.1)}
+    assert all(g["beta"] == pytest.approx(g["beta_ratio"] * g["beta_max"]) for g in tr)
+    assert all(g["test_acc_network"] is not None and g["test_acc_generator"] is not None for g in tr)
+    # k is chosen at aggregation, with the same rule, over the grids of the per-k jobs
+    summ, grid_rows = df[df["record"] == "summary"], df[df["record"] == "grid"]
+    for method, P in (("convex_truncated", 6), ("convex_P", 10)):
+        row = summ[summ["method"] == method]
+        assert len(row) == 1 and row["grid_points"].iloc[0] == 4 and row["grid_jobs"].iloc[0] == 2
+        assert row["P"].iloc[0] == P and row["k_selected_by"].iloc[0] == "validation accuracy"
+        mine = grid_rows[grid_rows["method"] == method]
+        best = select_on_validation(mine.to_dict("records"), ("-beta_ratio", "k"))
+        picked = mine[mine["selected"].astype(str) == "True"]
+        assert len(picked) == 1 and (picked["k"].iloc[0], picked["beta_ratio"].iloc[0]) == (
+            best["k"],
+            best["beta_ratio"],
+        )
+        assert row["test_acc"].iloc[0] == best["test_acc"] and row["k"].iloc[0] == best["k"]
+        traced = set(df[(df["record"] == "trace") & (df["method"] == method)]["job"])
+        assert traced == set(row["job"])  # the test-accuracy curve is the chosen k's path
+    assert len(grid_rows) == sum(len(d["grid"]) for d in mdocs.values())  # the whole grid reaches the table
     sgd = mdocs["sgd_digits_s0"]
     assert {(g["beta_per_sample"], g["epochs"]) for g in sgd["grid"]} == {(0.001, 1), (0.001, 2), (0.01, 1), (0.01, 2)}
     assert sgd["trace"] and all("val_acc" in r for r in sgd["trace"])  # per-epoch validation accuracy
-    grid_rows = df[df["record"] == "grid"]  # the whole grid reaches the aggregated table
-    assert len(grid_rows) == sum(len(d["grid"]) for d in mdocs.values())
     assert set(tdf[tdf["record"] == "grid"]["job"]) == {"sgd_digits", "k4_digits", "k500_digits", "kfull_digits"}
     ckpts = list((tmp_path / "results" / "main_comparison" / "checkpoints").glob("sgd_digits_s0_*.pt"))
     assert len(ckpts) == 2  # one resumable training per (β, lr)

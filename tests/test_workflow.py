@@ -155,6 +155,21 @@ def test_named_targets_plan(workflow_copy: Path) -> None:
         assert re.search(rf"^{target}\s+1$", proc.stdout, re.M), f"target rule {target} not planned"
 
 
+def test_each_seed_prepares_and_whitens_its_own_subsets(workflow_copy: Path, tmp_path: Path) -> None:
+    """Two seeds of main_comparison plan one prepared subset and one whitening per (dataset, seed), shared by
+    truncation's seed; implicit_bias reads the dataset's own file."""
+    seeds = write_overlay(tmp_path / "seeds.yaml", {"experiments": {"main_comparison": {"seeds": [0, 1]}}})
+    args = ["data", "-n", "--cores", "2", "--configfile", "config/ci.yaml", str(seeds)]
+    proc = run_snakemake(workflow_copy, *args, timeout=180, check=True)
+    datasets = {"digits", "cifar10"}
+    assert set(load_yaml(REPO / "config" / "ci.yaml")["experiments"]["main_comparison"]["datasets"]) == datasets
+    for rule in ("prepare_seed_subsets", "whiten_seed_subsets"):
+        assert re.search(rf"^{rule}\s+4$", proc.stdout, re.M), f"{rule}: not one job per (dataset, seed)"
+    for ds in datasets:
+        assert f"results/whiten/{ds}/seed1.npz" in proc.stdout
+    assert re.search(r"^prepare_dataset\s+1$", proc.stdout, re.M)  # implicit_bias on digits
+
+
 def test_lint_is_clean(workflow_copy: Path) -> None:
     """`snakemake --lint` reports nothing."""
     proc = run_snakemake(workflow_copy, "--lint", "--configfile", "config/ci.yaml", timeout=180)

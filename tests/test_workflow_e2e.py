@@ -113,6 +113,25 @@ def test_adding_one_k_plans_only_the_new_job(ci_run: tuple[Path, Any], tmp_path:
     assert "results/truncation/jobs/k16_digits.json" in plan.stdout
 
 
+def test_adding_one_k_to_the_main_comparison_plans_only_its_jobs(ci_run: tuple[Path, Any], tmp_path: Path) -> None:
+    """The truncated convex model runs one job per (dataset, seed, k) and per P: one more k plans those jobs and
+    the tables, figures, scoreboard and RESULTS.md that read them; no existing job reruns."""
+    wf, _ = ci_run
+    overlay = write_overlay(tmp_path / "k.yaml", {"experiments": {"main_comparison": {"ks": [8, 4]}}})
+    plan = run_snakemake(wf, "-n", "--cores", "2", *CI, str(overlay), timeout=300, check=True)
+    rules = planned_rules(plan.stdout)
+    assert rules.pop("run_job") == 4 and rules.pop("aggregate") == 2, plan.stdout[-3000:]  # {digits, cifar10} × {P}
+    assert rules == {
+        "figures_main_comparison_digits": 1,
+        "figures_main_comparison_cifar10": 1,
+        "claims_scoreboard": 1,
+        "results_md": 1,
+        "all": 1,
+    }, plan.stdout[-3000:]
+    for stem in ("convex_truncated_k4", "convex_P16_k4"):
+        assert f"results/main_comparison/jobs/{stem}_digits_s0.json" in plan.stdout
+
+
 def test_figure_only_regeneration(ci_run: tuple[Path, Any], tmp_path: Path) -> None:
     """Restyling an experiment through its plot settings reruns only its figure rule, nothing upstream,
     and the figure changes."""
@@ -187,7 +206,7 @@ def test_kill_during_baseline_then_resume_gives_same_numbers(tmp_path: Path) -> 
     expected = metrics_of(reference)
 
     wf = copy_workflow(tmp_path / "killed")
-    run_snakemake(wf, "results/whiten/digits.npz", "--cores", "1", *CI, str(overlay), timeout=600, check=True)
+    run_snakemake(wf, "results/whiten/digits/seed0.npz", "--cores", "1", *CI, str(overlay), timeout=600, check=True)
     proc = subprocess.Popen(
         [SNAKEMAKE, *args],
         cwd=wf,

@@ -37,8 +37,8 @@ def job_outputs(kind=None):
 
 
 def used_datasets():
-    """Every dataset some enabled job reads, in first-use order."""
-    return list(dict.fromkeys(ds for job in JOBS.values() for ds in job.datasets))
+    """Every prepared data stem (`{ds}` or `{ds}/seed{s}`, see GRID.data_stem) some enabled job reads, in first-use order."""
+    return list(dict.fromkeys(GRID.data_stem(job, ds) for job in JOBS.values() for ds in job.datasets))
 
 
 def raw_input(ds):
@@ -48,7 +48,7 @@ def raw_input(ds):
 
 
 def all_data():
-    """Prepared datasets and whitening caches of every dataset in use (archives come with them)."""
+    """Prepared datasets and whitening caches of every dataset and seed in use (archives come with them)."""
     dss = used_datasets()
     return [f"results/data/{d}.npz" for d in dss] + [f"results/whiten/{d}.npz" for d in dss]
 
@@ -104,11 +104,13 @@ def dataset_cfg(ds):
 
 
 def job_inputs(wildcards):
-    """Prepared dataset and whitening cache of every dataset the job reads (named data_*/whiten_*)."""
+    """Prepared dataset and whitening cache (of the job's seed where it varies the data) of every dataset
+    the job reads (named data_*/whiten_*)."""
     out = {}
-    for ds in job_of(wildcards).datasets:
-        out[f"data_{ds}"] = f"results/data/{ds}.npz"
-        out[f"whiten_{ds}"] = f"results/whiten/{ds}.npz"
+    job = job_of(wildcards)
+    for ds in job.datasets:
+        out[f"data_{ds}"] = f"results/data/{GRID.data_stem(job, ds)}.npz"
+        out[f"whiten_{ds}"] = f"results/whiten/{GRID.data_stem(job, ds)}.npz"
     return out
 
 
@@ -145,4 +147,5 @@ wildcard_constraints:
     table="|".join(TABLES) or "no_table",
     job=r"[A-Za-z0-9_.,=+\-]+",
     ds=r"[A-Za-z0-9_.\-]+",
+    seed=r"[0-9]+",
     source="|".join(CIFAR),

@@ -23,3 +23,17 @@ rule whiten_dataset:
         "Whitening dataset {wildcards.ds} (centred SVD)"
     script:
         "../scripts/whiten.py"
+
+
+# The same, on the training subset of one seed of a repeated run.
+use rule whiten_dataset as whiten_seed_subsets with:
+    input:
+        "results/data/{ds}/seed{seed}.npz",
+    output:
+        "results/whiten/{ds}/seed{seed}.npz",
+    log:
+        "results/logs/whiten/{ds}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/whiten/{ds}_seed{seed}.tsv"
+    message:
+        "Whitening dataset {wildcards.ds}, the training subset of seed {wildcards.seed} (centred SVD)"

@@ -1,4 +1,5 @@
-"""Snakemake entry: decode and subset one named dataset into results/data/{ds}.npz."""
+"""Snakemake entry: decode and subset one named dataset into results/data/{ds}.npz (or one seed's
+subsets into results/data/{ds}/seed{s}.npz)."""
 
 import logging
 import sys
@@ -24,7 +25,7 @@ def main(log) -> None:
     raw = raw_location(cfg, dict(snakemake.params.source), list(snakemake.input))
     log.info("dataset %s of kind %s (raw: %s): %s", ds, cfg.get("kind"), raw, cfg)
     try:
-        build_dataset(ds, cfg, raw, snakemake.output[0])
+        build_dataset(ds, cfg, raw, snakemake.output[0], snakemake.params.replicate)
     except DataError as exc:  # the message names the problem and the fix: one line, no traceback
         log.error("prepare %s: %s", ds, exc)
         logging.shutdown()

@@ -113,6 +113,13 @@ TIME_COLUMNS = (
 )
 
 
+def _job_count(s: pd.DataFrame) -> int:
+    """Jobs behind a table's summary rows: one each, or `grid_jobs` for a row combining per-k jobs."""
+    if "grid_jobs" not in s.columns:
+        return len(s)
+    return int(pd.to_numeric(s["grid_jobs"], errors="coerce").fillna(1).sum())
+
+
 def compute_times(tables: Mapping[str, pd.DataFrame], bench: Mapping[str, dict[str, float] | None]) -> pd.DataFrame:
     """Per table and in total: jobs, job seconds (from the table), benchmark wall time (minutes), peak memory."""
     rows, total = [], {"jobs": 0, "job": 0.0, "wall": 0.0, "rss": 0.0}
@@ -120,14 +127,15 @@ def compute_times(tables: Mapping[str, pd.DataFrame], bench: Mapping[str, dict[s
         s = summary(df)
         secs = float(pd.to_numeric(s["wall_seconds"], errors="coerce").sum()) if "wall_seconds" in s.columns else None
         b = bench.get(stem)
-        total["jobs"] += len(s)
+        jobs = _job_count(s)
+        total["jobs"] += jobs
         total["job"] += secs or 0.0
         total["wall"] += b["seconds"] if b else 0.0
         total["rss"] = max(total["rss"], b["max_rss_mb"] if b else 0.0)
         rows.append(
             (
                 stem,
-                len(s),
+                jobs,
                 "n/a" if secs is None else f"{secs / 60:.1f}",
                 "n/a" if b is None else f"{b['seconds'] / 60:.1f}",
                 "n/a" if b is None else f"{b['max_rss_mb']:.0f}",

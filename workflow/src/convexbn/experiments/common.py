@@ -82,11 +82,6 @@ def history_rows(hist: list[dict[str, Any]], points: int | None = None) -> list[
     return [{c: hist[i].get(c) for c in cols if c in hist[i]} for i in keep]
 
 
-def beta_of(p: dict[str, Any], n: int) -> float:
-    """β in the paper's sum-loss convention: beta_per_sample · n."""
-    return float(p["beta_per_sample"]) * n
-
-
 def fast_solve_traced(
     Ut: np.ndarray,
     Y: np.ndarray,

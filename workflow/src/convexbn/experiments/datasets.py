@@ -1,5 +1,13 @@
 """Prepared datasets: seeded train/validation/test subsets (`results/data/{ds}.npz`) and their
-cached whitening (`results/whiten/{ds}.npz`)."""
+cached whitening (`results/whiten/{ds}.npz`).
+
+Repeated runs vary the data too: seed s of an experiment reads its own training and validation
+subsets (`results/data/{ds}/seed{s}.npz`, drawn from the dataset's pool with a generator seeded by
+(dataset seed, s)) with the dataset's test subset. Each seed is a prepared file of its own rather
+than a subset drawn inside every job: normalisation statistics and the whitening (one SVD) belong
+to the seed's training subset, so a file per seed computes them once and every job of that seed
+(each k, each method, each P) reuses them.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +36,39 @@ def _raw_arrays(kind: str, ds_name: str, ds_cfg: dict[str, Any], raw: str | None
     return data.load_fashion_mnist(raw)  # raw None → Debian's dataset-fashion-mnist folder (clear error if absent)
 
 
-def build_dataset(ds_name: str, ds_cfg: dict[str, Any], raw: str | None, out_npz: str) -> None:
-    """Prepare `results/data/{ds}.npz`: seeded train/val/test subsets normalised with train statistics.
+def _subset_rngs(seed: int, replicate: int | None) -> tuple[np.random.Generator, np.random.Generator | None]:
+    """(validation, training) generators: the dataset's own subsets, or those of one seed of a repeated run.
 
-    `ds_cfg` is one validated `datasets.<name>` entry (the schema filled in its defaults).
+    replicate None keeps the dataset's subsets (training subset drawn by `data.prepare_arrays` from
+    `seed`, generator None); replicate s draws both from SeedSequence((seed, s)).
+    """
+    if replicate is None:
+        return np.random.default_rng(seed + 104729), None
+    val, train = np.random.SeedSequence([seed, int(replicate)]).spawn(2)
+    return np.random.default_rng(val), np.random.default_rng(train)
+
+
+def _training_rows(
+    y: np.ndarray, pool: np.ndarray, ds_cfg: dict[str, Any], rng: np.random.Generator | None
+) -> tuple[np.ndarray, int | None]:
+    """(rows of the training pool, n_train left for prepare_arrays): the seed's stratified subset when rng is set."""
+    from convexbn import data
+
+    n_train = int(ds_cfg["n_train"])
+    if rng is None:
+        return pool, n_train
+    classes = ds_cfg["classes"]
+    eligible = pool if classes is None else pool[np.isin(y[pool], np.asarray(classes, dtype=np.int64))]
+    return eligible[data.stratified_subset(y[eligible], n_train, rng)], None
+
+
+def build_dataset(
+    ds_name: str, ds_cfg: dict[str, Any], raw: str | None, out_npz: str, replicate: int | None = None
+) -> None:
+    """Prepare `results/data/{ds}.npz` (or seed `replicate`'s subsets): train/val/test normalised with train statistics.
+
+    `ds_cfg` is one validated `datasets.<name>` entry (the schema filled in its defaults). The test
+    subset depends on the dataset's seed only, so it is the same for every replicate.
     """
     from convexbn import data
 
@@ -48,13 +85,13 @@ def build_dataset(ds_name: str, ds_cfg: dict[str, Any], raw: str | None, out_npz
             f"datasets.{ds_name}: n_train + n_val = {n_train + n_val} exceeds the {ytr_all.shape[0]} "
             f"training samples of {kind}; lower n_train or n_val"
         )
-    rng = np.random.default_rng(seed + 104729)
-    val_idx = data.stratified_subset(ytr_all, n_val, rng) if n_val else np.zeros(0, dtype=np.int64)
-    pool = np.setdiff1d(np.arange(ytr_all.shape[0]), val_idx)
+    val_rng, train_rng = _subset_rngs(seed, replicate)
+    val_idx = data.stratified_subset(ytr_all, n_val, val_rng) if n_val else np.zeros(0, dtype=np.int64)
+    pool, n_left = _training_rows(ytr_all, np.setdiff1d(np.arange(ytr_all.shape[0]), val_idx), ds_cfg, train_rng)
     Xtr_all = np.asarray(src["X_train"])
     opts = {
         "classes": ds_cfg["classes"],
-        "n_train": n_train,
+        "n_train": n_left,
         "normalize": ds_cfg["normalize"],
         "seed": seed,
         "num_classes": None,
@@ -85,6 +122,7 @@ def build_dataset(ds_name: str, ds_cfg: dict[str, Any], raw: str | None, out_npz
         "config": ds_cfg,
         "synthetic": bool(ds_cfg["synthetic"]),
         "raw": raw,
+        "replicate": replicate,
         "n_train": int(out["X_train"].shape[0]),
         "n_val": int(out["X_val"].shape[0]),
         "n_test": int(out["X_test"].shape[0]),

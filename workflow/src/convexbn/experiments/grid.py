@@ -30,6 +30,10 @@ EXPERIMENT_NAMES: tuple[str, ...] = (
 #: Experiments that read prepared real datasets (one table per dataset); the others generate data.
 REAL_DATA_EXPERIMENTS: frozenset[str] = frozenset({"implicit_bias", "truncation", "main_comparison"})
 
+#: Real-data experiments whose seed also draws the training/validation subsets (`data_stem`); the
+#: others read the dataset's own subsets.
+SEEDED_DATA_EXPERIMENTS: frozenset[str] = frozenset({"truncation", "main_comparison"})
+
 #: Settings every job of an experiment reads (inherited from ``defaults``, overridable per experiment).
 _COMMON = ("seed", "device", "threads")
 
@@ -70,6 +74,14 @@ def experiment_config(config: dict[str, Any], name: str) -> dict[str, Any]:
 def _pick(cfg: dict[str, Any], *keys: str) -> dict[str, Any]:
     """The named keys of an experiment config plus the common ones (seed, device, threads)."""
     return {k: cfg[k] for k in (*_COMMON, *keys)}
+
+
+def data_stem(job: Job, ds: str) -> str:
+    """Stem of the prepared data and whitening a job reads: `{ds}` or, for a seeded experiment, `{ds}/seed{s}`.
+
+    The files are results/data/{stem}.npz and results/whiten/{stem}.npz.
+    """
+    return f"{ds}/seed{int(job.params['seed'])}" if job.experiment in SEEDED_DATA_EXPERIMENTS else ds
 
 
 def k_label(k: int | str) -> str:
@@ -121,8 +133,8 @@ def _whitening_invariance(cfg: dict[str, Any]) -> list[Job]:
 
 
 def _implicit_bias(cfg: dict[str, Any]) -> list[Job]:
-    """A GD job and a convex job per dataset."""
-    base = _pick(cfg, "n_train", "beta_per_sample", "top_fraction")
+    """A GD job and a convex job per dataset, both at β = beta_ratio · β_max on the arrangements of the convex job."""
+    base = {**_pick(cfg, "n_train", "beta_ratio", "top_fraction"), "arrangements": cfg["convex"]["arrangements"]}
     jobs = []
     for ds in cfg["datasets"]:
         jobs.append(
@@ -168,32 +180,46 @@ def _truncation(cfg: dict[str, Any]) -> list[Job]:
 _MAIN_KEYS: dict[str, tuple[str, ...]] = {
     "sgd": ("sgd",),
     "convex_full": ("arrangements", "beta_ratios", "predictor", "convex"),
-    "convex_truncated": ("arrangements", "beta_ratios", "predictor", "ks", "convex"),
+    "convex_truncated": ("arrangements", "beta_ratios", "predictor", "convex"),
 }
 
 
+def _truncated_jobs(cfg: dict[str, Any], ds: str, seed: int, P: int | None = None) -> list[Job]:
+    """One job per k of the truncated convex model (at P when given, as method convex_P): each solves its own
+    β/β_max path; the choice across k is made on validation when the jobs are aggregated."""
+    jobs = []
+    for k in cfg["ks"]:
+        p = {
+            **_pick(cfg, *_MAIN_KEYS["convex_truncated"]),
+            "dataset": ds,
+            "method": "convex_truncated" if P is None else "convex_P",
+            "seed": seed,
+            "k": None if k == "full" else int(k),
+        }
+        stem = "convex_truncated" if P is None else f"convex_P{P}"
+        if P is not None:
+            p["P"] = P
+        jobs.append(Job("main_comparison", f"{stem}_k{k_label(k)}_{ds}_s{seed}", "convex", (ds,), p))
+    return jobs
+
+
 def _main_comparison(cfg: dict[str, Any]) -> list[Job]:
-    """Per dataset × method × seed: each method's validated grid; plus the truncated model at each P of p_sweep
-    (first seed)."""
+    """Per dataset × method × seed: each method's validated grid, the truncated model one job per k; plus the
+    truncated model at each P of p_sweep (first seed)."""
     jobs = []
     for ds in cfg["datasets"]:
         for method in cfg["methods"]:
             for s in cfg["seeds"]:
+                if method == "convex_truncated":
+                    jobs.extend(_truncated_jobs(cfg, ds, int(s)))
+                    continue
                 p = {**_pick(cfg, *_MAIN_KEYS[method]), "dataset": ds, "method": method, "seed": int(s)}
                 kind = "baselines" if method == "sgd" else "convex"
                 jobs.append(Job("main_comparison", f"{method}_{ds}_s{int(s)}", kind, (ds,), p))
-        s0 = int(cfg["seeds"][0])
         for P in cfg["p_sweep"]:
             if int(P) == int(cfg["arrangements"]) and "convex_truncated" in cfg["methods"]:
-                continue  # the convex_truncated job of the first seed is this point
-            p = {
-                **_pick(cfg, *_MAIN_KEYS["convex_truncated"]),
-                "dataset": ds,
-                "method": "convex_P",
-                "seed": s0,
-                "P": int(P),
-            }
-            jobs.append(Job("main_comparison", f"convex_P{int(P)}_{ds}_s{s0}", "convex", (ds,), p))
+                continue  # the convex_truncated jobs of the first seed are this point
+            jobs.extend(_truncated_jobs(cfg, ds, int(cfg["seeds"][0]), int(P)))
     return jobs
 
 

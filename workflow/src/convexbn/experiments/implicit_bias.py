@@ -1,6 +1,10 @@
 """Experiment 4 (claim 4): gradient descent on the BN network concentrates the first layer on the
 large singular directions of the data; the convex solution does not. Per dataset: a GD job
-(energy per singular direction at snapshot epochs) and a convex job (energy of the convex optimum)."""
+(energy per singular direction at snapshot epochs) and a convex job (energy of the convex optimum).
+
+Both minimise the same objective (docs/math.md §1) at the same β, given relative to the data:
+β = beta_ratio · β_max, with β_max the smallest β whose convex optimum is the zero network, computed
+on the job's training subset with the convex job's sampled arrangements."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from convexbn.experiments.common import JobInputs, beta_of, fast_solve_traced, history_rows, solver_dict, train
+from convexbn.experiments.common import JobInputs, fast_solve_traced, history_rows, solver_dict, train
 from convexbn.networks import accuracy, one_hot
 from convexbn.whitening import path_energy_convex, path_energy_network, top_fraction_energy
 
@@ -22,6 +26,17 @@ def _subset(p: dict[str, Any], d: dict[str, Any]) -> tuple[np.ndarray, np.ndarra
     X = np.asarray(d["X_train"][:n], dtype=np.float64)
     y = d["y_train"][:n]
     return X, y, one_hot(y, int(d["num_classes"])), whiten(X)
+
+
+def _beta(p: dict[str, Any], X: np.ndarray, Y: np.ndarray, wh: Any) -> tuple[float, float, Any]:
+    """(β, β_max, arrangements): β = beta_ratio · β_max of the convex program on the job's training subset."""
+    from convexbn.arrangements import arrangements_for
+    from convexbn.solver import beta_max
+
+    Ut = wh.features(X)
+    arr = arrangements_for(Ut, p["arrangements"], seed=int(p["seed"]))
+    bmax = float(beta_max(Ut, Y, arr.masks))
+    return float(p["beta_ratio"]) * bmax, bmax, arr
 
 
 def _spectrum(wh: Any) -> list[dict[str, Any]]:
@@ -75,7 +90,7 @@ def _run_gd(p: dict[str, Any], d: dict[str, Any], device: str) -> dict[str, Any]
     from convexbn.networks import predict
 
     X, y, Y, wh = _subset(p, d)
-    beta, frac = beta_of(p, X.shape[0]), float(p["top_fraction"])
+    (beta, bmax, _), frac = _beta(p, X, Y, wh), float(p["top_fraction"])
     model, energies, trace, history = _gd_snapshots(X, Y, beta, p, wh, device)
     metrics = {
         "method": "gd",
@@ -83,6 +98,8 @@ def _run_gd(p: dict[str, Any], d: dict[str, Any], device: str) -> dict[str, Any]
         "n": X.shape[0],
         "rank": wh.k,
         "beta": beta,
+        "beta_ratio": float(p["beta_ratio"]),
+        "beta_max": bmax,
         "epochs": int(p["gd"]["epochs"]),
         "top_energy_init": top_fraction_energy(energies[0], frac),
         "top_energy": top_fraction_energy(energies[max(energies)], frac),
@@ -97,13 +114,11 @@ def _run_gd(p: dict[str, Any], d: dict[str, Any], device: str) -> dict[str, Any]
 
 def _run_convex(p: dict[str, Any], d: dict[str, Any], device: str) -> dict[str, Any]:
     """Energy of the convex solution on the same subset, its top-fraction energy and accuracies."""
-    from convexbn.arrangements import sample_arrangements
     from convexbn.programs import convex_outputs
 
     X, y, Y, wh = _subset(p, d)
-    beta, frac, cc = beta_of(p, X.shape[0]), float(p["top_fraction"]), p["convex"]
+    (beta, bmax, arr), frac, cc = _beta(p, X, Y, wh), float(p["top_fraction"]), p["convex"]
     Ut = wh.features(X)
-    arr = sample_arrangements(Ut, int(cc["arrangements"]), seed=int(p["seed"]))
     t0 = time.perf_counter()
     sol, _ = fast_solve_traced(Ut, Y, beta, arr.masks, settings=cc, chunks=1, device=device, on_chunk=lambda u, up: {})
     u, up = np.asarray(sol.u), np.asarray(sol.up)
@@ -115,6 +130,8 @@ def _run_convex(p: dict[str, Any], d: dict[str, Any], device: str) -> dict[str, 
         "n": X.shape[0],
         "rank": wh.k,
         "beta": beta,
+        "beta_ratio": float(p["beta_ratio"]),
+        "beta_max": bmax,
         "P": arr.count,
         "top_energy": top_fraction_energy(E, frac),
         "top_fraction": frac,
