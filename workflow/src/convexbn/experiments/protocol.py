@@ -90,6 +90,7 @@ def convex_path(
         device=device,
         threads=int(p["threads"]),
         bmax=bmax,
+        workers=int(p["threads"]),  # the classes are independent: one process per granted core
     )
     points = []
     for r, sol in zip(ratios, sols):
