@@ -8,7 +8,8 @@ One command per case list, e.g.
 Cases: digits16/digitsfull (scikit-learn digits, 1 000 standardised images, one-hot, C = 10, P = 256,
 k = 16 or full whitening), fashion16/64/256/full (Fashion-MNIST, n = 10 000, same set-up, gap 1e-4),
 E1000/E2000 (Gaussian data n × 50, 100 sampled patterns, regression / ±1 / one-hot targets, two β,
-`solve_c2_fast` against CVXPY + CLARABEL in the same run). Each path row reports the point's time, its
+`solve_c2_fast` against CVXPY + CLARABEL in the same run). `--workers 1 2` runs each path case twice, its
+classes in one and then in two processes (column `workers`). Each path row reports the point's time, its
 certificate, and "time / one pass": the point's seconds over the measured time of one forward + adjoint
 pass of the (C2) operator on the same instance (float64, one thread). The 1-minute load average at the
 start of each case is recorded, since the machine is shared.
@@ -59,6 +60,7 @@ COLUMNS = [
     "ratio_vs_baseline",
     "rel_obj_diff",
     "load1",
+    "workers",
 ]
 
 
@@ -81,9 +83,9 @@ def pass_seconds(Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, repeats: int 
 
 
 def path_rows(
-    case: str, Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, tol: float, max_seconds: float
+    case: str, Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, tol: float, max_seconds: float, workers: int = 1
 ) -> list[dict[str, Any]]:
-    """One row per point of the RATIOS path (β = ratio · β_max), solved by `solve_path`."""
+    """One row per point of the RATIOS path (β = ratio · β_max), solved by `solve_path` with `workers` processes."""
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     bmax = beta_max(Ut, Y, masks)
@@ -92,7 +94,17 @@ def path_rows(
     rows = []
     for r, sol in zip(
         RATIOS,
-        solve_path(Ut, Y, [r * bmax for r in RATIOS], masks, tol=tol, max_seconds=max_seconds, bmax=bmax, verbose=True),
+        solve_path(
+            Ut,
+            Y,
+            [r * bmax for r in RATIOS],
+            masks,
+            tol=tol,
+            max_seconds=max_seconds,
+            bmax=bmax,
+            verbose=True,
+            workers=workers,
+        ),
     ):
         rows.append(
             {
@@ -115,6 +127,7 @@ def path_rows(
                 "pass_seconds": ps,
                 "time_per_pass": sol.seconds / ps,
                 "load1": load,
+                "workers": workers,
             }
         )
     rows.append(
@@ -134,6 +147,7 @@ def path_rows(
             "pass_seconds": ps,
             "time_per_pass": (t_bmax + sum(r["seconds"] for r in rows)) / ps,
             "load1": load,
+            "workers": workers,
         }
     )
     return rows
@@ -198,14 +212,14 @@ def unseen_rows(n: int, baseline: bool, kinds: list[str]) -> list[dict[str, Any]
     return rows
 
 
-def run_case(case: str, max_seconds: float, baseline: bool, kinds: list[str]) -> list[dict[str, Any]]:
-    """Rows of one named case."""
+def run_case(case: str, max_seconds: float, baseline: bool, kinds: list[str], workers: int = 1) -> list[dict[str, Any]]:
+    """Rows of one named case (path cases with `workers` processes for the classes)."""
     if case.startswith("digits"):
         k = None if case == "digitsfull" else int(case[len("digits") :])
-        return path_rows(case, *digits_instance(k), tol=1e-6, max_seconds=max_seconds)
+        return path_rows(case, *digits_instance(k), tol=1e-6, max_seconds=max_seconds, workers=workers)
     if case.startswith("fashion"):
         k = None if case == "fashionfull" else int(case[len("fashion") :])
-        return path_rows(case, *fashion_instance(k), tol=1e-4, max_seconds=max_seconds)
+        return path_rows(case, *fashion_instance(k), tol=1e-4, max_seconds=max_seconds, workers=workers)
     if case in ("E1000", "E2000"):
         return unseen_rows(int(case[1:]), baseline, kinds)
     raise SystemExit(
@@ -233,12 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--labels", nargs="+", default=list(LABEL_SEEDS), choices=list(LABEL_SEEDS), help="label kinds of the E cases"
     )
+    ap.add_argument(
+        "--workers",
+        nargs="+",
+        type=int,
+        default=[1],
+        help="processes for the classes of the path cases; each value is one run of the case, in the given order",
+    )
     ap.add_argument("--out", default="benchmarks/results_path.csv")
     args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
     for case in args.cases:
-        rows += run_case(case, args.max_seconds, not args.no_baseline, args.labels)
-        write_csv(rows, Path(args.out))
+        for w in args.workers if not case.startswith("E") else [1]:
+            rows += run_case(case, args.max_seconds, not args.no_baseline, args.labels, w)
+            write_csv(rows, Path(args.out))
         for r in rows[-8:]:
             print(
                 {k: r.get(k) for k in ("case", "ratio", "seconds", "status", "gap", "neurons", "time_per_pass")},
