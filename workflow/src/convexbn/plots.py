@@ -413,6 +413,8 @@ def table_implicit_bias(summary: pd.DataFrame, out_dir: str, stem: str = "implic
         "n",
         "rank",
         "beta",
+        "beta_ratio",
+        "beta_max",
         "top_fraction",
         "top_energy_init",
         "top_energy",
