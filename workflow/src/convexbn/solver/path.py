@@ -183,7 +183,8 @@ def solve_path(
     gives the zero network at once. `max_seconds` bounds each point. extra holds "beta", "beta_max",
     "screening" (per class counts) and "patterns" (each class's final working set). `bmax` skips the
     computation of β_max when the caller already has it. `workers` > 1 solves the classes of every
-    point in that many processes (`class_pool`, CPU only); the points do not depend on it.
+    point in that many processes (`class_pool`, CPU only); the points do not depend on it unless
+    `max_seconds` stops a class.
     """
     Ut = check_features(Ut)
     n, q = Ut.shape

@@ -267,8 +267,10 @@ def class_pool(workers: int, classes: int, device: torch.device) -> Executor | N
     Each worker runs one torch and one BLAS thread: the per-class solver is single-threaded for
     q ≤ 128 (`choose_threads`), so on k cores k classes run side by side. Workers are forked where the
     platform allows it, because spawned workers re-import the caller's main script (a script without
-    an `if __name__ == "__main__"` guard would run again); a forked worker never enters an OpenMP
-    region of the parent since it is held to one thread. Only on CPU: GPU solves keep one process.
+    an `if __name__ == "__main__"` guard would run again); held to one thread, a forked worker never
+    uses the thread pools it inherits from the parent. Only on CPU: GPU solves keep one process. A
+    time budget is shared differently: one after another, later classes get what earlier ones left;
+    side by side, every class gets what was left when the point started.
     """
     k = min(int(workers), int(classes))
     if k <= 1 or device.type != "cpu":
