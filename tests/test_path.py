@@ -142,6 +142,15 @@ def test_classes_in_worker_processes_give_the_same_path():
     assert ws.status == "optimal" and ws.objective == pytest.approx(two[-1].objective, rel=1e-6)
 
 
+def test_worker_processes_keep_the_points_time_budget():
+    """A budget spent before the classes start stops every class, whether they run in one process or two."""
+    U, Y, M = instance(60, 3, 24, C=3, seed=8)
+    bmax = beta_max(U, Y, M)
+    for workers in (1, 2):
+        sols = solve_path(U, Y, [0.05 * bmax], M, tol=1e-8, max_seconds=1e-9, workers=workers)
+        assert sols[0].status == "time_limit"
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
 def test_workers_must_be_a_positive_integer(workers):
     U, Y, M = instance(20, 2, 6, C=2, seed=5)

@@ -269,8 +269,8 @@ def class_pool(workers: int, classes: int, device: torch.device) -> Executor | N
     platform allows it, because spawned workers re-import the caller's main script (a script without
     an `if __name__ == "__main__"` guard would run again); held to one thread, a forked worker never
     uses the thread pools it inherits from the parent. Only on CPU: GPU solves keep one process. A
-    time budget is shared differently: one after another, later classes get what earlier ones left;
-    side by side, every class gets what was left when the point started.
+    time budget bounds the whole point either way (one deadline); one after another, later classes
+    get what earlier ones left, side by side they share it as they run.
     """
     k = min(int(workers), int(classes))
     if k <= 1 or device.type != "cpu":
@@ -288,11 +288,15 @@ def _class_job(
     warm: Any,
     opt: WorkingSetOptions,
     c: int,
-    elapsed: float,
+    wall_t0: float,
 ) -> tuple[ClassRun, list[dict]]:
-    """One class in a worker process, with the budget already spent subtracted: (run, its history)."""
+    """One class in a worker process whose budget runs from the point's start `wall_t0` (time.time()): (run, history).
+
+    The start travels as wall-clock time because a worker's perf_counter need not share the parent's
+    origin, and a class that waited for a free worker must not get its waiting time back.
+    """
     history: list[dict] = []
-    opt = replace(opt, t0=time.perf_counter() - elapsed)
+    opt = replace(opt, t0=time.perf_counter() - (time.time() - wall_t0))
     with torch_threads(1), blas_threads(1):
         run = solve_class(Ut, y, beta, masks, A, warm, opt, 0, history, c)
     return run, history
@@ -320,9 +324,9 @@ def _solve_classes(
             iters = run.iterations
             runs.append(run)
         return runs, history, iters
-    elapsed = time.perf_counter() - opt.t0
+    wall_t0 = time.time() - (time.perf_counter() - opt.t0)
     futures = [
-        pool.submit(_class_job, Ut, Y[:, c], beta, masks, sets[c], None if warm is None else warm[c], opt, c, elapsed)
+        pool.submit(_class_job, Ut, Y[:, c], beta, masks, sets[c], None if warm is None else warm[c], opt, c, wall_t0)
         for c in range(C)
     ]
     for f in futures:
