@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -71,27 +72,23 @@ def solve_c2_fast(
     nthreads = threads or choose_threads(n, q, 2 * P * C, dev)
     if working_set is None:
         working_set = dense_c2_bytes(n, P, C) > DENSE_C2_BYTES or P > WORKING_SET_PATTERNS
-    with torch_threads(nthreads), blas_threads(nthreads):
+    pool = class_pool(workers, C, dev) if working_set else None
+    with torch_threads(nthreads), blas_threads(nthreads), pool if pool is not None else nullcontext():
         if working_set:
-            pool = class_pool(workers, C, dev)
-            try:
-                sol = solve_working_set(
-                    Ut,
-                    Y,
-                    float(beta),
-                    masks,
-                    tol=tol,
-                    max_seconds=max_seconds,
-                    max_iter=max_iter,
-                    dtype=dt,
-                    device=dev,
-                    verbose=verbose,
-                    t0=t0,
-                    pool=pool,
-                )
-            finally:
-                if pool is not None:
-                    pool.shutdown()
+            sol = solve_working_set(
+                Ut,
+                Y,
+                float(beta),
+                masks,
+                tol=tol,
+                max_seconds=max_seconds,
+                max_iter=max_iter,
+                dtype=dt,
+                device=dev,
+                verbose=verbose,
+                t0=t0,
+                pool=pool,
+            )
         else:
             sol = solve_dense(
                 Ut,
