@@ -73,37 +73,13 @@ def solve_c2_fast(
     if working_set is None:
         working_set = dense_c2_bytes(n, P, C) > DENSE_C2_BYTES or P > WORKING_SET_PATTERNS
     pool = class_pool(workers, C, dev) if working_set else None
+    common: dict[str, Any] = dict(
+        tol=tol, max_seconds=max_seconds, max_iter=max_iter, dtype=dt, device=dev, verbose=verbose, t0=t0
+    )
     with torch_threads(nthreads), blas_threads(nthreads), pool if pool is not None else nullcontext():
         if working_set:
-            sol = solve_working_set(
-                Ut,
-                Y,
-                float(beta),
-                masks,
-                tol=tol,
-                max_seconds=max_seconds,
-                max_iter=max_iter,
-                dtype=dt,
-                device=dev,
-                verbose=verbose,
-                t0=t0,
-                pool=pool,
-            )
+            sol = solve_working_set(Ut, Y, float(beta), masks, pool=pool, **common)
         else:
-            sol = solve_dense(
-                Ut,
-                Y,
-                float(beta),
-                masks,
-                tol=tol,
-                max_seconds=max_seconds,
-                max_iter=max_iter,
-                dtype=dt,
-                device=dev,
-                warm_start=warm_start,
-                polish=polish,
-                verbose=verbose,
-                t0=t0,
-            )
+            sol = solve_dense(Ut, Y, float(beta), masks, warm_start=warm_start, polish=polish, **common)
     sol.threads = nthreads
     return sol
