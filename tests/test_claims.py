@@ -487,3 +487,48 @@ def test_convex_vs_sgd_reads_the_validated_choices_of_the_grid_jobs() -> None:
     held = C.claim_convex_vs_sgd(table(rows), "digits")
     assert held["verdict"] == C.HOLDS and "+3.0 ± 0.0 pp" in held["measured"], held
     assert "β by validation" in held["validated"] and held["certified"].startswith("yes (18/18")
+
+
+def test_a_choice_at_an_end_of_its_grid_is_not_a_finding() -> None:
+    """Chosen inside every grid: the comparison holds; SGD's choice at its grid's smallest β: not tested fairly."""
+
+    def board(sgd_beta: float) -> dict[str, Any]:
+        summary = [
+            {
+                "method": m,
+                "seed": s,
+                "val_acc": 0.9,
+                "test_acc": acc,
+                "selected_by": "validation",
+                "solver_status": "optimal",
+                "solver_gap": 0.0,
+                "grid_points": 3,
+                "grid_certified": 3,
+                **(
+                    {"beta_per_sample": sgd_beta, "lr_factor": 2.0, "epochs": 15}
+                    if m == "sgd"
+                    else {"beta_ratio": 0.03}
+                ),
+            }
+            for s in range(2)
+            for m, acc in (("convex_truncated", 0.95), ("sgd", 0.92))
+        ]
+        grid = [
+            {"record": "grid", "method": "convex_truncated", "seed": s, "beta_ratio": r}
+            for s in range(2)
+            for r in (0.1, 0.03, 0.01)
+        ] + [
+            {"record": "grid", "method": "sgd", "seed": s, "beta_per_sample": b, "lr_factor": f, "epochs": e}
+            for s in range(2)
+            for b in (1e-5, 1e-4, 1e-3)
+            for f in (1.0, 2.0, 5.0)
+            for e in (8, 15, 30)
+        ]
+        return C.claim_convex_vs_sgd(pd.concat([table(summary), pd.DataFrame(grid)], ignore_index=True), "digits")
+
+    inside = board(1e-4)
+    assert inside["verdict"] == C.HOLDS and "grid end" not in inside["validated"], inside
+    edge = board(1e-5)
+    assert edge["verdict"] == C.UNFAIR, edge
+    assert "SGD β per sample at the grid's smallest value 1e-05 (2/2 seeds)" in edge["validated"]
+    assert "an end of its grid" in edge["note"] and "convex" not in edge["validated"].split("grid end")[1]

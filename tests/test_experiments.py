@@ -450,3 +450,18 @@ def test_cifar_format_archive_builds_a_dataset_marked_synthetic(tmp_path):
     assert d["X_train"].shape == (40, 3072) and d["X_val"].shape == (20, 3072) and d["meta"]["synthetic"] is True
     with pytest.raises(ValueError, match="no raw archive"):
         build_dataset("cifar10", ds_cfg, None, str(tmp_path / "d.npz"))
+
+
+def test_a_diverged_sgd_training_is_recorded_and_never_chosen(digits, tmp_path):
+    """A learning rate that blows up marks its grid points 'diverged' (no accuracy); the job chooses among the rest."""
+    settings = {**SGD_GRID, "lr_factors": [1.0, 1.0e12], "beta_per_sample": [0.001]}
+    config = tiny_config("main_comparison", datasets=["digits"], seeds=[0], methods=["sgd"], sgd=settings)
+    docs, df = _run_all("main_comparison", config, tmp_path, *digits)
+    doc = docs["sgd_digits_s0"]
+    status = {(g["lr_factor"], g["epochs"]): g["training_status"] for g in doc["grid"]}
+    assert status == {(1.0, 1): "ok", (1.0, 2): "ok", (1.0e12, 1): "diverged", (1.0e12, 2): "diverged"}
+    bad = [g for g in doc["grid"] if g["training_status"] == "diverged"]
+    assert all(g["val_acc"] is None and "lower the learning rate" in g["training_error"] for g in bad)
+    m = doc["metrics"]
+    assert m["lr_factor"] == 1.0 and m["grid_points"] == 4 and m["grid_diverged"] == 2
+    assert m["selected_by"] == "validation" and doc["status"] == "ok"

@@ -63,7 +63,9 @@ def test_schema_is_valid_draft_2020_12_with_descriptions() -> None:
         walk(sub, f"$defs.{name}")
 
 
-@pytest.mark.parametrize("overlays", [(), ("ci.yaml",), ("ci.yaml", "demo.yaml"), ("digits.yaml",), ("cifar10_generated.yaml",)])
+@pytest.mark.parametrize(
+    "overlays", [(), ("ci.yaml",), ("ci.yaml", "demo.yaml"), ("digits.yaml",), ("cifar10_generated.yaml",)]
+)
 def test_shipped_configs_pass_the_schema(overlays: tuple[str, ...]) -> None:
     """config.yaml alone and with each shipped overlay validates."""
     assert schema_errors(merged(*overlays)) == []

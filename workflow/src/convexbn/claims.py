@@ -6,8 +6,9 @@ measured value (± spread over seeds or instances), the dataset, the number of r
 compared settings were chosen on validation data, whether every convex solve was certified
 (solver status ``optimal``) and the verdict. A verdict is never typed by hand: it follows from the
 numbers and the criterion. Accuracy comparisons whose β (or other settings) were not chosen on
-validation data, and comparisons resting on uncertified convex solves, are "not tested fairly":
-a single setting is not a finding about the method.
+validation data, comparisons resting on uncertified convex solves, and comparisons whose chosen
+setting lies at an end of its grid (`EDGE_KEYS`) are "not tested fairly": a single setting is not a
+finding about the method.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ BETA_COLUMNS: tuple[str, ...] = ("beta_ratio", "beta")
 CERTIFIED_GAP = 1e-4
 #: Columns whose value is the selection rule of a setting (recorded by the experiment when it selects).
 SELECTED_BY_COLUMNS: tuple[str, ...] = ("beta_selected_by", "selected_by")
+#: The tuned settings of each compared method whose place in its grid is checked: a choice at an end
+#: of its grid says a wider grid might choose better, so the comparison is not yet a finding.
+EDGE_KEYS: dict[str, tuple[str, ...]] = {"sgd": ("beta_per_sample", "lr_factor", "epochs"), "convex": ("beta_ratio",)}
+EDGE_LABELS: dict[str, str] = {
+    "beta_per_sample": "β per sample",
+    "lr_factor": "lr factor",
+    "epochs": "epochs",
+    "beta_ratio": "β/β_max",
+}
 
 CLAIM_TEXT: dict[str, str] = {
     "equivalence_lower": "Exact equivalence: no non-convex run ends below the convex optimum",
@@ -366,6 +376,34 @@ def beta_validation(s: pd.DataFrame) -> tuple[bool, str]:
     return False, f"{beta_col} fixed at {col(s, beta_col).dropna().iloc[0]:.3g} (not validated)"
 
 
+def grid_edges(table: pd.DataFrame, chosen: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """'<setting> at the grid's smallest|largest value v (m/n seeds)' for each chosen setting at an end of its grid.
+
+    The grid of a chosen row is every grid row of its method and seed (every k, diverged trainings
+    included); a setting with fewer than two values in that grid has no ends.
+    """
+    grid = table[table["record"] == "grid"] if "record" in table.columns else table.iloc[0:0]
+    gseeds, gmethods = seeds(grid), text_col(grid, "method")
+    counts: dict[tuple[str, str, float], int] = {}
+    for seed, method, (_, r) in zip(seeds(chosen), text_col(chosen, "method"), chosen.iterrows()):
+        g = grid[(gseeds == seed) & (gmethods == method)]
+        for key in keys:
+            values, v = col(g, key).dropna(), pd.to_numeric(r.get(key), errors="coerce")
+            if values.nunique() < 2 or pd.isna(v):
+                continue
+            end = "smallest" if v <= values.min() else "largest" if v >= values.max() else ""
+            if end:
+                counts[(key, end, float(v))] = counts.get((key, end, float(v)), 0) + 1
+    n = len(chosen)
+    return [f"{EDGE_LABELS.get(k, k)} at the grid's {e} value {v:g} ({c}/{n} seeds)" for (k, e, v), c in counts.items()]
+
+
+def _edges(table: pd.DataFrame, parts: Sequence[tuple[str, str, pd.DataFrame]]) -> tuple[bool, str]:
+    """(every chosen setting inside its grid, 'chosen at a grid end: method setting …; …')."""
+    hits = [f"{name} {e}" for name, kind, rows in parts for e in grid_edges(table, rows, EDGE_KEYS[kind])]
+    return not hits, ("chosen at a grid end: " + "; ".join(hits)) if hits else ""
+
+
 def _fairness(parts: Sequence[tuple[str, pd.DataFrame]]) -> tuple[bool, str]:
     """(every part's β chosen on validation, 'method: how; ...')."""
     results = [(name, *beta_validation(rows)) for name, rows in parts]
@@ -380,23 +418,27 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame, column: str) -> pd.Series:
     return (x.loc[common] - y.loc[common]).dropna()
 
 
-def _accuracy_verdict(diff: pd.Series, validated: bool, certified: bool, threshold: float, strict: bool) -> str:
-    """Verdict of an accuracy comparison: unfair unless validated and certified, else mean diff vs threshold."""
+def _accuracy_verdict(
+    diff: pd.Series, validated: bool, certified: bool, threshold: float, strict: bool, interior: bool = True
+) -> str:
+    """Verdict of an accuracy comparison: unfair unless validated, certified and chosen inside every grid,
+    else mean diff vs threshold."""
     if diff.empty:
         return NOT_RUN
-    if not (validated and certified):
+    if not (validated and certified and interior):
         return UNFAIR
     mean = float(diff.mean())
     return HOLDS if (mean > threshold if strict else mean >= threshold) else FAILS
 
 
-def _unfair_note(validated: bool, certified: bool) -> str:
+def _unfair_note(validated: bool, certified: bool, interior: bool = True) -> str:
     """Why an accuracy comparison is not a finding."""
     why = [
         w
         for w, bad in (
             ("settings not chosen on validation", not validated),
             ("uncertified convex solves (accuracy of a stopped iterate)", not certified),
+            ("a setting chosen at an end of its grid (a wider grid may choose better)", not interior),
         )
         if bad
     ]
@@ -456,12 +498,14 @@ def claim_truncation(table: pd.DataFrame | None, dataset: str, why: str = "table
     validated = validated and bool(k_ok)
     how = f"k: {'on validation' if k_ok else 'no validation accuracy'}; {how}"
     ok_cert, cert = certification(pd.concat([trunc_all, full_all]))
+    interior, edges = _edges(table, [("truncated", "convex", trunc), ("full", "convex", fullw)])
+    how = "; ".join(x for x in (how, edges) if x)
     ks = ", ".join(str(int(k)) for k in sorted(set(col(trunc, "k").dropna())))
     measured = (
         f"Δ {pm(diff, 1, '+.1f', ' pp')} (truncated k = {ks}: {pm(col(trunc, 'test_acc'), 100, '.1f', ' %')}; "
         f"full: {pm(col(fullw, 'test_acc'), 100, '.1f', ' %')})"
     )
-    verdict = _accuracy_verdict(diff, validated, ok_cert, 0.0, strict=True)
+    verdict = _accuracy_verdict(diff, validated, ok_cert, 0.0, strict=True, interior=interior)
     return row(
         "truncation",
         statistic=stat,
@@ -472,7 +516,7 @@ def claim_truncation(table: pd.DataFrame | None, dataset: str, why: str = "table
         validated=how,
         certified=cert,
         verdict=verdict,
-        note=_unfair_note(validated, ok_cert) if verdict == UNFAIR else "",
+        note=_unfair_note(validated, ok_cert, interior) if verdict == UNFAIR else "",
     )
 
 
@@ -501,13 +545,15 @@ def claim_convex_vs_sgd(table: pd.DataFrame | None, dataset: str, why: str = "ta
         validated = validated and k_ok
         how = f"k by {k_rule[k_rule != ''].iloc[0]}{'' if k_ok else ' (not every seed)'}; {how}"
     ok_cert, cert = certification(cv)
+    interior, edges = _edges(table, [("convex", "convex", cv), ("SGD", "sgd", sgd)])
+    how = "; ".join(x for x in (how, edges) if x)
     measured = (
         f"Δ {pm(diff, 1, '+.1f', ' pp')} (convex {pm(col(cv, 'test_acc'), 100, '.1f', ' %')}, "
         f"SGD {pm(col(sgd, 'test_acc'), 100, '.1f', ' %')}; seeds: {len(diff)})"
     )
-    verdict = _accuracy_verdict(diff, validated, ok_cert, 0.0, strict=False)
+    verdict = _accuracy_verdict(diff, validated, ok_cert, 0.0, strict=False, interior=interior)
     full = s[s["method"] == "convex_full"]
-    note = _unfair_note(validated, ok_cert) if verdict == UNFAIR else ""
+    note = _unfair_note(validated, ok_cert, interior) if verdict == UNFAIR else ""
     if not full.empty:
         note = "; ".join(x for x in (note, f"full whitening: {pm(col(full, 'test_acc'), 100, '.1f', ' %')}") if x)
     return row(
@@ -624,9 +670,9 @@ CAPTION = (
     "Claims scoreboard: one row per claim of the paper and dataset, computed by convexbn.claims from "
     "results/tables/ only. Verdicts: holds / does not hold (the criterion on the measured statistic), "
     "not run (no table: experiment disabled or data unavailable, e.g. CIFAR without an archive), not "
-    "tested fairly (settings such as β not chosen on validation data, or uncertified convex solves: a "
-    "setting is never a finding). Spreads are mean ± standard deviation over seeds or instances. All "
-    "settings are ours, not the paper's."
+    "tested fairly (settings such as β not chosen on validation data, uncertified convex solves, or a "
+    "setting chosen at an end of its grid: a setting is never a finding). Spreads are mean ± standard "
+    "deviation over seeds or instances. All settings are ours, not the paper's."
 )
 
 

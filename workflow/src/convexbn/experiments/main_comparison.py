@@ -38,9 +38,10 @@ def _grid_record(base: dict[str, Any], points: list[dict[str, Any]], best: dict[
 
 
 def run_sgd_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> dict[str, Any]:
-    """The SGD grid (β × lr factor × epochs) for one seed; the validation choice is reported."""
+    """The SGD grid (β × lr factor × epochs) for one seed; the validation choice among the non-diverged trainings."""
     points, traces = sgd_grid(inputs.data, p, inputs.device, inputs.checkpoint)
-    best = select_on_validation(points, TIES["sgd"])
+    trained = [pt for pt in points if pt["training_status"] == "ok"]  # diverged points are recorded, not chosen
+    best = select_on_validation(trained, TIES["sgd"])
     per_run = len(points) // len(traces)  # one training per (β, lr), resumed through the epoch grid
     run = next(i for i, pt in enumerate(points) if pt is best) // per_run
     test_at = {pt["epochs"]: pt["test_acc"] for pt in points[run * per_run : (run + 1) * per_run]}
@@ -48,11 +49,12 @@ def run_sgd_grid(p: dict[str, Any], inputs: JobInputs, base: dict[str, Any]) -> 
     metrics = {
         **base,
         **best,
-        "selected_by": selected_by(points),
-        "selection_rule": selection_rule(points),
+        "selected_by": selected_by(trained),
+        "selection_rule": selection_rule(trained),
         "grid_points": len(points),
+        "grid_diverged": len(points) - len(trained),
         "grid_trainings": len(traces),
-        "grid_seconds": sum(tr[-1]["seconds"] or 0.0 for tr in traces),
+        "grid_seconds": sum(tr[-1]["seconds"] or 0.0 for tr in traces if tr),
     }
     return {"metrics": metrics, "solver": {}, "trace": trace, "status": "ok", "grid": _grid_record(base, points, best)}
 

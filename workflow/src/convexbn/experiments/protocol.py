@@ -169,11 +169,40 @@ def _train_resumable(ckpt: str, **kw: Any) -> Any:
         return train(**kw, checkpoint=ckpt)
 
 
+def _diverged_point(bps: float, beta: float, lf: float, lr: float, ep: int, width: int, why: str) -> dict[str, Any]:
+    """A grid point whose training diverged: recorded with its reason, never a candidate of the selection."""
+    return {
+        "beta_per_sample": bps,
+        "beta": beta,
+        "lr_factor": lf,
+        "lr": lr,
+        "epochs": ep,
+        "training_status": "diverged",
+        "training_error": why,
+        "objective": None,
+        "seconds": None,
+        "width": width,
+        "train_acc": None,
+        "val_acc": None,
+        "test_acc": None,
+    }
+
+
+def _trace(tr: Any) -> list[dict[str, Any]]:
+    """Per-epoch rows of one training (its validation accuracy is the history's held-out accuracy)."""
+    if tr is None:
+        return []
+    keys = ("epoch", "seconds", "objective", "train_acc")
+    return [{**{k: h.get(k) for k in keys}, "val_acc": h.get("test_acc")} for h in tr.history]
+
+
 def sgd_grid(
     d: dict[str, Any], p: dict[str, Any], device: str, checkpoint: str | None = None
 ) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
     """Every (β per sample, lr factor, epochs) of p['sgd']: (grid points, per-epoch traces with validation acc).
 
+    One training per (β, lr factor), resumed through the epoch grid. A training that diverges
+    (FloatingPointError) marks its remaining epoch values `training_status: diverged`; the grid goes on.
     With `checkpoint` (a .pt path), each (β, lr) training keeps its own resumable checkpoint next to it.
     """
     from convexbn.experiments.common import sgd_lr
@@ -181,26 +210,30 @@ def sgd_grid(
     s = p["sgd"]
     C = int(d["num_classes"])
     Xs = {k: np.asarray(d[f"X_{k}"], dtype=np.float64) for k in ("train", "val", "test")}
-    n = Xs["train"].shape[0]
+    n, width = Xs["train"].shape[0], int(s["width"])
     has_val = len(d["y_val"]) > 0
     points, traces = [], []
-    for bps in s["beta_per_sample"]:
-        beta = float(bps) * n
-        for lf in s["lr_factors"]:
-            lr = sgd_lr({"lr": None, "lr_factor": lf, "width": s["width"]}, n, beta)
-            with tempfile.TemporaryDirectory() as tmp:
-                ckpt = (
-                    str(Path(tmp) / "run.pt")
-                    if checkpoint is None
-                    else f"{str(checkpoint).removesuffix('.pt')}_b{float(bps):g}_lr{float(lf):g}.pt"
-                )
-                for ep in sorted(int(e) for e in s["epochs"]):
+    for bps, lf in ((float(b), float(f)) for b in s["beta_per_sample"] for f in s["lr_factors"]):
+        beta = bps * n
+        lr = sgd_lr({"lr": None, "lr_factor": lf, "width": width}, n, beta)
+        tr, why = None, ""
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = (
+                str(Path(tmp) / "run.pt")
+                if checkpoint is None
+                else f"{str(checkpoint).removesuffix('.pt')}_b{bps:g}_lr{lf:g}.pt"
+            )
+            for ep in sorted(int(e) for e in s["epochs"]):
+                if why:
+                    points.append(_diverged_point(bps, beta, lf, lr, ep, width, why))
+                    continue
+                try:
                     tr = _train_resumable(
                         ckpt,
                         X=Xs["train"],
                         Y=one_hot(d["y_train"], C),
                         beta=beta,
-                        width=int(s["width"]),
+                        width=width,
                         optimizer="sgd",
                         lr=lr,
                         epochs=ep,
@@ -212,29 +245,23 @@ def sgd_grid(
                         X_test=Xs["val"] if has_val else None,
                         Y_test=one_hot(d["y_val"], C) if has_val else None,
                     )
-                    points.append(
-                        {
-                            "beta_per_sample": float(bps),
-                            "beta": beta,
-                            "lr_factor": float(lf),
-                            "lr": lr,
-                            "epochs": ep,
-                            "objective": float(tr.final_objective),
-                            "seconds": float(tr.seconds),
-                            "width": int(s["width"]),
-                            **_sgd_point(tr.model, d, Xs),
-                        }
-                    )
-            traces.append(
-                [
+                except FloatingPointError as exc:
+                    why = str(exc)
+                    points.append(_diverged_point(bps, beta, lf, lr, ep, width, why))
+                    continue
+                points.append(
                     {
-                        "epoch": h.get("epoch"),
-                        "seconds": h.get("seconds"),
-                        "objective": h.get("objective"),
-                        "train_acc": h.get("train_acc"),
-                        "val_acc": h.get("test_acc"),
+                        "beta_per_sample": bps,
+                        "beta": beta,
+                        "lr_factor": lf,
+                        "lr": lr,
+                        "epochs": ep,
+                        "training_status": "ok",
+                        "objective": float(tr.final_objective),
+                        "seconds": float(tr.seconds),
+                        "width": width,
+                        **_sgd_point(tr.model, d, Xs),
                     }
-                    for h in tr.history
-                ]
-            )
+                )
+        traces.append(_trace(tr))
     return points, traces
