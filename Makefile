@@ -56,12 +56,13 @@ format: venv-test
 	$(VENV)/bin/snakefmt .
 
 # The report covers every table that exists, so a failed download (CIFAR offline) does not block it.
+# Its targets come before SMK_ARGS: `--configfile` takes every word after it as a file.
 reproduce: venv fashion-mnist
 	@status=0; $(VENV)/bin/snakemake --cores $(CORES) --keep-going $(SMK_ARGS) || { status=$$?; \
 	  echo "Some jobs failed (see results/logs/); everything independent of them was produced."; }; \
 	targets=$$(for r in $$($(VENV)/bin/snakemake --list-rules $(SMK_ARGS) 2>/dev/null | grep '^figures_'); do \
 	  [ -f results/tables/$${r#figures_}.csv ] && echo $$r; done; [ -f figures/claims.md ] && echo claims_scoreboard); \
-	$(VENV)/bin/snakemake --report report.html $(SMK_ARGS) $$targets; exit $$status
+	$(VENV)/bin/snakemake $$targets --report report.html $(SMK_ARGS); exit $$status
 
 # Fashion-MNIST (the full-scale offline real dataset) comes from Debian's dataset-fashion-mnist package.
 # System packages are never installed silently: on a terminal we ask first; otherwise (CI, a pipe) we

@@ -51,3 +51,39 @@ def test_missing_fashion_mnist_without_a_terminal_prints_the_command_and_install
     assert proc.returncode == 0, proc.stderr
     assert "apt-get install dataset-fashion-mnist" in proc.stdout and "continuing without it" in proc.stdout
     assert not calls.exists(), calls.read_text()
+
+
+def test_reproduce_passes_the_report_targets_with_a_configfile_in_smk_args(tmp_path: Path) -> None:
+    """SMK_ARGS="--configfile X" and the report's figure targets reach snakemake as files and targets.
+
+    A stand-in snakemake records its arguments and, like the real one, fails when a --configfile
+    value is not a file (it takes every word after the option).
+    """
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".installed").touch()
+    log = tmp_path / "calls"
+    fake = venv / "bin" / "snakemake"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {log}\n'
+        'case "$*" in *--list-rules*) echo figures_zz_makefile_test; exit 0;; esac\n'
+        'seen=0; for a in "$@"; do\n'
+        '  if [ "$seen" = 1 ]; then case "$a" in -*) seen=0;;\n'
+        '    *) [ -f "$a" ] || { echo "no $a" >&2; exit 7; };; esac; fi\n'
+        '  [ "$a" = --configfile ] && seen=1\n'
+        "done\nexit 0\n"
+    )
+    fake.chmod(0o755)
+    table = REPO / "results" / "tables" / "zz_makefile_test.csv"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_text("x\n")
+    try:
+        proc = make(
+            "reproduce", f"VENV={venv}", f"FMNIST={tmp_path / 'absent'}", "SMK_ARGS=--configfile config/ci.yaml"
+        )
+    finally:
+        table.unlink()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = next(line for line in log.read_text().splitlines() if "--report" in line)
+    assert report.startswith("figures_zz_makefile_test --report report.html --configfile config/ci.yaml"), report
