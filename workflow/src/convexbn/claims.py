@@ -60,6 +60,7 @@ SELECTED_BY_COLUMNS: tuple[str, ...] = ("beta_selected_by", "selected_by")
 #: The tuned settings of each compared method whose place in its grid is checked: a choice at an end
 #: of its grid says a wider grid might choose better, so the comparison is not yet a finding.
 EDGE_KEYS: dict[str, tuple[str, ...]] = {"sgd": ("beta_per_sample", "lr_factor", "epochs"), "convex": ("beta_ratio",)}
+#: How the scoreboard names each checked setting.
 EDGE_LABELS: dict[str, str] = {
     "beta_per_sample": "β per sample",
     "lr_factor": "lr factor",
