@@ -169,23 +169,10 @@ def _train_resumable(ckpt: str, **kw: Any) -> Any:
         return train(**kw, checkpoint=ckpt)
 
 
-def _diverged_point(bps: float, beta: float, lf: float, lr: float, ep: int, width: int, why: str) -> dict[str, Any]:
+def _diverged_point(setting: dict[str, Any], why: str) -> dict[str, Any]:
     """A grid point whose training diverged: recorded with its reason, never a candidate of the selection."""
-    return {
-        "beta_per_sample": bps,
-        "beta": beta,
-        "lr_factor": lf,
-        "lr": lr,
-        "epochs": ep,
-        "training_status": "diverged",
-        "training_error": why,
-        "objective": None,
-        "seconds": None,
-        "width": width,
-        "train_acc": None,
-        "val_acc": None,
-        "test_acc": None,
-    }
+    empty = dict.fromkeys(("objective", "seconds", "train_acc", "val_acc", "test_acc"))
+    return {**setting, "training_status": "diverged", "training_error": why, **empty}
 
 
 def _trace(tr: Any) -> list[dict[str, Any]]:
@@ -224,8 +211,16 @@ def sgd_grid(
                 else f"{str(checkpoint).removesuffix('.pt')}_b{bps:g}_lr{lf:g}.pt"
             )
             for ep in sorted(int(e) for e in s["epochs"]):
+                setting = {
+                    "beta_per_sample": bps,
+                    "beta": beta,
+                    "lr_factor": lf,
+                    "lr": lr,
+                    "epochs": ep,
+                    "width": width,
+                }
                 if why:
-                    points.append(_diverged_point(bps, beta, lf, lr, ep, width, why))
+                    points.append(_diverged_point(setting, why))
                     continue
                 try:
                     tr = _train_resumable(
@@ -247,19 +242,14 @@ def sgd_grid(
                     )
                 except FloatingPointError as exc:
                     why = str(exc)
-                    points.append(_diverged_point(bps, beta, lf, lr, ep, width, why))
+                    points.append(_diverged_point(setting, why))
                     continue
                 points.append(
                     {
-                        "beta_per_sample": bps,
-                        "beta": beta,
-                        "lr_factor": lf,
-                        "lr": lr,
-                        "epochs": ep,
+                        **setting,
                         "training_status": "ok",
                         "objective": float(tr.final_objective),
                         "seconds": float(tr.seconds),
-                        "width": width,
                         **_sgd_point(tr.model, d, Xs),
                     }
                 )
