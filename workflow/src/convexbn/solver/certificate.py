@@ -107,32 +107,33 @@ def project_cone(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean projection of w onto {u : G u ≥ 0} via the NNLS dual; returns (projection, μ ≥ 0).
 
-    NNLS is solved on the `first` rows of smallest normalised G w (default 3q), and violated rows are
-    added until the projection is feasible for every row, which makes it exact (KKT of the full cone).
-    Any μ ≥ 0 bounds min_μ ‖w + Gᵀμ‖ from above, so when only that bound matters the first restricted
-    solve is returned as soon as ‖w + Gᵀμ‖ ≤ accept_below.
+    Row generation: NNLS on the `first` rows of smallest normalised G w (default 1.5 q); then each round
+    keeps the rows with μ > 0 and adds the most violated rows (at most max(q/4, 16)), until the projection
+    is feasible for every row, which makes it exact (KKT of the full cone). Dropping rows whose μ is zero
+    keeps each restricted NNLS near the size of the active set; every round adds a violated row, which
+    strictly lowers the restricted optimum, so no set of rows repeats. Any μ ≥ 0 bounds min_μ ‖w + Gᵀμ‖
+    from above, so when only that bound matters a round returns as soon as ‖w + Gᵀμ‖ ≤ accept_below.
     """
     from scipy.optimize import nnls
 
     n, q = G.shape
     rown = np.linalg.norm(G, axis=1) + 1e-300 if rown is None else rown
-    k = min(n, first or 3 * q)
-    gw = G @ w
-    rows = np.argsort(gw / rown)[:k] if k < n else np.arange(n)
-    for _ in range(20):
+    rows = np.argsort(G @ w / rown)[: min(n, first or (3 * q + 1) // 2)]
+    batch = max(q // 4, 16)
+    for _ in range(200):
         mu_r, _ = nnls(G[rows].T, -w, maxiter=50 * len(rows))
         d = w + G[rows].T @ mu_r
-        if float(np.linalg.norm(d)) <= accept_below:
-            mu = np.zeros(n)
-            mu[rows] = mu_r
-            return d, mu
-        bad = np.flatnonzero(G @ d < -1e-12 * rown * max(float(np.linalg.norm(d)), 1e-300))
-        bad = np.setdiff1d(bad, rows)
         mu = np.zeros(n)
         mu[rows] = mu_r
-        if bad.size == 0 or len(rows) == n:
+        nd = float(np.linalg.norm(d))
+        if nd <= accept_below or len(rows) == n:
             return d, mu
-        rows = np.union1d(rows, bad)
+        slack = G @ d / rown
+        slack[rows] = np.inf
+        bad = np.flatnonzero(slack < -1e-12 * max(nd, 1e-300))
+        if bad.size == 0:
+            return d, mu
+        rows = np.union1d(rows[mu_r > 0], bad[np.argsort(slack[bad])[:batch]])
     mu, _ = nnls(G.T, -w, maxiter=50 * n)
     return w + G.T @ mu, mu
 
