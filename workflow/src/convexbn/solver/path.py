@@ -81,14 +81,22 @@ def beta_max(Ut: np.ndarray, Y: np.ndarray, masks: np.ndarray, *, exact: bool = 
 
 
 def safe_screen(
-    Ut: np.ndarray, masks: np.ndarray, lam: np.ndarray, y: np.ndarray, beta: float, primal: float, pg_iters: int = 20
+    Ut: np.ndarray,
+    masks: np.ndarray,
+    lam: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    primal: float,
+    pg_iters: int = 20,
+    bound: np.ndarray | None = None,
 ) -> np.ndarray:
     """Blocks (2, P) of one class proven zero at every optimum for β by the gap-safe sphere (module docstring).
 
     `lam` is the residual y − f of a point whose objective at β is `primal`; it is scaled into the
-    dual-feasible set, the gap gives the radius, and bounds come from batched projected gradient.
+    dual-feasible set, the gap gives the radius, and bounds come from batched projected gradient
+    (or `bound`, the caller's `block_bounds` of the same `lam`).
     """
-    bound = block_bounds(Ut, masks, lam, pg_iters)
+    bound = block_bounds(Ut, masks, lam, pg_iters) if bound is None else bound
     ly, ll = float(lam @ y), float(lam @ lam)
     s = min(max(ly / max(ll, 1e-300), 0.0), beta / max(float(bound.max(initial=0.0)), 1e-300), 1.0)
     dual = s * ly - 0.5 * s * s * ll
@@ -120,7 +128,7 @@ def screen_class(
     lam = y - f
     bound = block_bounds(Ut, masks, lam)
     strong = (bound >= strong_threshold(beta, beta_prev)).any(0) | active
-    safe = safe_screen(Ut, masks, lam, y, beta, 0.5 * float(lam @ lam) + beta * penalty).all(0)
+    safe = safe_screen(Ut, masks, lam, y, beta, 0.5 * float(lam @ lam) + beta * penalty, bound=bound).all(0)
     keep = strong & ~safe
     if not keep.any():  # the restricted solve needs a pattern: the most violating one
         keep[int(np.argmax(bound.max(0)))] = True
