@@ -456,6 +456,37 @@ def test_working_set_stopped_after_a_certified_round_keeps_a_finite_gap(monkeypa
     assert (sol.objective - p_star) / sol.objective <= sol.gap + 1e-12
 
 
+def test_class_slots_split_a_budget_evenly_per_round_of_workers():
+    """Under a budget each class first gets an equal slice (per round of workers side by side); no budget, no slices."""
+    assert ws_mod.class_slots(120.0, 4, 1) == pytest.approx([30.0, 60.0, 90.0, 120.0])
+    assert ws_mod.class_slots(120.0, 5, 2) == pytest.approx([40.0, 40.0, 80.0, 80.0, 120.0])
+    assert ws_mod.class_slots(None, 3, 1) == [None, None, None]
+
+
+def test_a_class_out_of_time_in_its_slice_resumes_with_the_rest_of_the_budget(monkeypatch):
+    """Class 0 stopped in its first slice gets the time the point has left, warm-started, and is certified."""
+    U, Y, M, _ = instance(40, 3, 30, C=2, seed=36)
+    real = ws_mod.solve_dense
+    calls = []
+
+    def first_solve_runs_out(Ut, y, beta, masks, **k):
+        calls.append((0 if np.allclose(y[:, 0], Y[:, 0]) else 1, k))
+        if len(calls) == 1:
+            out = real(Ut, y, beta, masks, **{**k, "max_iter": 1, "polish": False})
+            out.status = "time_limit"
+            return out
+        return real(Ut, y, beta, masks, **k)
+
+    monkeypatch.setattr(ws_mod, "solve_dense", first_solve_runs_out)
+    sol = solve_working_set(U, Y, 0.1, M, tol=1e-8, max_seconds=600.0)
+    budgets = [k["max_seconds"] for _, k in calls]
+    assert calls[0][0] == 0 and budgets[0] <= 300.0  # class 0's first slice: half of the budget
+    assert calls[-1][0] == 0 and budgets[-1] > 300.0  # class 0 again, with what is left of all 600 s
+    assert calls[-1][1]["warm_start"] is not None
+    assert sol.status == "optimal"
+    assert sol.objective == pytest.approx(oracle_c2(U, Y, 0.1, M), rel=1e-6)
+
+
 def test_polish_too_large_for_memory_is_skipped_not_killed(monkeypatch):
     """Above POLISH_MAX_BYTES the polish declines (None) and ADMM goes on: a budget status, no crash."""
     U, Y, M, _ = instance(60, 3, 12, seed=25)

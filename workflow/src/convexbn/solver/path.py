@@ -216,7 +216,21 @@ def solve_path(
                 sol = zero_solution(Ut, Y, P, t0, dev, dt)
             else:
                 sol = _path_point(
-                    Ut, Y, float(beta), masks, prev_u, prev_up, prev_beta, tol, max_seconds, dt, dev, verbose, t0, pool
+                    Ut,
+                    Y,
+                    float(beta),
+                    masks,
+                    prev_u,
+                    prev_up,
+                    prev_beta,
+                    tol,
+                    max_seconds,
+                    dt,
+                    dev,
+                    verbose,
+                    t0,
+                    pool,
+                    workers,
                 )
                 prev_u, prev_up, prev_beta = sol.u, sol.up, float(beta)
             sol.threads = nthreads
@@ -245,6 +259,7 @@ def _path_point(
     verbose: bool,
     t0: float,
     pool: Executor | None = None,
+    workers: int = 1,
 ) -> FastSolution:
     """One path point: screen each class from the previous point, then column generation warm-started on it."""
     sets: list[np.ndarray] = []
@@ -275,6 +290,7 @@ def _path_point(
         start_sets=sets,
         warm=warm,
         pool=pool,
+        workers=min(workers, Y.shape[1]),
     )
     added = [sum(h["entering"] > 0 for h in sol.history if h["class"] == c) for c in range(Y.shape[1])]
     for cnt, a in zip(counts, added):

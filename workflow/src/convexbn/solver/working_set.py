@@ -269,8 +269,7 @@ def class_pool(workers: int, classes: int, device: torch.device) -> Executor | N
     platform allows it, because spawned workers re-import the caller's main script (a script without
     an `if __name__ == "__main__"` guard would run again); held to one thread, a forked worker never
     uses the thread pools it inherits from the parent. Only on CPU: GPU solves keep one process. A
-    time budget bounds the whole point either way (one deadline); one after another, later classes
-    get what earlier ones left, side by side they share it as they run.
+    time budget bounds the whole point either way (one deadline), shared out by `class_slots`.
     """
     k = min(int(workers), int(classes))
     if k <= 1 or device.type != "cpu":
@@ -302,6 +301,47 @@ def _class_job(
     return run, history
 
 
+def class_slots(max_seconds: float | None, classes: int, workers: int) -> list[float | None]:
+    """First-pass budget of each class (seconds from the point's start): equal slices per round of `workers` classes.
+
+    A capped point solves every class within its slice first, so no class is starved by the ones before
+    it; what a class leaves unused moves the next ones' start earlier, and the second pass resumes the
+    classes that ran out of time with whatever remains of the whole budget.
+    """
+    if max_seconds is None:
+        return [None] * classes
+    rounds = math.ceil(classes / workers)
+    return [max_seconds * (c // workers + 1) / rounds for c in range(classes)]
+
+
+def _pass(
+    Ut: np.ndarray,
+    Y: np.ndarray,
+    beta: float,
+    masks: np.ndarray,
+    jobs: list[tuple[int, np.ndarray, Any, WorkingSetOptions]],
+    pool: Executor | None,
+    iters: int,
+) -> tuple[list[tuple[ClassRun, list[dict]]], int]:
+    """solve_class for each (class, patterns, warm, options), in turn or on the pool → ((run, history)s, iterations).
+
+    One after another, the iteration count (and `max_iter`) runs on across classes from `iters`; on the
+    pool each class counts its own and the total is their sum.
+    """
+    out: list[tuple[ClassRun, list[dict]]] = []
+    if pool is None:
+        for c, A, w, o in jobs:
+            hist: list[dict] = []
+            run = solve_class(Ut, Y[:, c], beta, masks, A, w, o, iters, hist, c)
+            iters = run.iterations
+            out.append((run, hist))
+        return out, iters
+    wall_t0 = time.time() - (time.perf_counter() - jobs[0][3].t0) if jobs else time.time()
+    futures = [pool.submit(_class_job, Ut, Y[:, c], beta, masks, A, w, o, c, wall_t0) for c, A, w, o in jobs]
+    out = [f.result() for f in futures]
+    return out, iters + sum(r.iterations for r, _ in out)
+
+
 def _solve_classes(
     Ut: np.ndarray,
     Y: np.ndarray,
@@ -311,29 +351,25 @@ def _solve_classes(
     warm: Sequence[Any] | None,
     opt: WorkingSetOptions,
     pool: Executor | None,
+    workers: int = 1,
 ) -> tuple[list[ClassRun], list[dict], int]:
-    """Every class, in order (one after another, or on the pool): (runs, history, iterations in total)."""
+    """Every class in its budget slice (`class_slots`), then those out of time resumed: (runs, history, iterations)."""
     C = Y.shape[1]
-    runs: list[ClassRun] = []
-    history: list[dict] = []
-    if pool is None:
-        iters = 0
-        for c in range(C):
-            w_c = None if warm is None else warm[c]
-            run = solve_class(Ut, Y[:, c], beta, masks, sets[c], w_c, opt, iters, history, c)
-            iters = run.iterations
-            runs.append(run)
-        return runs, history, iters
-    wall_t0 = time.time() - (time.perf_counter() - opt.t0)
-    futures = [
-        pool.submit(_class_job, Ut, Y[:, c], beta, masks, sets[c], None if warm is None else warm[c], opt, c, wall_t0)
-        for c in range(C)
-    ]
-    for f in futures:
-        run, hist = f.result()
-        runs.append(run)
-        history.extend(hist)
-    return runs, history, sum(r.iterations for r in runs)
+    slots = class_slots(opt.max_seconds, C, workers if pool is not None else 1)
+    first = [(c, sets[c], None if warm is None else warm[c], replace(opt, max_seconds=slots[c])) for c in range(C)]
+    done, iters = _pass(Ut, Y, beta, masks, first, pool, 0)
+    runs = [r for r, _ in done]
+    history = [h for _, hist in done for h in hist]
+    budget_left = opt.max_seconds is not None and time.perf_counter() - opt.t0 < opt.max_seconds
+    again = [c for c in range(C) if runs[c].status == "time_limit"] if budget_left and C > 1 else []
+    if again and (opt.max_iter is None or iters < opt.max_iter):
+        jobs = [(c, runs[c].A, (runs[c].u, runs[c].up), opt) for c in again]
+        resumed, iters = _pass(Ut, Y, beta, masks, jobs, pool, iters)
+        for c, (run, hist) in zip(again, resumed):
+            run.rounds, run.added = run.rounds + runs[c].rounds, run.added + runs[c].added
+            runs[c] = run
+            history.extend(hist)
+    return runs, history, iters
 
 
 def solve_working_set(
@@ -354,12 +390,15 @@ def solve_working_set(
     start_sets: Sequence[np.ndarray] | None = None,
     warm: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None,
     pool: Executor | None = None,
+    workers: int = 1,
 ) -> FastSolution:
     """(C2) by column generation class by class (module docstring), on validated inputs.
 
     `start_sets[c]` (sorted pattern indices) replaces the default initial set of class c and
     `warm[c]` = (u, up) of shape (|start_sets[c]|, q, 1) warm-starts its first dense solve. With a
-    `pool` (`class_pool`) the classes run in its processes; each class's result does not depend on it.
+    `pool` (`class_pool`, `workers` processes) the classes run in its processes; each class's result does
+    not depend on it unless `max_seconds` stops it. Under `max_seconds` every class first gets its slice
+    of the budget (`class_slots`), then the classes that ran out resume with what is left.
     """
     opt = WorkingSetOptions(
         tol=tol,
@@ -375,7 +414,7 @@ def solve_working_set(
         initial_patterns(Ut, masks, Y[:, c], initial) if start_sets is None else np.asarray(start_sets[c])
         for c in range(Y.shape[1])
     ]
-    runs, history, iters = _solve_classes(Ut, Y, beta, masks, sets, warm, opt, pool)
+    runs, history, iters = _solve_classes(Ut, Y, beta, masks, sets, warm, opt, pool, workers)
     out = assemble(Ut, masks, Y, beta, runs, tol)
     return FastSolution(
         u=out["u"],
