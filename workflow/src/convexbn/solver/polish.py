@@ -65,6 +65,7 @@ class FaceState:
     trans: dict[Block, np.ndarray] = field(default_factory=dict)
     fresh: set[Block] = field(default_factory=set)
     mu_last: dict[Block, np.ndarray] = field(default_factory=dict)
+    cols: dict[tuple[Block, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +85,15 @@ def block_columns(masks: np.ndarray, blocks: list[Block]) -> tuple[np.ndarray, n
     sg = np.array([1.0 if b[0] == 0 else -1.0 for b in blocks])
     m = masks[:, idx].astype(float)
     return m * sg, 2.0 * m - 1.0
+
+
+def state_columns(prob: FaceProblem, st: FaceState) -> tuple[np.ndarray, np.ndarray]:
+    """`block_columns` of the current blocks, rebuilt only when the block list changed."""
+    key = tuple(st.blocks)
+    if key not in st.cols:
+        st.cols.clear()
+        st.cols[key] = block_columns(prob.masks, st.blocks)
+    return st.cols[key]
 
 
 def face_value(prob: FaceProblem, blocks: list[Block], w: dict[Block, np.ndarray]) -> tuple[float, np.ndarray]:
@@ -130,7 +140,7 @@ def newton_direction(prob: FaceProblem, st: FaceState) -> NewtonStep | None:
     if polish_bytes(n, q, len(st.blocks), int(sum(dims))) > limits.POLISH_MAX_BYTES:
         return None  # the face Hessian (and F N, n × D) would not fit
     offs = np.cumsum([0] + dims)
-    Fs, _ = block_columns(prob.masks, st.blocks)
+    Fs, _ = state_columns(prob, st)
     H = fit_hessian(prob.Ut, Ns, Fs, dims, st.blocks, st.hcache, st.trans, st.fresh).copy()
     FtR = prob.Ut.T @ (Fs * st.r[:, None])  # (q, k): F_bᵀ r of every block
     grad = np.concatenate([Ns[j].T @ FtR[:, j] for j in range(len(st.blocks))]) if st.blocks else np.zeros(0)
@@ -156,7 +166,7 @@ def ratio_test(
 ) -> tuple[dict[Block, float], dict[Block, int]]:
     """Per block, the largest step ≤ 1 along D keeping rows outside its working set feasible, and the blocking row."""
     k = len(st.blocks)
-    _, Ss = block_columns(prob.masks, st.blocks)
+    _, Ss = state_columns(prob, st)
     Dm = np.stack([D[b] for b in st.blocks], 1)
     GDW = (prob.Ut @ np.hstack([Dm, np.stack([st.w[b] for b in st.blocks], 1)])) * np.hstack([Ss, Ss])
     GD, GW = GDW[:, :k], GDW[:, k:]
@@ -201,12 +211,16 @@ def _line_search(
         for b in alpha:
             alpha[b] = amin
         slope = -amin * ns.dec
+    Wm = np.stack([st.w[b] for b in st.blocks], 1)
+    Dm = np.stack([alpha[b] * ns.D[b] for b in st.blocks], 1)
+    dfit = ((prob.Ut @ Dm) * state_columns(prob, st)[0]).sum(1)  # the fit moves linearly along the direction
     step = 1.0
     while True:
-        wn = {**st.w, **{b: st.w[b] + step * alpha[b] * ns.D[b] for b in st.blocks}}
-        fn, rn = face_value(prob, st.blocks, wn)
+        Wn = Wm + step * Dm
+        rn = st.r + step * dfit
+        fn = 0.5 * float(rn @ rn) + prob.beta * float(np.linalg.norm(Wn, axis=0).sum())
         if fn <= st.fval + 1e-4 * step * slope or step < 1e-12:
-            return step, slope, wn, rn, fn
+            return step, slope, {**st.w, **{b: Wn[:, j] for j, b in enumerate(st.blocks)}}, rn, fn
         step *= 0.5
 
 
@@ -245,7 +259,7 @@ def face_multipliers(prob: FaceProblem, st: FaceState, trace: Trace) -> tuple[di
     n = prob.Ut.shape[0]
     released = False
     mult: dict[Block, np.ndarray] = {}
-    FtR = prob.Ut.T @ (block_columns(prob.masks, st.blocks)[0] * st.r[:, None])  # (q, k) in one GEMM
+    FtR = prob.Ut.T @ (state_columns(prob, st)[0] * st.r[:, None])  # (q, k) in one GEMM
     for jb, b in enumerate(st.blocks):
         rhs = FtR[:, jb] + prob.beta * st.w[b] / float(np.linalg.norm(st.w[b]))
         A = st.act[b]
@@ -366,6 +380,7 @@ def active_set_polish(
                 return None
             if outcome == "continue":
                 continue
+        st.fval, st.r = face_value(prob, st.blocks, st.w)  # exact again after the line searches' updates
         mult, released = face_multipliers(prob, st, trace)
         if released:
             continue
