@@ -273,6 +273,25 @@ def test_active_set_polish_from_rough_admm_point():
     assert cert["dual"] <= p_star * (1 + 1e-9)
 
 
+def test_a_polish_that_stops_descending_gives_up_after_the_stall_rounds(monkeypatch):
+    """Rounds that no longer lower the objective end the polish (None) after STALL_ROUNDS, long before its round cap."""
+    import convexbn.solver.polish as polish_mod
+
+    U, Y, M, _ = instance(60, 3, 20, seed=13)
+    rough = solve_c2_fast(U, Y, 0.2, M, max_iter=40, polish=False)
+    W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
+    steps = []
+
+    def no_progress(prob, st, ns, trace):
+        steps.append(1)
+        return "continue"
+
+    monkeypatch.setattr(polish_mod, "STALL_ROUNDS", 7)
+    monkeypatch.setattr(polish_mod, "face_step", no_progress)
+    assert active_set_polish(U, M, Y[:, 0], 0.2, W, rounds=10_000) is None
+    assert len(steps) == 6
+
+
 def test_conic_fallback_polish_matches_oracle():
     """The fallback polish (direct Clarabel restricted solve + face Newton) reaches the optimum."""
     U, Y, M, _ = instance(40, 3, 12, seed=14)

@@ -28,6 +28,7 @@ from convexbn.solver.certificate import dual_pg, project_cone
 from convexbn.solver.faces import BlockMats, fit_hessian, lstsq, null_basis_qr, polish_bytes, shrink_basis
 
 Block = tuple[int, int]
+STALL_ROUNDS = 500  # rounds without a decrease of the objective after which the polish gives up
 Trace = list[tuple[Any, ...]] | None
 
 
@@ -342,7 +343,7 @@ def active_set_polish(
     beta: float,
     W: np.ndarray,
     act_rel: float = 0.05,
-    rounds: int = 2000,
+    rounds: int = 20000,
     deadline: float = math.inf,
     enter_tol: float = 1e-9,
     mu0: np.ndarray | None = None,
@@ -353,7 +354,10 @@ def active_set_polish(
 
     Returns (W_new (q, 2, P), multipliers (n, 2, P)) of a point optimal for the whole class (every
     zero block priced, module docstring), whose multipliers certify it, or None when the method
-    stops (deadline, memory limit POLISH_MAX_BYTES, or every block vanished). `mu0` (n, 2, P) seeds
+    stops (deadline, memory limit POLISH_MAX_BYTES, every block vanished, `rounds` spent, or no
+    decrease of the objective over STALL_ROUNDS rounds). At small β the faces are found a row or two
+    per round, so a start far from the optimum needs thousands of rounds while still descending;
+    the stall test, not the round count, is what stops a polish that cycles. `mu0` (n, 2, P) seeds
     the pricing multipliers; `trace` (optional list) records the rounds.
     """
     n, q = Ut.shape
@@ -366,9 +370,14 @@ def active_set_polish(
     st = start_faces(prob, W, act_rel)
     if st is None:
         return None
-    for _ in range(rounds):
+    checkpoint = st.fval
+    for k in range(1, rounds + 1):
         if time.perf_counter() > deadline or polish_bytes(n, q, len(st.blocks)) > limits.POLISH_MAX_BYTES:
             return None
+        if k % STALL_ROUNDS == 0:
+            if st.fval > checkpoint - 1e-12 * max(1.0, abs(checkpoint)):
+                return None
+            checkpoint = st.fval
         ns = newton_direction(prob, st)
         if ns is None:
             return None
