@@ -480,6 +480,7 @@ def test_class_slots_split_a_budget_evenly_per_round_of_workers():
     assert ws_mod.class_slots(120.0, 4, 1) == pytest.approx([30.0, 60.0, 90.0, 120.0])
     assert ws_mod.class_slots(120.0, 5, 2) == pytest.approx([40.0, 40.0, 80.0, 80.0, 120.0])
     assert ws_mod.class_slots(None, 3, 1) == [None, None, None]
+    assert ws_mod.class_slots(120.0, 3, 8) == pytest.approx([120.0] * 3)  # more workers than classes: one round
 
 
 def test_a_class_out_of_time_in_its_slice_resumes_with_the_rest_of_the_budget(monkeypatch):

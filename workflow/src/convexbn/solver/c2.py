@@ -78,7 +78,7 @@ def solve_c2_fast(
     )
     with torch_threads(nthreads), blas_threads(nthreads), pool if pool is not None else nullcontext():
         if working_set:
-            sol = solve_working_set(Ut, Y, float(beta), masks, pool=pool, workers=min(workers, C), **common)
+            sol = solve_working_set(Ut, Y, float(beta), masks, pool=pool, workers=workers, **common)
         else:
             sol = solve_dense(Ut, Y, float(beta), masks, warm_start=warm_start, polish=polish, **common)
     sol.threads = nthreads

@@ -290,7 +290,7 @@ def _path_point(
         start_sets=sets,
         warm=warm,
         pool=pool,
-        workers=min(workers, Y.shape[1]),
+        workers=workers,
     )
     added = [sum(h["entering"] > 0 for h in sol.history if h["class"] == c) for c in range(Y.shape[1])]
     for cnt, a in zip(counts, added):
