@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
 from convexbn.experiments.protocol import convex_path
+from convexbn.io import git_revision
 from convexbn.whitening import load_whitening
 
 COLUMNS = [
@@ -62,7 +62,7 @@ def main() -> None:
         "threads": 1,
         "predictor": "network",
     }
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = (git_revision() or "unknown")[:7]
     t0 = time.perf_counter()
     path = convex_path(data, wh, a.k, p, a.arrangements, "cpu")
     with open(a.out, "w", newline="") as fh:
