@@ -65,7 +65,7 @@ def test_schema_is_valid_draft_2020_12_with_descriptions() -> None:
 
 @pytest.mark.parametrize(
     "overlays",
-    [(), ("ci.yaml",), ("ci.yaml", "demo.yaml"), ("digits.yaml",), ("two_core.yaml",), ("cifar10_generated.yaml",)],
+    [(), ("ci.yaml",), ("ci.yaml", "demo.yaml"), ("digits.yaml",), ("full.yaml",), ("cifar10_generated.yaml",)],
 )
 def test_shipped_configs_pass_the_schema(overlays: tuple[str, ...]) -> None:
     """config.yaml alone and with each shipped overlay validates."""
