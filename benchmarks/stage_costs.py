@@ -5,10 +5,10 @@
 
 `--run` is the run's folder (its `results/benchmarks/**.tsv` are Snakemake's `benchmark:` files: wall
 seconds `s` and peak resident memory `max_rss` in MB). Every job the config plans is listed: measured when its
-benchmark file exists, otherwise estimated as the mean of the measured jobs that differ from it only in the
-seed (`_s<seed>` suffix), otherwise "not measured". Convex jobs also show how many path points were certified.
-Prints a Markdown table with totals (job-minutes measured, estimated, and the wall time on `--cores` cores if
-the jobs packed perfectly) and writes the rows to --out.
+benchmark file exists, otherwise estimated as the mean of the measured jobs with the same id apart from the
+seed suffix `_s<seed>` (in any experiment), otherwise "not measured". Convex jobs also show how many path
+points were certified. Prints a Markdown table with totals (job-minutes measured, estimated, and the wall time
+on `--cores` cores if the jobs packed perfectly) and writes the rows to --out.
 """
 
 from __future__ import annotations
@@ -162,6 +162,10 @@ def main() -> int:
     a = ap.parse_args()
     if not (a.run / "results" / "benchmarks").is_dir():
         print(f"error: {a.run}/results/benchmarks does not exist; give the folder a pipeline ran in", file=sys.stderr)
+        return 2
+    bad = [f for f in a.configfile if not (REPO / f).is_file()]
+    if bad:
+        print(f"error: config file(s) {bad} not found under {REPO}; give paths like config/ci.yaml", file=sys.stderr)
         return 2
     rows = rows_of(a.run, merged_config(a.configfile))
     with open(a.out, "w", newline="") as fh:
