@@ -24,34 +24,29 @@ from typing import Any
 
 import yaml
 
+from convexbn.results_md import benchmark_stats
+
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["stage", "name", "source", "seconds", "max_rss_mb", "certified_points", "status"]
 
 
 def merged_config(files: list[str]) -> dict[str, Any]:
-    """config/config.yaml with the given overlays merged the way Snakemake merges them, schema defaults filled."""
-    from snakemake.utils import validate
-
-    def merge(a: dict[str, Any], b: dict[str, Any]) -> None:
-        for k, v in b.items():
-            if isinstance(v, dict) and isinstance(a.get(k), dict):
-                merge(a[k], v)
-            else:
-                a[k] = v
+    """config/config.yaml with the given overlays merged by Snakemake's own rule, schema defaults filled."""
+    from snakemake.utils import update_config, validate
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     for f in files:
-        merge(cfg, yaml.safe_load((REPO / f).read_text()))
+        update_config(cfg, yaml.safe_load((REPO / f).read_text()))
     validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return cfg
 
 
 def read_benchmark(path: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of a Snakemake benchmark file (the last repetition)."""
-    lines = path.read_text().splitlines()
-    row = dict(zip(lines[0].split("\t"), lines[-1].split("\t")))
-    rss = row.get("max_rss", "NA")
-    return float(row["s"]), (float(rss) if rss not in ("NA", "-") else float("nan"))
+    """(wall seconds, peak RSS in MB) of one Snakemake benchmark file, as RESULTS.md reads them."""
+    stats = benchmark_stats([str(path)])
+    if stats is None:
+        return float("nan"), float("nan")
+    return stats["seconds"], stats["max_rss_mb"]
 
 
 def convex_summary(job_json: Path) -> tuple[str, str]:
