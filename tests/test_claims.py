@@ -401,6 +401,32 @@ def test_results_md_helpers(tmp_path: Path) -> None:
     assert set(R.local_machine()) == {"cpu_model", "cores", "memory", "gpu"}
 
 
+def test_results_md_stage_times_sum_each_stage_and_count_missing_steps(tmp_path: Path) -> None:
+    """Per stage: steps with a file over steps planned, summed and longest minutes, largest peak; a total row."""
+    for name, secs, rss in (("p0", 60.0, 100.0), ("p1", 120.0, 400.0), ("j0", 600.0, 2000.0)):
+        (tmp_path / f"{name}.tsv").write_text(f"s\th:m:s\tmax_rss\n{secs}\t0:00:01\t{rss}\n")
+    f = lambda n: str(tmp_path / f"{n}.tsv")  # noqa: E731
+    stages = {"prepare": [f("p0"), f("p1"), f("p0")], "main_comparison": [f("j0"), f("j1")], "fetch": [f("x")]}
+    t = R.stage_times(stages)
+    assert t.iloc[0].tolist() == ["prepare", "2 / 2", "3.0", "2.0", "400"]  # the repeated file counts once
+    assert t.iloc[1].tolist() == ["main_comparison", "1 / 2", "10.0", "10.0", "2000"]
+    assert t.iloc[2].tolist() == ["fetch", "0 / 1", "n/a", "n/a", "n/a"]
+    assert t.iloc[3].tolist() == ["**total**", "3 / 5", "13.0", "", "2000"]
+    text = R.render(
+        scoreboard_md="",
+        missing={},
+        tables={},
+        bench={},
+        stages=t,
+        docs=[],
+        configfiles=["config/config.yaml"],
+        commit="abc",
+        machine={},
+        now=datetime(2026, 1, 3, tzinfo=timezone.utc),
+    )
+    assert "## Compute time and memory per stage" in text and "| main_comparison | 1 / 2 | 10.0 | 10.0 | 2000 |" in text
+
+
 def test_results_md_times_count_the_jobs_behind_a_combined_row() -> None:
     """A summary row that combines per-k jobs (grid_jobs) counts as that many jobs; other rows as one each."""
     main = pd.DataFrame(
@@ -432,6 +458,10 @@ def test_ci_config_writes_the_scoreboard_and_results_md(tmp_path: Path) -> None:
     results = (wf / "RESULTS.md").read_text()
     assert results.startswith("# RESULTS of `config/config.yaml + config/ci.yaml`")
     assert "| cifar10 | GENERATED (synthetic) |" in results and "## Claims scoreboard" in results
+    stage_rows = {ln.split(" | ")[0][2:]: ln.split(" | ")[1] for ln in results.splitlines() if ln.startswith("| ")}
+    for stage in ("fetch", "prepare", "whiten", "main_comparison", "aggregate", "claims"):
+        found, planned = map(int, stage_rows[stage].split(" / "))
+        assert found == planned > 0, (stage, stage_rows[stage])  # every step this run made has its benchmark file
 
     # the same run without any CIFAR archive: the scoreboard is rewritten with CIFAR 'not run'
     shutil.rmtree(wf / "results" / "raw")
@@ -490,9 +520,10 @@ def test_convex_vs_sgd_reads_the_validated_choices_of_the_grid_jobs() -> None:
 
 
 def test_a_choice_at_an_end_of_its_grid_is_not_a_finding() -> None:
-    """Chosen inside every grid: the comparison holds; SGD's choice at its grid's smallest β: not tested fairly."""
+    """Chosen inside every grid: the comparison holds; SGD's choice at its grid's smallest β: not tested fairly;
+    β = 0 (no weight decay) at the lower end is inside, since β cannot go below it."""
 
-    def board(sgd_beta: float) -> dict[str, Any]:
+    def board(sgd_beta: float, betas: tuple[float, ...] = (1e-5, 1e-4, 1e-3)) -> dict[str, Any]:
         summary = [
             {
                 "method": m,
@@ -520,7 +551,7 @@ def test_a_choice_at_an_end_of_its_grid_is_not_a_finding() -> None:
         ] + [
             {"record": "grid", "method": "sgd", "seed": s, "beta_per_sample": b, "lr_factor": f, "epochs": e}
             for s in range(2)
-            for b in (1e-5, 1e-4, 1e-3)
+            for b in betas
             for f in (1.0, 2.0, 5.0)
             for e in (8, 15, 30)
         ]
@@ -532,3 +563,6 @@ def test_a_choice_at_an_end_of_its_grid_is_not_a_finding() -> None:
     assert edge["verdict"] == C.UNFAIR, edge
     assert "SGD β per sample at the grid's smallest value 1e-05 (2/2 seeds)" in edge["validated"]
     assert "an end of its grid" in edge["note"] and "convex" not in edge["validated"].split("grid end")[1]
+    zero = board(0.0, (0.0, 1e-5, 1e-4))
+    assert zero["verdict"] == C.HOLDS and "grid end" not in zero["validated"], zero
+    assert board(1e-4, (0.0, 1e-5, 1e-4))["verdict"] == C.UNFAIR  # the upper end still counts

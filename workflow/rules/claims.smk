@@ -61,6 +61,7 @@ rule results_md:
     params:
         missing=claims_missing(),
         benchmarks=claims_benchmarks(),
+        stages=stage_benchmarks(),
         configfiles_key=CONFIGFILES_KEY,
     message:
         "Writing RESULTS.md"

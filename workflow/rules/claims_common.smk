@@ -48,6 +48,29 @@ def claims_benchmarks():
     }
 
 
+def stage_benchmarks():
+    """{stage: Snakemake benchmark files of every step RESULTS.md depends on}, from the archive to the scoreboard."""
+    jobs = [(TABLES[t].experiment, j) for t in claims_tables() for j in TABLES[t].jobs]
+    stems = list(dict.fromkeys(GRID.data_stem(j, ds) for _, j in jobs for ds in j.datasets))
+    kinds = list(dict.fromkeys(config["datasets"][s.split("/")[0]]["kind"] for s in stems))
+    fetch = [
+        f"results/benchmarks/fetch/{step}_{kind}.tsv"
+        for kind in kinds
+        if kind in CIFAR
+        for step in (("synthesize", "fetch") if synthetic_cfg(kind) else ("fetch",))
+    ]
+    out = {
+        "fetch": fetch,
+        "prepare": [f"results/benchmarks/prepare/{s.replace('/', '_')}.tsv" for s in stems],
+        "whiten": [f"results/benchmarks/whiten/{s.replace('/', '_')}.tsv" for s in stems],
+    }
+    for exp, j in jobs:
+        out.setdefault(exp, []).append(f"results/benchmarks/{exp}/{j.id}.tsv")
+    out["aggregate"] = [f"results/benchmarks/aggregate/{t}.tsv" for t in claims_tables()]
+    out["claims"] = ["results/benchmarks/claims/scoreboard.tsv"]
+    return {stage: files for stage, files in out.items() if files}
+
+
 def config_files():
     """Config files in merge order (the Snakefile's default, then each --configfile), relative when inside."""
     overlays = [str(c) for c in workflow.overwrite_configfiles]

@@ -20,6 +20,7 @@ def main(log) -> None:
         missing=dict(snakemake.params.missing),
         tables=tables,
         bench=bench,
+        stages=R.stage_times(dict(snakemake.params.stages)),
         docs=[read_json(p) for p in snakemake.input.jobs],
         configfiles=list(snakemake.config.get(snakemake.params.configfiles_key, [])),
         commit=R.git_state(),

@@ -381,7 +381,8 @@ def grid_edges(table: pd.DataFrame, chosen: pd.DataFrame, keys: Sequence[str]) -
     """'<setting> at the grid's smallest|largest value v (m/n seeds)' for each chosen setting at an end of its grid.
 
     The grid of a chosen row is every grid row of its method and seed (every k, diverged trainings
-    included); a setting with fewer than two values in that grid has no ends.
+    included); a setting with fewer than two values in that grid has no ends. A choice of 0 at the lower
+    end (no weight decay) is inside: every checked setting is non-negative, so no grid can reach below it.
     """
     grid = table[table["record"] == "grid"] if "record" in table.columns else table.iloc[0:0]
     gseeds, gmethods = seeds(grid), text_col(grid, "method")
@@ -392,7 +393,7 @@ def grid_edges(table: pd.DataFrame, chosen: pd.DataFrame, keys: Sequence[str]) -
             values, v = col(g, key).dropna(), pd.to_numeric(r.get(key), errors="coerce")
             if values.nunique() < 2 or pd.isna(v):
                 continue
-            end = "smallest" if v <= values.min() else "largest" if v >= values.max() else ""
+            end = "smallest" if v <= values.min() and v != 0 else "largest" if v >= values.max() else ""
             if end:
                 counts[(key, end, float(v))] = counts.get((key, end, float(v)), 0) + 1
     n = len(chosen)

@@ -147,6 +147,48 @@ def compute_times(tables: Mapping[str, pd.DataFrame], bench: Mapping[str, dict[s
     return pd.DataFrame(rows, columns=list(TIME_COLUMNS))
 
 
+STAGE_COLUMNS = (
+    "stage",
+    "steps (measured / planned)",
+    "wall time (min, sum)",
+    "longest step (min)",
+    "largest peak memory (MB)",
+)
+
+
+def stage_times(stages: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Per pipeline stage: steps with a benchmark file, summed and longest wall minutes, largest peak memory."""
+    rows, total = [], {"found": 0, "planned": 0, "wall": 0.0, "rss": 0.0}
+    for stage, paths in stages.items():
+        per_step = [st for p in dict.fromkeys(paths) if (st := benchmark_stats([p])) is not None]
+        secs = sum(st["seconds"] for st in per_step)
+        rss = max((st["max_rss_mb"] for st in per_step), default=0.0)
+        total["found"] += len(per_step)
+        total["planned"] += len(dict.fromkeys(paths))
+        total["wall"] += secs
+        total["rss"] = max(total["rss"], rss)
+        longest = max((st["seconds"] for st in per_step), default=None)
+        rows.append(
+            (
+                stage,
+                f"{len(per_step)} / {len(dict.fromkeys(paths))}",
+                f"{secs / 60:.1f}" if per_step else "n/a",
+                "n/a" if longest is None else f"{longest / 60:.1f}",
+                f"{rss:.0f}" if per_step else "n/a",
+            )
+        )
+    rows.append(
+        (
+            "**total**",
+            f"{total['found']} / {total['planned']}",
+            f"{total['wall'] / 60:.1f}",
+            "",
+            f"{total['rss']:.0f}",
+        )
+    )
+    return pd.DataFrame(rows, columns=list(STAGE_COLUMNS))
+
+
 def dataset_kinds(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Every dataset in the tables with whether it is real or generated, and the tables using it."""
     seen: dict[str, dict[str, Any]] = {}
@@ -257,6 +299,7 @@ def render(
     missing: Mapping[str, str],
     tables: Mapping[str, pd.DataFrame],
     bench: Mapping[str, float | None],
+    stages: pd.DataFrame | None = None,
     docs: Sequence[Mapping[str, Any]],
     configfiles: Sequence[str],
     commit: str,
@@ -307,6 +350,21 @@ def render(
         "Job time is the sum of the jobs' own `wall_seconds`; rule wall time sums the Snakemake "
         "`benchmark:` files of the same jobs (each includes start-up).",
         "",
+    ]
+    if stages is not None:
+        out += [
+            "## Compute time and memory per stage",
+            "",
+            md_table(stages),
+            "",
+            "Every step of the run before this file, from its Snakemake `benchmark:` file (wall seconds and peak "
+            "resident memory of the step's process tree): archive fetch or generation, dataset preparation, "
+            "whitening, the jobs of each experiment, aggregation and the scoreboard. A planned step without a "
+            "file was not run by this invocation's pipeline (or ran before benchmark files were kept). "
+            "The figure rules run beside this file and are not listed.",
+            "",
+        ]
+    out += [
         "## Experiment tables",
         "",
         "One row per job (`results/tables/<table>.csv`, summary rows; accuracies are fractions). The figures "
