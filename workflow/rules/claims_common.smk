@@ -52,7 +52,7 @@ def stage_benchmarks():
     """{stage: Snakemake benchmark files of every step RESULTS.md depends on}, from the archive to the scoreboard."""
     jobs = [(TABLES[t].experiment, j) for t in claims_tables() for j in TABLES[t].jobs]
     stems = list(dict.fromkeys(GRID.data_stem(j, ds) for _, j in jobs for ds in j.datasets))
-    kinds = list(dict.fromkeys(config["datasets"][s.split("/")[0]]["kind"] for s in stems))
+    kinds = list(dict.fromkeys(config["datasets"][Path(s).parts[0]]["kind"] for s in stems))
     fetch = [
         f"results/benchmarks/fetch/{step}_{kind}.tsv"
         for kind in kinds
@@ -61,8 +61,8 @@ def stage_benchmarks():
     ]
     out = {
         "fetch": fetch,
-        "prepare": [f"results/benchmarks/prepare/{s.replace('/', '_')}.tsv" for s in stems],
-        "whiten": [f"results/benchmarks/whiten/{s.replace('/', '_')}.tsv" for s in stems],
+        "prepare": [f"results/benchmarks/prepare/{'_'.join(Path(s).parts)}.tsv" for s in stems],
+        "whiten": [f"results/benchmarks/whiten/{'_'.join(Path(s).parts)}.tsv" for s in stems],
     }
     for exp, j in jobs:
         out.setdefault(exp, []).append(f"results/benchmarks/{exp}/{j.id}.tsv")
