@@ -360,8 +360,7 @@ def render(
             "Every step of the run before this file, from its Snakemake `benchmark:` file (wall seconds and peak "
             "resident memory of the step's process tree): archive fetch or generation, dataset preparation, "
             "whitening, the jobs of each experiment, aggregation and the scoreboard. A planned step without a "
-            "file was not run by this invocation's pipeline (or ran before benchmark files were kept). "
-            "The figure rules run beside this file and are not listed.",
+            "file has not run in this results folder. The figure rules run beside this file and are not listed.",
             "",
         ]
     out += [
