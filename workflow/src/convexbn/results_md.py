@@ -174,7 +174,7 @@ def stage_times(stages: Mapping[str, Sequence[str]]) -> pd.DataFrame:
                 f"{len(per_step)} / {len(dict.fromkeys(paths))}",
                 f"{secs / 60:.1f}" if per_step else "n/a",
                 "n/a" if longest is None else f"{longest / 60:.1f}",
-                f"{rss:.0f}" if rss > 0 else "n/a",  # a step too short for Snakemake to sample has none
+                f"{rss:.0f}" if rss >= 1 else "n/a",  # a step too short for Snakemake to sample shows ~0 MB
             )
         )
     rows.append(
