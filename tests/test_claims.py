@@ -366,6 +366,8 @@ def test_results_md_render_states_config_commit_machine_and_generated_data() -> 
                 "host": "box",
                 "cpu_count": 2,
                 "gpu": "H200",
+                "cpu_model": "Xeon Gold",
+                "memory_gib": 16.0,
                 "created": "2026-01-02T00:00:00+00:00",
             },
         },
@@ -384,6 +386,7 @@ def test_results_md_render_states_config_commit_machine_and_generated_data() -> 
     assert text.startswith("# RESULTS of `config/config.yaml + config/ci.yaml`")
     assert "0123abc (dirty" in text and "`abc`, `def`" in text and "more than one commit" in text
     assert "GPU H200" in text and "device cpu, cuda" in text and "Xeon" in text
+    assert "CPU model Xeon Gold" in text and "memory (GiB) 16.0" in text
     assert "| cifar10 | GENERATED (synthetic) | main_comparison_cifar10 |" in text
     assert "| equivalence | 3 | 3.0 | 1.5 | 512 |" in text  # 3 jobs × 60 s of job time, 90 s of benchmark wall time
     assert "| **total** | 15 | 9.0 | 1.5 | 512 |" in text  # + 12 cifar10 jobs × 30 s
@@ -399,6 +402,18 @@ def test_results_md_helpers(tmp_path: Path) -> None:
     assert R.benchmark_stats([str(tmp_path / "c.tsv")]) is None
     assert R.git_state(tmp_path) == "unknown"
     assert set(R.local_machine()) == {"cpu_model", "cores", "memory", "gpu"}
+
+
+def test_job_provenance_records_the_machine_that_results_md_reports() -> None:
+    """Every result's provenance names the CPU model, cores, memory and GPU (None where unknown)."""
+    from convexbn.io import provenance
+
+    prov = provenance(seed=0, device="cpu")
+    assert {"host", "cpu_model", "cpu_count", "memory_gib", "gpu"} <= set(prov)
+    assert prov["cpu_count"] >= 1 and (prov["memory_gib"] is None or prov["memory_gib"] > 0)
+    facts = R.provenance_facts([{"provenance": prov}])
+    assert facts["cpu_model"] == ([str(prov["cpu_model"])] if prov["cpu_model"] else [])
+    assert facts["memory_gib"] == ([str(prov["memory_gib"])] if prov["memory_gib"] else [])
 
 
 def test_results_md_stage_times_sum_each_stage_and_count_missing_steps(tmp_path: Path) -> None:

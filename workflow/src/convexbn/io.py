@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import platform
@@ -211,6 +212,45 @@ def git_revision(cwd: str | os.PathLike | None = None) -> str | None:
         return None
 
 
+def _proc_value(path: str, key: str) -> str | None:
+    """The value of the first 'key: value' line of a /proc file, or None."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.split(":")[0].strip() == key:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def machine_facts() -> dict[str, Any]:
+    """CPU model, logical cores, memory (GiB) and GPUs of this machine (Linux /proc, nvidia-smi; None where unknown).
+
+    Cached: the machine does not change within a process, and nvidia-smi takes a moment on GPU hosts.
+    """
+    mem = _proc_value("/proc/meminfo", "MemTotal")
+    gpu = None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            gpu = "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "cpu_model": _proc_value("/proc/cpuinfo", "model name") or platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "memory_gib": round(int(mem.split()[0]) / 2**20, 1) if mem else None,
+        "gpu": gpu,
+    }
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the numerical packages that shape results."""
     out: dict[str, str] = {"python": platform.python_version()}
@@ -238,6 +278,6 @@ def provenance(
         "versions": package_versions(),
         "git": git_revision(Path(__file__).resolve().parent),
         "host": platform.node(),
-        "cpu_count": os.cpu_count(),
+        **machine_facts(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -8,7 +8,6 @@ rendered by the pure function `render`.
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -18,9 +17,10 @@ from typing import Any
 import pandas as pd
 
 from convexbn.claims import summary, text_col
+from convexbn.io import machine_facts
 
 #: Provenance keys describing the machine, when a job JSON records them.
-MACHINE_KEYS: tuple[str, ...] = ("host", "cpu_model", "cpu_count", "memory_gb", "gpu", "device")
+MACHINE_KEYS: tuple[str, ...] = ("host", "cpu_model", "cpu_count", "memory_gib", "gpu", "device")
 
 
 def git_state(cwd: str | os.PathLike | None = None) -> str:
@@ -43,38 +43,14 @@ def git_state(cwd: str | os.PathLike | None = None) -> str:
     return head.stdout.strip() + flag
 
 
-def _proc_value(path: str, key: str) -> str | None:
-    """The value of the first 'key: value' line of a /proc file, or None."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.split(":")[0].strip() == key:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
-
-
 def local_machine() -> dict[str, str]:
-    """CPU model, cores, memory and GPU of the machine running this (Linux /proc; 'unknown' elsewhere)."""
-    mem = _proc_value("/proc/meminfo", "MemTotal")
-    gpu = "none found"
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            gpu = "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
+    """CPU model, cores, memory and GPU of the machine running this, as text ('unknown' where not found)."""
+    m = machine_facts()
     return {
-        "cpu_model": _proc_value("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
-        "cores": str(os.cpu_count() or "unknown"),
-        "memory": f"{int(mem.split()[0]) / 2**20:.1f} GiB" if mem else "unknown",
-        "gpu": gpu,
+        "cpu_model": m["cpu_model"] or "unknown",
+        "cores": str(m["cpu_count"] or "unknown"),
+        "memory": f"{m['memory_gib']} GiB" if m["memory_gib"] else "unknown",
+        "gpu": m["gpu"] or "none found",
     }
 
 
@@ -325,7 +301,7 @@ def render(
         f"- **Machine (jobs' provenance):** host {_facts_line(prov['host'])}; "
         f"cores {_facts_line(prov['cpu_count'])}; "
         f"device {_facts_line(prov['device'])}; CPU model {_facts_line(prov['cpu_model'])}; "
-        f"memory {_facts_line(prov['memory_gb'])}; GPU {_facts_line(prov['gpu'])}",
+        f"memory (GiB) {_facts_line(prov['memory_gib'])}; GPU {_facts_line(prov['gpu'])}",
         f"- **Machine rendering this file:** {machine.get('cpu_model', 'unknown')}, {machine.get('cores', '?')} "
         f"cores, {machine.get('memory', 'unknown')} memory, GPU: {machine.get('gpu', 'unknown')}",
         "",
