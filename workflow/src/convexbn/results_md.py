@@ -136,18 +136,19 @@ def stage_times(stages: Mapping[str, Sequence[str]]) -> pd.DataFrame:
     """Per pipeline stage: steps with a benchmark file, summed and longest wall minutes, largest peak memory."""
     rows, total = [], {"found": 0, "planned": 0, "wall": 0.0, "rss": 0.0}
     for stage, paths in stages.items():
-        per_step = [st for p in dict.fromkeys(paths) if (st := benchmark_stats([p])) is not None]
+        planned = list(dict.fromkeys(paths))  # a step listed twice is one step
+        per_step = [st for p in planned if (st := benchmark_stats([p])) is not None]
         secs = sum(st["seconds"] for st in per_step)
         rss = max((st["max_rss_mb"] for st in per_step), default=0.0)
         total["found"] += len(per_step)
-        total["planned"] += len(dict.fromkeys(paths))
+        total["planned"] += len(planned)
         total["wall"] += secs
         total["rss"] = max(total["rss"], rss)
         longest = max((st["seconds"] for st in per_step), default=None)
         rows.append(
             (
                 stage,
-                f"{len(per_step)} / {len(dict.fromkeys(paths))}",
+                f"{len(per_step)} / {len(planned)}",
                 f"{secs / 60:.1f}" if per_step else "n/a",
                 "n/a" if longest is None else f"{longest / 60:.1f}",
                 f"{rss:.0f}" if rss >= 1 else "n/a",  # a step too short for Snakemake to sample shows ~0 MB
