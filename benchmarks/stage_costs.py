@@ -7,8 +7,9 @@
 seconds `s` and peak resident memory `max_rss` in MB). Every job the config plans is listed: measured when its
 benchmark file exists, otherwise estimated as the mean of the measured jobs with the same id apart from the
 seed suffix `_s<seed>` (in any experiment), otherwise "not measured". Convex jobs also show how many path
-points were certified. Prints a Markdown table with totals (job-minutes measured, estimated, and the wall time
-on `--cores` cores if the jobs packed perfectly) and writes the rows to --out.
+points were certified. (A finished run's RESULTS.md sums the same files per stage; this script adds one row
+per job and the estimates an unfinished run needs.) Prints a Markdown table with totals (job-minutes measured,
+estimated, and the wall time on `--cores` cores if the jobs packed perfectly) and writes the rows to --out.
 """
 
 from __future__ import annotations

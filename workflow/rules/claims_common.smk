@@ -50,8 +50,8 @@ def claims_benchmarks():
 
 def stage_benchmarks():
     """{stage: Snakemake benchmark files of every step RESULTS.md depends on}, from the archive to the scoreboard."""
-    jobs = [(TABLES[t].experiment, j) for t in claims_tables() for j in TABLES[t].jobs]
-    stems = list(dict.fromkeys(GRID.data_stem(j, ds) for _, j in jobs for ds in j.datasets))
+    jobs = [j for t in claims_tables() for j in TABLES[t].jobs]
+    stems = list(dict.fromkeys(GRID.data_stem(j, ds) for j in jobs for ds in j.datasets))
     kinds = list(dict.fromkeys(config["datasets"][Path(s).parts[0]]["kind"] for s in stems))
     fetch = [
         f"results/benchmarks/fetch/{step}_{kind}.tsv"
@@ -64,8 +64,8 @@ def stage_benchmarks():
         "prepare": [f"results/benchmarks/prepare/{'_'.join(Path(s).parts)}.tsv" for s in stems],
         "whiten": [f"results/benchmarks/whiten/{'_'.join(Path(s).parts)}.tsv" for s in stems],
     }
-    for exp, j in jobs:
-        out.setdefault(exp, []).append(f"results/benchmarks/{exp}/{j.id}.tsv")
+    for t, files in claims_benchmarks().items():
+        out.setdefault(TABLES[t].experiment, []).extend(files)
     out["aggregate"] = [f"results/benchmarks/aggregate/{t}.tsv" for t in claims_tables()]
     out["claims"] = ["results/benchmarks/claims/scoreboard.tsv"]
     return {stage: files for stage, files in out.items() if files}
