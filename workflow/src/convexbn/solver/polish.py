@@ -186,6 +186,52 @@ def ratio_test(
     return alpha, hit
 
 
+def block_slopes(st: FaceState, ns: NewtonStep) -> dict[Block, float]:
+    """p_b = g_bᵀ D_b: each block's share of the directional derivative (they sum to −decrement)."""
+    return {
+        b: float(ns.grad[ns.offs[j] : ns.offs[j + 1]] @ ns.dz[ns.offs[j] : ns.offs[j + 1]])
+        for j, b in enumerate(st.blocks)
+    }
+
+
+def moved_value(
+    prob: FaceProblem, st: FaceState, moves: dict[Block, np.ndarray]
+) -> tuple[float, dict[Block, np.ndarray], np.ndarray]:
+    """(objective, blocks, residual) after adding `moves` to some blocks; the others stay."""
+    mb = list(moves)
+    Dm = np.stack([moves[b] for b in mb], 1)
+    rn = st.r + ((prob.Ut @ Dm) * block_columns(prob.masks, mb)[0]).sum(1)
+    wn = {**st.w, **{b: st.w[b] + moves[b] for b in mb}}
+    reg = sum(float(np.linalg.norm(wn[b])) for b in st.blocks)
+    return 0.5 * float(rn @ rn) + prob.beta * reg, wn, rn
+
+
+def blocked_step(
+    prob: FaceProblem, st: FaceState, ns: NewtonStep, alpha: dict[Block, float], hit: dict[Block, int]
+) -> list[Block]:
+    """Move only the blocked blocks, each to its blocking row, and add those rows, if that does not raise f.
+
+    At small β the iterate sits next to many rows that the Newton direction crosses (blocking steps of
+    1e-3 and less are typical), and the joint truncated step then mostly increases f and backtracks, so
+    no row is added. Moving just the blocked blocks changes f by about Σ α_b p_b: adding all their rows
+    at once (or those of blocks with p_b < 0) costs one round instead of one round per row. Returns the moved blocks.
+    """
+    if not hit:
+        return []
+    p = block_slopes(st, ns)
+    for sel in (list(hit), [b for b in hit if p[b] < 0]):
+        if not sel:
+            continue
+        fn, wn, rn = moved_value(prob, st, {b: alpha[b] * ns.D[b] for b in sel})
+        if fn <= st.fval:
+            st.w, st.fval, st.r = wn, fn, rn
+            for b in sel:
+                shrink_basis(st.nullb, b, prob.G[b][hit[b]], st.trans)
+                st.act[b] = np.append(st.act[b], hit[b])
+            return sel
+    return []
+
+
 def _line_search(
     prob: FaceProblem, st: FaceState, ns: NewtonStep, alpha: dict[Block, float]
 ) -> tuple[float, float, dict[Block, np.ndarray], np.ndarray, float]:
@@ -196,10 +242,7 @@ def _line_search(
     min α · Σ p_b < 0, so the direction descends while every block with p_b < 0 still reaches its
     blocking row (one common step would add a single row per round).
     """
-    p = {
-        b: float(ns.grad[ns.offs[j] : ns.offs[j + 1]] @ ns.dz[ns.offs[j] : ns.offs[j + 1]])
-        for j, b in enumerate(st.blocks)
-    }
+    p = block_slopes(st, ns)
     slope = sum(alpha[b] * p[b] for b in st.blocks)
     if slope >= 0:
         amin = min(alpha.values())
@@ -228,6 +271,11 @@ def _line_search(
 def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) -> str:
     """Take the truncated Newton step; 'done' when the face problem is solved, 'continue' or 'abort' otherwise."""
     alpha, hit = ratio_test(prob, st, ns.D)
+    moved = blocked_step(prob, st, ns, alpha, hit)
+    if moved:
+        if trace is not None:
+            trace.extend(("add", b, hit[b], alpha[b]) for b in moved)
+        return "continue"
     step, slope, wn, rn, fn = _line_search(prob, st, ns, alpha)
     if fn > st.fval or (fn == st.fval and not hit):
         if trace is not None:
