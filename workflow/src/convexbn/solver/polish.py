@@ -3,7 +3,8 @@
 Each active block is projected exactly onto its cone (restricted-row NNLS, `project_cone`); the
 working set of each block is its set of tight rows; every round is one Newton step of the smooth
 problem on the faces {G_A w_b = 0} (null-space coordinates, one dense solve of size Σ dim(face)),
-truncated per block at its first blocking row (which joins the working set); at a face optimum the
+searched along a path on which each block stops at its first blocking row (`bent_search`; the rows
+reached join the working sets, many per round); at a face optimum the
 most negative face multiplier of each block is released; blocks that reach zero leave; when nothing
 changes, every zero block is priced (cheap bound from batched projected gradient on the multipliers,
 then restricted NNLS only where that bound exceeds β) and blocks whose projected steepest-descent
@@ -194,35 +195,45 @@ def block_slopes(st: FaceState, ns: NewtonStep) -> dict[Block, float]:
     }
 
 
-def blocked_step(
+def bent_search(
     prob: FaceProblem, st: FaceState, ns: NewtonStep, alpha: dict[Block, float], hit: dict[Block, int]
 ) -> list[Block]:
-    """Move blocked blocks one by one to their blocking rows while each move lowers f; add those rows.
+    """Backtrack along the bent path w_b + min(s, α_b) D_b; at the accepted s, blocks with α_b ≤ s add their rows.
 
-    At small β the iterate sits next to many rows that the Newton direction crosses (blocking steps of
-    1e-3 and less are typical), and the joint truncated step then mostly increases f and backtracks, so
-    no row is added. Moving a single blocked block b by α_b D_b changes f by about α_b p_b; taking the
-    blocks in order of that estimate and keeping each move that lowers f (exactly, with the residual
-    updated block by block) adds many rows in one round, and f decreases. Returns the moved blocks.
+    At small β the iterate sits next to many rows that the Newton direction crosses (blocking steps α_b
+    of 1e-3 and less are typical). The joint truncated step (every block at its own α_b) then mostly
+    raises f and backtracks without reaching any row, one row per round at best. Along the bent path a
+    block stops at its row once s passes α_b while the others go on, so f is continuous in s, the
+    path starts along the Newton direction, and the accepted step adds the rows of every block it
+    reached. Returns those blocks ([] when no step s ≥ min α_b decreases f enough).
     """
     if not hit:
         return []
     p = block_slopes(st, ns)
-    r, f, moved = st.r.copy(), st.fval, []
-    for b in sorted(hit, key=lambda c: alpha[c] * p[c]):
-        d = alpha[b] * ns.D[b]
-        dr = prob.F[b] @ d
-        wb = st.w[b] + d
-        fn = f + float(r @ dr) + 0.5 * float(dr @ dr) + prob.beta * (np.linalg.norm(wb) - np.linalg.norm(st.w[b]))
-        if fn < f:
-            r, f = r + dr, float(fn)
-            st.w = {**st.w, b: wb}
-            shrink_basis(st.nullb, b, prob.G[b][hit[b]], st.trans)
-            st.act[b] = np.append(st.act[b], hit[b])
-            moved.append(b)
-    if moved:
-        st.fval, st.r = f, r
-    return moved
+    blocks = st.blocks
+    a = np.array([alpha[b] for b in blocks])
+    pv = np.array([p[b] for b in blocks])
+    Dm = np.stack([ns.D[b] for b in blocks], 1)
+    FD = (prob.Ut @ Dm) * state_columns(prob, st)[0]  # (n, k): each block's fit direction
+    Wm = np.stack([st.w[b] for b in blocks], 1)
+    amin = float(a.min())
+    s = 1.0
+    while s >= amin:
+        t = np.minimum(s, a)
+        rn = st.r + FD @ t
+        Wn = Wm + Dm * t
+        fn = 0.5 * float(rn @ rn) + prob.beta * float(np.linalg.norm(Wn, axis=0).sum())
+        lin = float(t @ pv)
+        if fn < st.fval + 1e-4 * min(lin, 0.0):
+            reached = [b for j, b in enumerate(blocks) if b in hit and a[j] <= s]
+            st.w = {**st.w, **{b: Wn[:, j] for j, b in enumerate(blocks)}}
+            st.fval, st.r = fn, rn
+            for b in reached:
+                shrink_basis(st.nullb, b, prob.G[b][hit[b]], st.trans)
+                st.act[b] = np.append(st.act[b], hit[b])
+            return reached
+        s *= 0.5
+    return []
 
 
 def _line_search(
@@ -262,28 +273,27 @@ def _line_search(
 
 
 def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) -> str:
-    """Take the truncated Newton step; 'done' when the face problem is solved, 'continue' or 'abort' otherwise."""
+    """Take the Newton step along the bent path, else the truncated one; 'done' when the face problem is solved."""
     alpha, hit = ratio_test(prob, st, ns.D)
-    moved = blocked_step(prob, st, ns, alpha, hit)
-    if moved:
-        if trace is not None:
-            trace.extend(("add", b, hit[b], alpha[b]) for b in moved)
-        return "continue"
-    step, slope, wn, rn, fn = _line_search(prob, st, ns, alpha)
-    if fn > st.fval or (fn == st.fval and not hit):
-        if trace is not None:
-            trace.append(("ls-fail", step, slope))
-        return "done"  # no progress possible along the face: treat it as solved
-    st.w, st.fval, st.r = wn, fn, rn
-    added = False
-    if step == 1.0:
-        for b, j in hit.items():
-            if alpha[b] < 1.0 and prob.G[b][j] @ st.w[b] <= 1e-12 * prob.rown[j] * np.linalg.norm(st.w[b]):
-                shrink_basis(st.nullb, b, prob.G[b][j], st.trans)
-                st.act[b] = np.append(st.act[b], j)
-                added = True
-                if trace is not None:
-                    trace.append(("add", b, j, alpha[b]))
+    reached = bent_search(prob, st, ns, alpha, hit)
+    added = bool(reached)
+    if trace is not None:
+        trace.extend(("add", b, hit[b], alpha[b]) for b in reached)
+    if not reached:
+        step, slope, wn, rn, fn = _line_search(prob, st, ns, alpha)
+        if fn > st.fval or (fn == st.fval and not hit):
+            if trace is not None:
+                trace.append(("ls-fail", step, slope))
+            return "done"  # no progress possible along the face: treat it as solved
+        st.w, st.fval, st.r = wn, fn, rn
+        if step == 1.0:
+            for b, j in hit.items():
+                if alpha[b] < 1.0 and prob.G[b][j] @ st.w[b] <= 1e-12 * prob.rown[j] * np.linalg.norm(st.w[b]):
+                    shrink_basis(st.nullb, b, prob.G[b][j], st.trans)
+                    st.act[b] = np.append(st.act[b], j)
+                    added = True
+                    if trace is not None:
+                        trace.append(("add", b, j, alpha[b]))
     small = [b for b in st.blocks if np.linalg.norm(st.w[b]) <= 1e-9 * prob.top]
     if small:  # a block shrank to zero: remove it from the problem
         for b in small:
