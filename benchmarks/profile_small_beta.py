@@ -5,8 +5,9 @@
 
 The first form runs `--admm` ADMM iterations on one class of the digits instance (1 000 standardised
 images, one-hot, P = 256), then the active-set polish from that point with a trace, and prints the
-rounds, rows added and released, the final number of blocks and the dimension of their faces, and how
-many line searches took the full (truncated) Newton step or backtracked. The
+rounds, rows added and released, the final number of blocks and the dimension of their faces, how many
+rounds reached blocking rows along the bent path (and how many rows), and how many of the other rounds
+took the full Newton step or backtracked. The
 second profiles a whole `solve_c2_fast` (all classes) with cProfile and prints the top functions.
 """
 
@@ -30,17 +31,24 @@ from convexbn.solver import active_set_polish, beta_max, solve_c2_fast  # noqa: 
 
 
 def count_line_searches() -> dict[str, int]:
-    """Wrap the polish's line search to count rounds by outcome: full step taken, backtracked; blocks truncated."""
-    counts = {"full_step": 0, "backtracked": 0, "truncated_blocks": 0}
-    inner = polish_mod._line_search
+    """Wrap the polish's two searches to count rounds by outcome: bent path reached rows, full step, backtracked."""
+    counts = {"bent_rows_rounds": 0, "bent_rows": 0, "full_step": 0, "backtracked": 0}
+    bent, inner = polish_mod.bent_search, polish_mod._line_search
+
+    def counted_bent(prob, st, ns, alpha, hit):  # type: ignore[no-untyped-def]
+        """The bent-path search, counted."""
+        out = bent(prob, st, ns, alpha, hit)
+        counts["bent_rows_rounds"] += bool(out)
+        counts["bent_rows"] += len(out)
+        return out
 
     def counted(prob, st, ns, alpha):  # type: ignore[no-untyped-def]
-        """The line search, counted."""
-        counts["truncated_blocks"] += sum(1 for a in alpha.values() if a < 1.0)
+        """The truncated line search, counted."""
         out = inner(prob, st, ns, alpha)
         counts["full_step" if out[0] == 1.0 else "backtracked"] += 1
         return out
 
+    polish_mod.bent_search = counted_bent
     polish_mod._line_search = counted
     return counts
 
