@@ -297,6 +297,28 @@ def test_polish_at_small_beta_adds_many_rows_per_round_and_matches_the_oracle():
     assert abs(obj - p_star) <= 1e-7 * abs(p_star)
 
 
+def test_bent_search_adds_a_tight_row_the_direction_crosses_without_moving():
+    """A row at distance 0 outside the working set gives α_b = 0: it joins at once and the point stays put."""
+    from convexbn.solver.polish import FaceProblem, FaceState, NewtonStep, bent_search, face_value, ratio_test
+
+    U, Y, M, _ = instance(40, 3, 6, seed=5)
+    prob = FaceProblem(Ut=U, masks=M, y=Y[:, 0], beta=0.1, top=1.0)
+    b = (0, 0)
+    w, mu = project_cone(prob.G[b], np.ones(U.shape[1]), prob.rown)
+    j = int(np.argmax(mu))
+    assert mu[j] > 0 and abs(prob.G[b][j] @ w) <= 1e-12  # a tight row of the projected point
+    st = FaceState(blocks=[b], w={b: w}, act={b: np.zeros(0, dtype=int)})
+    st.fval, st.r = face_value(prob, st.blocks, st.w)
+    q = U.shape[1]
+    D = -prob.G[b][j] / np.linalg.norm(prob.G[b][j])  # crosses row j
+    ns = NewtonStep(dz=np.zeros(q), grad=np.zeros(q), dec=0.0, offs=np.array([0, q]), D={b: D})
+    alpha, hit = ratio_test(prob, st, ns.D)
+    assert alpha[b] == 0.0
+    assert bent_search(prob, st, ns, alpha, hit) == [b]
+    assert hit[b] in st.act[b]
+    np.testing.assert_array_equal(st.w[b], w)
+
+
 def test_a_polish_that_stops_descending_gives_up_after_the_stall_rounds(monkeypatch):
     """Rounds that no longer lower the objective end the polish (None) after STALL_ROUNDS, long before its round cap."""
     import convexbn.solver.polish as polish_mod

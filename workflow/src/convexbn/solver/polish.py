@@ -205,10 +205,17 @@ def bent_search(
     raises f and backtracks without reaching any row, one row per round at best. Along the bent path a
     block stops at its row once s passes α_b while the others go on, so f is continuous in s, the
     path starts along the Newton direction, and the accepted step adds the rows of every block it
-    reached. Returns those blocks ([] when no step s ≥ min α_b decreases f enough).
+    reached. Returns those blocks ([] when no step s ≥ min α_b decreases f enough); rows at distance 0
+    join at once.
     """
     if not hit:
         return []
+    tight = [b for b in hit if alpha[b] <= 0.0]
+    if tight:  # rows already tight that D would cross: they join without a move (f unchanged)
+        for b in tight:
+            shrink_basis(st.nullb, b, prob.G[b][hit[b]], st.trans)
+            st.act[b] = np.append(st.act[b], hit[b])
+        return tight
     p = block_slopes(st, ns)
     blocks = st.blocks
     a = np.array([alpha[b] for b in blocks])
@@ -218,7 +225,7 @@ def bent_search(
     Wm = np.stack([st.w[b] for b in blocks], 1)
     amin = float(a.min())
     s = 1.0
-    while s >= amin:
+    while s >= max(amin, 1e-12):
         t = np.minimum(s, a)
         rn = st.r + FD @ t
         Wn = Wm + Dm * t
