@@ -413,9 +413,9 @@ def active_set_polish(
     Returns (W_new (q, 2, P), multipliers (n, 2, P)) of a point optimal for the whole class (every
     zero block priced, module docstring), whose multipliers certify it, or None when the method
     stops (deadline, memory limit POLISH_MAX_BYTES, every block vanished, `rounds` spent, or no
-    decrease of the objective over STALL_ROUNDS rounds). At small β the faces are found a row or two
-    per round, so a start far from the optimum needs thousands of rounds while still descending;
-    the stall test, not the round count, is what stops a polish that cycles. `mu0` (n, 2, P) seeds
+    decrease of the objective over STALL_ROUNDS rounds). At small β a start far from the optimum
+    needs hundreds of rounds while still descending (thousands of rows join and leave); the stall
+    test, not the round count, is what stops a polish that cycles. `mu0` (n, 2, P) seeds
     the pricing multipliers; `trace` (optional list) records the rounds.
     """
     n, q = Ut.shape
