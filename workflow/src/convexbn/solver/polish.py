@@ -68,6 +68,7 @@ class FaceState:
     fresh: set[Block] = field(default_factory=set)
     mu_last: dict[Block, np.ndarray] = field(default_factory=dict)
     cols: dict[tuple[Block, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    released: set[tuple[Block, int]] = field(default_factory=set)  # rows released since f last decreased
 
 
 @dataclass
@@ -206,11 +207,13 @@ def bent_search(
     block stops at its row once s passes α_b while the others go on, so f is continuous in s, the
     path starts along the Newton direction, and the accepted step adds the rows of every block it
     reached. Returns those blocks ([] when no step s ≥ min α_b decreases f enough); rows at distance 0
-    join at once.
+    join at once, except a row released since f last decreased: that block stays put instead (t_b = 0),
+    since re-adding it would cycle between the two faces on degenerate cones.
     """
     if not hit:
         return []
-    tight = [b for b in hit if alpha[b] <= 0.0]
+    frozen = {b for b in hit if alpha[b] <= 0.0 and (b, hit[b]) in st.released}
+    tight = [b for b in hit if alpha[b] <= 0.0 and b not in frozen]
     if tight:  # rows already tight that D would cross: they join without a move (f unchanged)
         for b in tight:
             shrink_basis(st.nullb, b, prob.G[b][hit[b]], st.trans)
@@ -218,15 +221,16 @@ def bent_search(
         return tight
     p = block_slopes(st, ns)
     blocks = st.blocks
-    a = np.array([alpha[b] for b in blocks])
+    a = np.array([math.inf if b in frozen else alpha[b] for b in blocks])  # frozen blocks: t_b = 0 below
     pv = np.array([p[b] for b in blocks])
     Dm = np.stack([ns.D[b] for b in blocks], 1)
     FD = (prob.Ut @ Dm) * state_columns(prob, st)[0]  # (n, k): each block's fit direction
     Wm = np.stack([st.w[b] for b in blocks], 1)
     amin = float(a.min())
     s = 1.0
+    still = np.array([b in frozen for b in blocks])
     while s >= max(amin, 1e-12):
-        t = np.minimum(s, a)
+        t = np.where(still, 0.0, np.minimum(s, a))
         rn = st.r + FD @ t
         Wn = Wm + Dm * t
         fn = 0.5 * float(rn @ rn) + prob.beta * float(np.linalg.norm(Wn, axis=0).sum())
@@ -235,6 +239,7 @@ def bent_search(
             reached = [b for j, b in enumerate(blocks) if b in hit and a[j] <= s]
             st.w = {**st.w, **{b: Wn[:, j] for j, b in enumerate(blocks)}}
             st.fval, st.r = fn, rn
+            st.released.clear()
             for b in reached:
                 shrink_basis(st.nullb, b, prob.G[b][hit[b]], st.trans)
                 st.act[b] = np.append(st.act[b], hit[b])
@@ -292,15 +297,20 @@ def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) ->
             if trace is not None:
                 trace.append(("ls-fail", step, slope))
             return "done"  # no progress possible along the face: treat it as solved
+        decreased = fn < st.fval
         st.w, st.fval, st.r = wn, fn, rn
         if step == 1.0:
             for b, j in hit.items():
+                if (b, j) in st.released and alpha[b] <= 0.0:
+                    continue  # released at this f: joining again at distance 0 would cycle
                 if alpha[b] < 1.0 and prob.G[b][j] @ st.w[b] <= 1e-12 * prob.rown[j] * np.linalg.norm(st.w[b]):
                     shrink_basis(st.nullb, b, prob.G[b][j], st.trans)
                     st.act[b] = np.append(st.act[b], j)
                     added = True
                     if trace is not None:
                         trace.append(("add", b, j, alpha[b]))
+        if decreased:
+            st.released.clear()
     small = [b for b in st.blocks if np.linalg.norm(st.w[b]) <= 1e-9 * prob.top]
     if small:  # a block shrank to zero: remove it from the problem
         for b in small:
@@ -327,6 +337,7 @@ def face_multipliers(prob: FaceProblem, st: FaceState, trace: Trace) -> tuple[di
             j = int(np.argmin(mu))
             st.act[b] = np.delete(A, j)
             st.nullb.pop(b, None)
+            st.released.add((b, int(A[j])))
             released = True
             if trace is not None:
                 trace.append(("release", b, int(A[j]), float(mu[j])))
