@@ -77,6 +77,49 @@ def fit_hessian(
     return H
 
 
+def low_rank_cheaper(n: int, dim: int) -> bool:
+    """Whether `newton_low_rank` (≈ n²·dim + n³/3 flops) beats forming and factoring the dim × dim face Hessian."""
+    return n * n * dim + n**3 / 3 < dim**3 / 3
+
+
+def newton_low_rank(V: np.ndarray, c: np.ndarray, v: list[np.ndarray], dims: list[int], g: np.ndarray) -> np.ndarray:
+    """x = H⁻¹g for H = VᵀV + blockdiag(c_j (I − v_j v_jᵀ)) by Woodbury, without forming H (dim × dim).
+
+    V (n × dim) is the fit part of the face Hessian (rank ≤ n) and block j of the penalty part is
+    c_j(I − v_j v_jᵀ) with v_j the block's unit radial direction, singular along v_j. Writing that part
+    as c_j I minus the rank-one c_j v_j v_jᵀ makes H a diagonal plus the rank-(n + k) update WᵀSW with
+    W = [V; E] (E: the v_j) and S = diag(I, −C); the capacitance matrix [[K, Bᵀ], [B, Z]] with
+    K = I + VΛVᵀ (Λ = C⁻¹ per coordinate), B = EΛVᵀ and Z = diag((‖v_j‖² − 1)/c_j) ≈ 0 is solved
+    through K's Cholesky factor and the Schur complement BK⁻¹Bᵀ − Z (k × k). When dim ≫ n this costs
+    n²·dim instead of dim³: at small β the first rounds of the polish carry hundreds of blocks whose
+    faces still have most of their q dimensions.
+    """
+    n = V.shape[0]
+    lam = np.repeat(1.0 / c, dims)
+    offs = np.cumsum([0] + list(dims))
+    h = lam * g
+    Vs = V * np.sqrt(lam)[None, :]
+    K = scipy.linalg.blas.dsyrk(1.0, Vs.T, trans=1, lower=0)  # upper triangle of V Λ Vᵀ
+    K[np.diag_indices(n)] += 1.0
+    Kf = scipy.linalg.cho_factor(K, lower=False, check_finite=False)
+    Vv = np.stack([V[:, offs[j] : offs[j + 1]] @ v[j] for j in range(len(dims))], 1)  # (n, k): V_j v_j
+    Bt = Vv / c[None, :]  # Bᵀ
+    Z = np.array([float(vj @ vj) - 1.0 for vj in v]) / c
+    r1 = V @ h
+    r2 = np.array([float(v[j] @ h[offs[j] : offs[j + 1]]) for j in range(len(dims))])
+    KiBt = scipy.linalg.cho_solve(Kf, Bt, check_finite=False)
+    Kir1 = scipy.linalg.cho_solve(Kf, r1, check_finite=False)
+    T = Bt.T @ KiBt - np.diag(Z)
+    rhs = Bt.T @ Kir1 - r2
+    try:
+        b = scipy.linalg.cho_solve(scipy.linalg.cho_factor(T, check_finite=False), rhs, check_finite=False)
+    except np.linalg.LinAlgError:
+        b = lstsq(T, rhs)
+    a = Kir1 - KiBt @ b
+    Eb = np.concatenate([b[j] * v[j] for j in range(len(dims))]) if dims else np.zeros(0)
+    return h - lam * (V.T @ a + Eb)
+
+
 def shrink_basis(
     cache: dict[Any, np.ndarray], key: Any, g: np.ndarray, trans: dict[Any, np.ndarray] | None = None
 ) -> None:

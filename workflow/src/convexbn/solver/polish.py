@@ -26,7 +26,16 @@ import scipy.linalg
 
 import convexbn.solver.state as limits
 from convexbn.solver.certificate import dual_pg, project_cone
-from convexbn.solver.faces import BlockMats, fit_hessian, lstsq, null_basis_qr, polish_bytes, shrink_basis
+from convexbn.solver.faces import (
+    BlockMats,
+    fit_hessian,
+    low_rank_cheaper,
+    lstsq,
+    newton_low_rank,
+    null_basis_qr,
+    polish_bytes,
+    shrink_basis,
+)
 
 Block = tuple[int, int]
 STALL_ROUNDS = 500  # rounds without a decrease of the objective after which the polish gives up
@@ -136,32 +145,61 @@ def start_faces(prob: FaceProblem, W: np.ndarray, act_rel: float) -> FaceState |
 
 
 def newton_direction(prob: FaceProblem, st: FaceState) -> NewtonStep | None:
-    """Newton step of the smooth problem on the current faces (None when the face Hessian would not fit)."""
+    """Newton step of the smooth problem on the current faces (None when its linear algebra would not fit).
+
+    The face Hessian is dense of size D = Σ dim(face); when D is well above n it is never formed
+    (`newton_low_rank`), otherwise it is carried from round to round (`fit_hessian`) and factored.
+    """
     n, q = prob.Ut.shape
     Ns = [face_basis(prob, st, b) for b in st.blocks]
     dims = [N.shape[1] for N in Ns]
-    if polish_bytes(n, q, len(st.blocks), int(sum(dims))) > limits.POLISH_MAX_BYTES:
-        return None  # the face Hessian (and F N, n × D) would not fit
+    D = int(sum(dims))
+    low = low_rank_cheaper(n, D)
+    need = 16.0 * n * q * len(st.blocks) + 8.0 * (n * D + n * n) if low else polish_bytes(n, q, len(st.blocks), D)
+    if need > limits.POLISH_MAX_BYTES:
+        return None
     offs = np.cumsum([0] + dims)
     Fs, _ = state_columns(prob, st)
-    H = fit_hessian(prob.Ut, Ns, Fs, dims, st.blocks, st.hcache, st.trans, st.fresh).copy()
     FtR = prob.Ut.T @ (Fs * st.r[:, None])  # (q, k): F_bᵀ r of every block
-    grad = np.concatenate([Ns[j].T @ FtR[:, j] for j in range(len(st.blocks))]) if st.blocks else np.zeros(0)
-    for j, b in enumerate(st.blocks):
+    nbs = np.array([float(np.linalg.norm(st.w[b])) for b in st.blocks])
+    radial = [Ns[j].T @ (st.w[b] / nbs[j]) for j, b in enumerate(st.blocks)]
+    grad = np.zeros(0)
+    if st.blocks:
+        grad = np.concatenate([Ns[j].T @ FtR[:, j] + prob.beta * radial[j] for j in range(len(st.blocks))])
+    if low and D:
+        V = (prob.Ut @ np.hstack(Ns)) * np.repeat(Fs, dims, axis=1)
+        dz = -newton_low_rank(V, prob.beta / nbs, radial, dims, grad)
+        st.hcache.clear()  # the next dense round builds its Hessian afresh
+        st.trans.clear()
+        st.fresh.clear()
+    else:
+        dz = _dense_newton(prob, st, Ns, dims, radial, nbs, grad)
+    D_ = {b: Ns[j] @ dz[offs[j] : offs[j + 1]] for j, b in enumerate(st.blocks)}
+    return NewtonStep(dz=dz, grad=grad, dec=float(-grad @ dz), offs=offs, D=D_)
+
+
+def _dense_newton(
+    prob: FaceProblem,
+    st: FaceState,
+    Ns: list[np.ndarray],
+    dims: list[int],
+    radial: list[np.ndarray],
+    nbs: np.ndarray,
+    grad: np.ndarray,
+) -> np.ndarray:
+    """−H⁻¹ grad with the face Hessian formed (`fit_hessian` plus the penalty blocks) and Cholesky-factored."""
+    offs = np.cumsum([0] + dims)
+    H = fit_hessian(prob.Ut, Ns, state_columns(prob, st)[0], dims, st.blocks, st.hcache, st.trans, st.fresh).copy()
+    for j in range(len(st.blocks)):
         sl = slice(offs[j], offs[j + 1])
-        nb = float(np.linalg.norm(st.w[b]))
-        Nw = Ns[j].T @ (st.w[b] / nb)
-        grad[sl] += prob.beta * Nw
-        H[sl, sl] += (prob.beta / nb) * (np.eye(dims[j]) - np.outer(Nw, Nw))
-    dz = np.zeros(0)
-    if H.size:
-        try:
-            Hr = H + 1e-13 * (np.trace(H) / len(H)) * np.eye(len(H))
-            dz = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(Hr, check_finite=False), grad, check_finite=False)
-        except np.linalg.LinAlgError:
-            dz = -np.linalg.lstsq(H, grad, rcond=None)[0]
-    D = {b: Ns[j] @ dz[offs[j] : offs[j + 1]] for j, b in enumerate(st.blocks)}
-    return NewtonStep(dz=dz, grad=grad, dec=float(-grad @ dz), offs=offs, D=D)
+        H[sl, sl] += (prob.beta / nbs[j]) * (np.eye(dims[j]) - np.outer(radial[j], radial[j]))
+    if not H.size:
+        return np.zeros(0)
+    try:
+        Hr = H + 1e-13 * (np.trace(H) / len(H)) * np.eye(len(H))
+        return -scipy.linalg.cho_solve(scipy.linalg.cho_factor(Hr, check_finite=False), grad, check_finite=False)
+    except np.linalg.LinAlgError:
+        return -np.linalg.lstsq(H, grad, rcond=None)[0]
 
 
 def ratio_test(
