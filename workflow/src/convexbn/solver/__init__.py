@@ -34,7 +34,15 @@ from convexbn.solver.certificate import (
     project_cone,
 )
 from convexbn.solver.conic_polish import polish_conic
-from convexbn.solver.faces import fit_hessian, lstsq, null_basis_qr, polish_bytes, shrink_basis
+from convexbn.solver.faces import (
+    fit_hessian,
+    low_rank_cheaper,
+    lstsq,
+    newton_low_rank,
+    null_basis_qr,
+    polish_bytes,
+    shrink_basis,
+)
 from convexbn.solver.gated import gated_gradient_time, solve_gated_fast
 from convexbn.solver.operator import C2Operator, vstep
 from convexbn.solver.path import beta_max, safe_screen, solve_c2_path, solve_path
@@ -67,7 +75,9 @@ __all__ = [
     "exact_multipliers",
     "fit_hessian",
     "gated_gradient_time",
+    "low_rank_cheaper",
     "lstsq",
+    "newton_low_rank",
     "null_basis_qr",
     "polish_bytes",
     "polish_conic",

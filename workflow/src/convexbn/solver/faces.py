@@ -82,8 +82,10 @@ def low_rank_cheaper(n: int, dim: int) -> bool:
     return n * n * dim + n**3 / 3 < dim**3 / 3
 
 
-def newton_low_rank(V: np.ndarray, c: np.ndarray, v: list[np.ndarray], dims: list[int], g: np.ndarray) -> np.ndarray:
-    """x = H⁻¹g for H = VᵀV + blockdiag(c_j (I − v_j v_jᵀ)) by Woodbury, without forming H (dim × dim).
+def newton_low_rank(
+    V: np.ndarray, c: np.ndarray, v: list[np.ndarray], dims: list[int], g: np.ndarray, shift: float = 0.0
+) -> np.ndarray:
+    """x = (H + shift·I)⁻¹g for H = VᵀV + blockdiag(c_j (I − v_j v_jᵀ)) by Woodbury, without forming H (dim × dim).
 
     V (n × dim) is the fit part of the face Hessian (rank ≤ n) and block j of the penalty part is
     c_j(I − v_j v_jᵀ) with v_j the block's unit radial direction, singular along v_j. Writing that part
@@ -92,10 +94,13 @@ def newton_low_rank(V: np.ndarray, c: np.ndarray, v: list[np.ndarray], dims: lis
     K = I + VΛVᵀ (Λ = C⁻¹ per coordinate), B = EΛVᵀ and Z = diag((‖v_j‖² − 1)/c_j) ≈ 0 is solved
     through K's Cholesky factor and the Schur complement BK⁻¹Bᵀ − Z (k × k). When dim ≫ n this costs
     n²·dim instead of dim³: at small β the first rounds of the polish carry hundreds of blocks whose
-    faces still have most of their q dimensions.
+    faces still have most of their q dimensions. With more blocks than samples H is singular (the
+    blocks' fits F_j w_j are dependent); the small `shift` then gives the same long step along the
+    singular directions as a shifted dense factorisation would.
     """
     n = V.shape[0]
-    lam = np.repeat(1.0 / c, dims)
+    a_blk = c + shift
+    lam = np.repeat(1.0 / a_blk, dims)
     offs = np.cumsum([0] + list(dims))
     h = lam * g
     Vs = V * np.sqrt(lam)[None, :]
@@ -103,8 +108,8 @@ def newton_low_rank(V: np.ndarray, c: np.ndarray, v: list[np.ndarray], dims: lis
     K[np.diag_indices(n)] += 1.0
     Kf = scipy.linalg.cho_factor(K, lower=False, check_finite=False)
     Vv = np.stack([V[:, offs[j] : offs[j + 1]] @ v[j] for j in range(len(dims))], 1)  # (n, k): V_j v_j
-    Bt = Vv / c[None, :]  # Bᵀ
-    Z = np.array([float(vj @ vj) - 1.0 for vj in v]) / c
+    Bt = Vv / a_blk[None, :]  # Bᵀ
+    Z = np.array([float(vj @ vj) for vj in v]) / a_blk - 1.0 / c
     r1 = V @ h
     r2 = np.array([float(v[j] @ h[offs[j] : offs[j + 1]]) for j in range(len(dims))])
     KiBt = scipy.linalg.cho_solve(Kf, Bt, check_finite=False)

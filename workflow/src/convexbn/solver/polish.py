@@ -166,13 +166,20 @@ def newton_direction(prob: FaceProblem, st: FaceState) -> NewtonStep | None:
     grad = np.zeros(0)
     if st.blocks:
         grad = np.concatenate([Ns[j].T @ FtR[:, j] + prob.beta * radial[j] for j in range(len(st.blocks))])
+    dz = None
     if low and D:
         V = (prob.Ut @ np.hstack(Ns)) * np.repeat(Fs, dims, axis=1)
-        dz = -newton_low_rank(V, prob.beta / nbs, radial, dims, grad)
+        c = prob.beta / nbs
+        shift = 1e-13 * (float(np.einsum("ij,ij->", V, V)) + float(c @ (np.array(dims) - 1.0))) / D  # as dense
+        dz = -newton_low_rank(V, c, radial, dims, grad, shift)
         st.hcache.clear()  # the next dense round builds its Hessian afresh
         st.trans.clear()
         st.fresh.clear()
-    else:
+        if not (np.isfinite(dz).all() and -grad @ dz > 0):  # Woodbury lost to round-off: factor H instead
+            if polish_bytes(n, q, len(st.blocks), D) > limits.POLISH_MAX_BYTES:
+                return None
+            dz = None
+    if dz is None:
         dz = _dense_newton(prob, st, Ns, dims, radial, nbs, grad)
     D_ = {b: Ns[j] @ dz[offs[j] : offs[j + 1]] for j, b in enumerate(st.blocks)}
     return NewtonStep(dz=dz, grad=grad, dec=float(-grad @ dz), offs=offs, D=D_)
