@@ -2,7 +2,8 @@
 
 Each active block is projected exactly onto its cone (restricted-row NNLS, `project_cone`); the
 working set of each block is its set of tight rows; every round is one Newton step of the smooth
-problem on the faces {G_A w_b = 0} (null-space coordinates, one dense solve of size Σ dim(face)),
+problem on the faces {G_A w_b = 0} (null-space coordinates; a dense solve of size Σ dim(face), or by
+Woodbury through an n × n matrix when that sum is well above n, `newton_low_rank`),
 searched along a path on which each block stops at its first blocking row (`bent_search`; the rows
 reached join the working sets, many per round); at a face optimum the
 most negative face multiplier of each block is released; blocks that reach zero leave; when nothing
