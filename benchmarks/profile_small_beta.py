@@ -5,9 +5,10 @@
 
 The first form runs `--admm` ADMM iterations on one class of the digits instance (1 000 standardised
 images, one-hot, P = 256), then the active-set polish from that point with a trace, and prints the
-rounds, rows added and released, the final number of blocks and the dimension of their faces, how many
-rounds reached blocking rows along the bent path (and how many rows), and how many of the other rounds
-took the full Newton step or backtracked. The
+rounds, rows added and released, the final number of blocks and the dimension of their faces (and the
+largest total face dimension met), how many rounds reached blocking rows along the bent path (and how many
+rows), how many of the other rounds took the full Newton step or backtracked, and how many Newton steps
+went through the Woodbury form (`newton_low_rank`). The
 second profiles a whole `solve_c2_fast` (all classes) with cProfile and prints the top functions.
 """
 
@@ -32,8 +33,18 @@ from convexbn.solver import active_set_polish, beta_max, solve_c2_fast  # noqa: 
 
 def count_line_searches() -> dict[str, int]:
     """Wrap the polish's two searches to count rounds by outcome: bent path reached rows, full step, backtracked."""
-    counts = {"bent_rows_rounds": 0, "bent_rows": 0, "full_step": 0, "backtracked": 0}
+    counts = {"bent_rows_rounds": 0, "bent_rows": 0, "full_step": 0, "backtracked": 0, "low_rank_steps": 0}
     bent, inner = polish_mod.bent_search, polish_mod._line_search
+    low = getattr(polish_mod, "newton_low_rank", None)  # absent from polishes older than the Woodbury step
+
+    if low is not None:
+
+        def counted_low(*args):  # type: ignore[no-untyped-def]
+            """The Woodbury Newton solve, counted."""
+            counts["low_rank_steps"] += 1
+            return low(*args)
+
+        polish_mod.newton_low_rank = counted_low
 
     def counted_bent(prob, st, ns, alpha, hit):  # type: ignore[no-untyped-def]
         """The bent-path search, counted."""
@@ -78,6 +89,7 @@ def polish_counts(k: int | None, ratio: float, admm: int, cls: int) -> dict[str,
         "rows_released": sum(1 for x in trace if x[0] == "release"),
         "final_blocks": rounds[-1][2] if rounds else 0,
         "final_face_dimension": rounds[-1][3] if rounds else 0,
+        "largest_face_dimension": max((r[3] for r in rounds), default=0),
         **steps,
     }
 
