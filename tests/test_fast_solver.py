@@ -321,6 +321,18 @@ def test_bent_search_adds_a_tight_row_the_direction_crosses_without_moving():
     np.testing.assert_array_equal(st.w[b], w)
 
 
+def test_leaving_rows_releases_every_row_the_projected_descent_direction_leaves():
+    """Rows with G_j d > 0 for d = Π_tangent(−g) leave together; rows the direction stays on are kept."""
+    from convexbn.solver.polish import leaving_rows
+
+    GA = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    g = np.array([-1.0, -2.0, 3.0])  # −g points into rows 0, 1 (and their sum, row 3) and out of row 2
+    mu_ls = np.linalg.lstsq(GA.T, g, rcond=None)[0]
+    out = leaving_rows(GA, g, mu_ls)
+    assert sorted(out.tolist()) == [0, 1, 3]
+    assert leaving_rows(GA[2:3], np.array([0.0, 0.0, 1.0]), np.array([1.0])).tolist() == [0]  # fallback: argmin
+
+
 def test_a_polish_that_stops_descending_gives_up_after_the_stall_rounds(monkeypatch):
     """Rounds that no longer lower the objective end the polish (None) after STALL_ROUNDS, long before its round cap."""
     import convexbn.solver.polish as polish_mod

@@ -5,8 +5,9 @@ working set of each block is its set of tight rows; every round is one Newton st
 problem on the faces {G_A w_b = 0} (null-space coordinates; a dense solve of size Σ dim(face), or by
 Woodbury through an n × n matrix when that sum is well above n, `newton_low_rank`),
 searched along a path on which each block stops at its first blocking row (`bent_search`; the rows
-reached join the working sets, many per round); at a face optimum the
-most negative face multiplier of each block is released; blocks that reach zero leave; when nothing
+reached join the working sets, many per round); at a face optimum each block with a negative face
+multiplier releases the rows its projected steepest-descent direction leaves (`leaving_rows`); blocks
+that reach zero leave; when nothing
 changes, every zero block is priced (cheap bound from batched projected gradient on the multipliers,
 then restricted NNLS only where that bound exceeds β) and blocks whose projected steepest-descent
 direction beats β enter. Iterates stay exactly feasible. The fit Hessian of the face coordinates is
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from scipy.optimize import nnls
 
 import convexbn.solver.state as limits
 from convexbn.solver.certificate import dual_pg, project_cone
@@ -369,8 +371,25 @@ def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) ->
     return "continue" if added or ns.dec > 1e-18 * max(1.0, abs(st.fval)) else "done"
 
 
+def leaving_rows(GA: np.ndarray, rhs: np.ndarray, mu_ls: np.ndarray) -> np.ndarray:
+    """Rows of the working set that the block's projected steepest-descent direction leaves (indices into GA).
+
+    With g = `rhs` the block's gradient and μ ≥ 0 the NNLS fit of g by G_Aᵀμ, d = G_Aᵀμ − g is the
+    projection of −g onto the tangent cone {G_A d ≥ 0}: a descent direction (gᵀd = −‖d‖²) that stays on
+    the rows with μ_j > 0 and leaves every row with G_j d > 0. Releasing all of those at once keeps a
+    descent direction inside the new face, where releasing only the most negative least-squares
+    multiplier (`mu_ls`, the fallback when round-off leaves no such row) costs one face optimum per row.
+    """
+    mu, _ = nnls(GA.T, rhs, maxiter=50 * len(GA))
+    d = GA.T @ mu - rhs
+    nd = float(np.linalg.norm(d))
+    slack = GA @ d
+    out = np.flatnonzero(slack > 1e-9 * nd * np.linalg.norm(GA, axis=1))
+    return out if out.size else np.array([int(np.argmin(mu_ls))])
+
+
 def face_multipliers(prob: FaceProblem, st: FaceState, trace: Trace) -> tuple[dict[Block, np.ndarray], bool]:
-    """Face multipliers of every active block (clipped at 0); releases the most negative one per block."""
+    """Face multipliers of every active block (clipped at 0); where some is negative, releases `leaving_rows`."""
     n = prob.Ut.shape[0]
     released = False
     mult: dict[Block, np.ndarray] = {}
@@ -380,13 +399,14 @@ def face_multipliers(prob: FaceProblem, st: FaceState, trace: Trace) -> tuple[di
         A = st.act[b]
         mu = lstsq(prob.G[b][A].T, rhs) if A.size else np.zeros(0)
         if mu.size and mu.min() < -1e-10 * max(1.0, float(np.abs(mu).max())):
-            j = int(np.argmin(mu))
-            st.act[b] = np.delete(A, j)
+            drop = leaving_rows(prob.G[b][A], rhs, mu)
+            st.act[b] = np.delete(A, drop)
             st.nullb.pop(b, None)
-            st.released.add((b, int(A[j])))
+            for j in drop:
+                st.released.add((b, int(A[j])))
+                if trace is not None:
+                    trace.append(("release", b, int(A[j]), float(mu[j])))
             released = True
-            if trace is not None:
-                trace.append(("release", b, int(A[j]), float(mu[j])))
         full = np.zeros(n)
         full[A] = np.maximum(mu, 0.0)
         mult[b] = full
