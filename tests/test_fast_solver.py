@@ -321,6 +321,28 @@ def test_bent_search_adds_a_tight_row_the_direction_crosses_without_moving():
     np.testing.assert_array_equal(st.w[b], w)
 
 
+def test_bent_search_keeps_a_block_still_instead_of_re_adding_a_row_it_just_released():
+    """A row released since f last decreased does not rejoin at distance 0: its block stays put (no cycling)."""
+    from convexbn.solver.polish import FaceProblem, FaceState, NewtonStep, bent_search, face_value, ratio_test
+
+    U, Y, M, _ = instance(40, 3, 6, seed=5)
+    prob = FaceProblem(Ut=U, masks=M, y=Y[:, 0], beta=0.1, top=1.0)
+    b = (0, 0)
+    w, mu = project_cone(prob.G[b], np.ones(U.shape[1]), prob.rown)
+    j = int(np.argmax(mu))
+    st = FaceState(blocks=[b], w={b: w}, act={b: np.zeros(0, dtype=int)})
+    st.fval, st.r = face_value(prob, st.blocks, st.w)
+    q = U.shape[1]
+    D = -prob.G[b][j] / np.linalg.norm(prob.G[b][j])
+    ns = NewtonStep(dz=np.zeros(q), grad=np.zeros(q), dec=0.0, offs=np.array([0, q]), D={b: D})
+    alpha, hit = ratio_test(prob, st, ns.D)
+    assert alpha[b] == 0.0  # a tight row the direction crosses: without the release it would join at once
+    st.released.add((b, hit[b]))
+    assert bent_search(prob, st, ns, alpha, hit) == []
+    assert hit[b] not in st.act[b]
+    np.testing.assert_array_equal(st.w[b], w)
+
+
 def test_leaving_rows_releases_every_row_the_projected_descent_direction_leaves():
     """Rows with G_j d > 0 for d = Π_tangent(−g) leave together; rows the direction stays on are kept."""
     from convexbn.solver.polish import leaving_rows

@@ -91,7 +91,7 @@ def newton_low_rank(
     c_j(I − v_j v_jᵀ) with v_j the block's unit radial direction, singular along v_j. Writing that part
     as c_j I minus the rank-one c_j v_j v_jᵀ makes H a diagonal plus the rank-(n + k) update WᵀSW with
     W = [V; E] (E: the v_j) and S = diag(I, −C); the capacitance matrix [[K, Bᵀ], [B, Z]] with
-    K = I + VΛVᵀ (Λ = C⁻¹ per coordinate), B = EΛVᵀ and Z = diag((‖v_j‖² − 1)/c_j) ≈ 0 is solved
+    K = I + VΛVᵀ (Λ = (C + shift)⁻¹ per coordinate), B = EΛVᵀ and Z = diag(‖v_j‖²/(c_j + shift) − 1/c_j) ≤ 0 is solved
     through K's Cholesky factor and the Schur complement BK⁻¹Bᵀ − Z (k × k). When dim ≫ n this costs
     n²·dim instead of dim³: at small β the first rounds of the polish carry hundreds of blocks whose
     faces still have most of their q dimensions. With more blocks than samples H is singular (the
