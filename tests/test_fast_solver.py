@@ -299,21 +299,30 @@ def test_polish_at_small_beta_adds_many_rows_per_round_and_matches_the_oracle():
     assert abs(obj - p_star) <= 1e-7 * abs(p_star)
 
 
-def test_bent_search_adds_a_tight_row_the_direction_crosses_without_moving():
-    """A row at distance 0 outside the working set gives α_b = 0: it joins at once and the point stays put."""
-    from convexbn.solver.polish import FaceProblem, FaceState, NewtonStep, bent_search, face_value, ratio_test
+def crossing_step():
+    """One block at a projected point and a direction crossing one of its tight rows → (prob, st, ns, w, μ, row)."""
+    from convexbn.solver.polish import FaceProblem, FaceState, NewtonStep, face_value
 
     U, Y, M, _ = instance(40, 3, 6, seed=5)
     prob = FaceProblem(Ut=U, masks=M, y=Y[:, 0], beta=0.1, top=1.0)
     b = (0, 0)
     w, mu = project_cone(prob.G[b], np.ones(U.shape[1]), prob.rown)
     j = int(np.argmax(mu))
-    assert mu[j] > 0 and abs(prob.G[b][j] @ w) <= 1e-12  # a tight row of the projected point
     st = FaceState(blocks=[b], w={b: w}, act={b: np.zeros(0, dtype=int)})
     st.fval, st.r = face_value(prob, st.blocks, st.w)
     q = U.shape[1]
     D = -prob.G[b][j] / np.linalg.norm(prob.G[b][j])  # crosses row j
     ns = NewtonStep(dz=np.zeros(q), grad=np.zeros(q), dec=0.0, offs=np.array([0, q]), D={b: D})
+    return prob, st, ns, w, mu, j
+
+
+def test_bent_search_adds_a_tight_row_the_direction_crosses_without_moving():
+    """A row at distance 0 outside the working set gives α_b = 0: it joins at once and the point stays put."""
+    from convexbn.solver.polish import bent_search, ratio_test
+
+    prob, st, ns, w, mu, j = crossing_step()
+    b = st.blocks[0]
+    assert mu[j] > 0 and abs(prob.G[b][j] @ w) <= 1e-12  # a tight row of the projected point
     alpha, hit = ratio_test(prob, st, ns.D)
     assert alpha[b] == 0.0
     assert bent_search(prob, st, ns, alpha, hit) == [b]
@@ -323,18 +332,10 @@ def test_bent_search_adds_a_tight_row_the_direction_crosses_without_moving():
 
 def test_bent_search_keeps_a_block_still_instead_of_re_adding_a_row_it_just_released():
     """A row released since f last decreased does not rejoin at distance 0: its block stays put (no cycling)."""
-    from convexbn.solver.polish import FaceProblem, FaceState, NewtonStep, bent_search, face_value, ratio_test
+    from convexbn.solver.polish import bent_search, ratio_test
 
-    U, Y, M, _ = instance(40, 3, 6, seed=5)
-    prob = FaceProblem(Ut=U, masks=M, y=Y[:, 0], beta=0.1, top=1.0)
-    b = (0, 0)
-    w, mu = project_cone(prob.G[b], np.ones(U.shape[1]), prob.rown)
-    j = int(np.argmax(mu))
-    st = FaceState(blocks=[b], w={b: w}, act={b: np.zeros(0, dtype=int)})
-    st.fval, st.r = face_value(prob, st.blocks, st.w)
-    q = U.shape[1]
-    D = -prob.G[b][j] / np.linalg.norm(prob.G[b][j])
-    ns = NewtonStep(dz=np.zeros(q), grad=np.zeros(q), dec=0.0, offs=np.array([0, q]), D={b: D})
+    prob, st, ns, w, _, _ = crossing_step()
+    b = st.blocks[0]
     alpha, hit = ratio_test(prob, st, ns.D)
     assert alpha[b] == 0.0  # a tight row the direction crosses: without the release it would join at once
     st.released.add((b, hit[b]))
