@@ -492,8 +492,10 @@ def test_polish_with_face_dimension_far_above_n_takes_the_low_rank_step_and_matc
     beta = 0.01 * beta_max(U, Y, M)
     rough = solve_c2_fast(U, Y, beta, M, max_iter=20, polish=False)
     W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
-    res = active_set_polish(U, M, Y[:, 0], beta, W, mu0=rough.extra["multipliers"][..., 0])
+    trace: list = []
+    res = active_set_polish(U, M, Y[:, 0], beta, W, mu0=rough.extra["multipliers"][..., 0], trace=trace)
     assert res is not None and calls["low"] >= 1
+    assert max(x[2] for x in trace if isinstance(x[0], float)) > U.shape[0]  # more blocks than samples: H singular
     obj, viol = c2_primal(U, Y, beta, M, res[0][:, 0].T[..., None], res[0][:, 1].T[..., None])
     assert viol <= 1e-12
     p_star = oracle_c2(U, Y, beta, M)
