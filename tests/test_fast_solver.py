@@ -257,13 +257,18 @@ def test_project_cone_row_generation_matches_nnls_on_every_row():
         assert (G @ d).min() >= -1e-12
 
 
+def rough_point(U: np.ndarray, Y: np.ndarray, beta: float, M: np.ndarray, iters: int):
+    """Blocks W (q, 2, P) and multipliers (n, 2, P) of class 0 after `iters` ADMM iterations without polish."""
+    rough = solve_c2_fast(U, Y, beta, M, max_iter=iters, polish=False)
+    return np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1), rough.extra["multipliers"][..., 0]
+
+
 def test_active_set_polish_from_rough_admm_point():
     """The active-set polish turns a rough ADMM point into an exactly feasible, certified optimum."""
     U, Y, M, _ = instance(60, 3, 20, seed=13)
     beta = 0.2
-    rough = solve_c2_fast(U, Y, beta, M, max_iter=40, polish=False)
-    W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)  # (q, 2, P)
-    res = active_set_polish(U, M, Y[:, 0], beta, W, mu0=rough.extra["multipliers"][..., 0])
+    W, mu0 = rough_point(U, Y, beta, M, 40)
+    res = active_set_polish(U, M, Y[:, 0], beta, W, mu0=mu0)
     assert res is not None
     Wp, pp = res
     obj, viol = c2_primal(U, Y, beta, M, Wp[:, 0].T[..., None], Wp[:, 1].T[..., None])
@@ -284,10 +289,9 @@ def test_polish_at_small_beta_adds_many_rows_per_round_and_matches_the_oracle():
     """
     U, Y, M, _ = instance(200, 6, 30, seed=3)
     beta = 0.01 * beta_max(U, Y, M)
-    rough = solve_c2_fast(U, Y, beta, M, max_iter=30, polish=False)
-    W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
+    W, mu0 = rough_point(U, Y, beta, M, 30)
     trace: list = []
-    res = active_set_polish(U, M, Y[:, 0], beta, W, mu0=rough.extra["multipliers"][..., 0], trace=trace)
+    res = active_set_polish(U, M, Y[:, 0], beta, W, mu0=mu0, trace=trace)
     assert res is not None
     rounds = sum(1 for x in trace if isinstance(x[0], float))
     added = sum(1 for x in trace if x[0] == "add")
@@ -361,8 +365,7 @@ def test_a_polish_that_stops_descending_gives_up_after_the_stall_rounds(monkeypa
     import convexbn.solver.polish as polish_mod
 
     U, Y, M, _ = instance(60, 3, 20, seed=13)
-    rough = solve_c2_fast(U, Y, 0.2, M, max_iter=40, polish=False)
-    W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
+    W, _ = rough_point(U, Y, 0.2, M, 40)
     steps = []
 
     def no_progress(prob, st, ns, trace):
@@ -379,8 +382,7 @@ def test_conic_fallback_polish_matches_oracle():
     """The fallback polish (direct Clarabel restricted solve + face Newton) reaches the optimum."""
     U, Y, M, _ = instance(40, 3, 12, seed=14)
     beta = 0.2
-    rough = solve_c2_fast(U, Y, beta, M, max_iter=300, polish=False)
-    W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
+    W, _ = rough_point(U, Y, beta, M, 300)
     res = polish_conic(U, M, Y[:, 0], beta, W, extra_rows=4)
     assert res is not None
     obj, viol = c2_primal(U, Y, beta, M, res[0][:, 0].T[..., None], res[0][:, 1].T[..., None])
@@ -490,10 +492,9 @@ def test_polish_with_face_dimension_far_above_n_takes_the_low_rank_step_and_matc
     monkeypatch.setattr(polish_mod, "newton_low_rank", counted)
     U, Y, M, _ = instance(50, 12, 60, seed=8)
     beta = 0.01 * beta_max(U, Y, M)
-    rough = solve_c2_fast(U, Y, beta, M, max_iter=20, polish=False)
-    W = np.stack([rough.u[..., 0], rough.up[..., 0]], 0).transpose(2, 0, 1)
+    W, mu0 = rough_point(U, Y, beta, M, 20)
     trace: list = []
-    res = active_set_polish(U, M, Y[:, 0], beta, W, mu0=rough.extra["multipliers"][..., 0], trace=trace)
+    res = active_set_polish(U, M, Y[:, 0], beta, W, mu0=mu0, trace=trace)
     assert res is not None and calls["low"] >= 1
     assert max(x[2] for x in trace if isinstance(x[0], float)) > U.shape[0]  # more blocks than samples: H singular
     obj, viol = c2_primal(U, Y, beta, M, res[0][:, 0].T[..., None], res[0][:, 1].T[..., None])
