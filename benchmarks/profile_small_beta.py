@@ -50,9 +50,9 @@ def count_line_searches() -> dict[str, int]:
 
         polish_mod.newton_low_rank = counted_low
 
-    def counted_bent(prob, st, ns, alpha, hit):  # type: ignore[no-untyped-def]
+    def counted_bent(prob, st, ns, alpha, hit, *rest):  # type: ignore[no-untyped-def]
         """The bent-path search, counted."""
-        out = bent(prob, st, ns, alpha, hit)
+        out = bent(prob, st, ns, alpha, hit, *rest)
         counts["bent_rows_rounds"] += bool(out)
         counts["bent_rows"] += len(out)
         return out

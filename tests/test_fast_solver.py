@@ -348,6 +348,40 @@ def test_bent_search_keeps_a_block_still_instead_of_re_adding_a_row_it_just_rele
     np.testing.assert_array_equal(st.w[b], w)
 
 
+def test_block_path_slides_along_every_row_it_meets_and_stays_in_the_cone():
+    """The projected path of a block: feasible at every s, tight on each row it passed, stops at max_bends."""
+    from convexbn.solver.bends import block_paths, segment_lengths
+    from convexbn.solver.polish import FaceProblem
+
+    U, Y, M, _ = instance(60, 8, 8, seed=7)
+    prob = FaceProblem(Ut=U, masks=M, y=Y[:, 0], beta=0.1, top=1.0)
+    b = (0, 1)
+    G = prob.G[b]
+    q = U.shape[1]
+    w, _ = project_cone(G, np.ones(q), prob.rown)
+    w = w + 0.5 * project_cone(G, np.linspace(1.0, -1.0, q), prob.rown)[0]  # an interior point of the cone
+    d = -0.9 * w + 0.5 * np.linalg.norm(w) * np.sin(np.arange(q))  # towards the apex: crosses many rows
+    tol = 1e-10 * np.linalg.norm(w)
+    S = np.stack([2.0 * M[:, 1] - 1.0, 2.0 * M[:, 2] - 1.0], 1)  # block b and a second, still block
+    none = [np.zeros(0, dtype=int)] * 2
+    path, still = block_paths(U, S, [np.eye(q)] * 2, np.stack([w, w], 1), np.stack([d, 0 * d], 1), none, prob.rown, 64)
+    assert still.breaks == [] and still.dirs.shape == (q, 0)
+    assert len(path.breaks) >= 2  # several rows in one step, where stopping at the first row gives one
+    assert np.all(np.diff(path.starts) >= 0) and path.starts[0] == 0.0
+    for s_row, row in path.breaks:
+        at = w + path.dirs @ segment_lengths(path.starts, path.lens, s_row)
+        assert abs(G[row] @ at) <= tol * prob.rown[row]  # the row is tight where it joins
+    for s in np.linspace(0.0, 1.0, 41):
+        ws = w + path.dirs @ segment_lengths(path.starts, path.lens, s)
+        assert (G @ ws).min() >= -tol  # inside the cone all along
+        for s_row, row in path.breaks:
+            if s_row <= s:  # a row once passed stays tight: the path slides along it
+                assert abs(G[row] @ ws) <= tol * prob.rown[row]
+    first = block_paths(U, S[:, :1], [np.eye(q)], w[:, None], d[:, None], none[:1], prob.rown, max_bends=1)[0]
+    assert [r for _, r in first.breaks] == [path.breaks[0][1]]  # max_bends = 1 stops at the first row
+    assert first.starts[-1] + first.lens[-1] == path.breaks[0][0]
+
+
 def test_leaving_rows_releases_every_row_the_projected_descent_direction_leaves():
     """Rows with G_j d > 0 for d = Π_tangent(−g) leave together; rows the direction stays on are kept."""
     from convexbn.solver.polish import leaving_rows

@@ -1,19 +1,17 @@
 """Primal active-set Newton polish of one (C2) class, with column generation over the zero blocks.
 
-Each active block is projected exactly onto its cone (restricted-row NNLS, `project_cone`); the
-working set of each block is its set of tight rows; every round is one Newton step of the smooth
-problem on the faces {G_A w_b = 0} (null-space coordinates; a dense solve of size Σ dim(face), or by
-Woodbury through an n × n matrix when that sum is well above n, `newton_low_rank`),
-searched along a path on which each block stops at its first blocking row (`bent_search`; the rows
-reached join the working sets, many per round); at a face optimum each block with a negative face
-multiplier releases the rows its projected steepest-descent direction leaves (`leaving_rows`); blocks
-that reach zero leave; when nothing
-changes, every zero block is priced (cheap bound from batched projected gradient on the multipliers,
-then restricted NNLS only where that bound exceeds β) and blocks whose projected steepest-descent
-direction beats β enter. Iterates stay exactly feasible. The fit Hessian of the face coordinates is
-carried from round to round as Tᵀ H T when blocks only gained rows (`fit_hessian`). The returned
-multipliers (face multipliers for active blocks, NNLS multipliers for priced zero blocks) certify the
-class directly.
+Each active block is projected exactly onto its cone (restricted-row NNLS, `project_cone`); the working set of each
+block is its set of tight rows; every round is one Newton step of the smooth problem on the faces {G_A w_b = 0}
+(null-space coordinates; a dense solve of size Σ dim(face), or by Woodbury through an n × n matrix when that sum is
+well above n, `newton_low_rank`), searched along a path on which each block slides along the rows it meets
+(`bent_search`, `block_paths`; every row passed joins the working set); after a whole Newton step, or at a face
+optimum, each block with a negative face multiplier releases the rows its projected steepest-descent direction
+leaves (`leaving_rows`); blocks that reach zero leave; when nothing changes, every zero block is priced (cheap bound
+from batched projected gradient on the multipliers, then restricted NNLS only where that bound exceeds β) and blocks
+whose projected steepest-descent direction beats β enter. Iterates stay exactly feasible. The fit Hessian of the
+face coordinates is carried from round to round as Tᵀ H T when blocks only gained rows (`fit_hessian`). The returned
+multipliers (face multipliers for active blocks, NNLS multipliers for priced zero blocks) certify the class
+directly.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ import scipy.linalg
 from scipy.optimize import nnls
 
 import convexbn.solver.state as limits
+from convexbn.solver.bends import BlockPath, block_paths, segment_lengths
 from convexbn.solver.certificate import dual_pg, project_cone
 from convexbn.solver.faces import (
     BlockMats,
@@ -41,6 +40,7 @@ from convexbn.solver.faces import (
 )
 
 Block = tuple[int, int]
+BENDS = 64  # rows a block may pass in one step of the bent search (`block_path`)
 STALL_ROUNDS = 500  # rounds without a decrease of the objective after which the polish gives up
 Trace = list[tuple[Any, ...]] | None
 
@@ -245,52 +245,83 @@ def block_slopes(st: FaceState, ns: NewtonStep) -> dict[Block, float]:
 
 
 def bent_search(
-    prob: FaceProblem, st: FaceState, ns: NewtonStep, alpha: dict[Block, float], hit: dict[Block, int]
+    prob: FaceProblem,
+    st: FaceState,
+    ns: NewtonStep,
+    alpha: dict[Block, float],
+    hit: dict[Block, int],
+    max_bends: int | None = None,
 ) -> list[Block]:
-    """Backtrack along the bent path w_b + min(s, α_b) D_b; at the accepted s, blocks with α_b ≤ s add their rows.
+    """Backtrack along the blocks' projected paths (`block_paths`); at the accepted s, the rows passed join.
 
     At small β the iterate sits next to many rows that the Newton direction crosses (blocking steps α_b
     of 1e-3 and less are typical). The joint truncated step (every block at its own α_b) then mostly
     raises f and backtracks without reaching any row, one row per round at best. Along the bent path a
-    block stops at its row once s passes α_b while the others go on, so f is continuous in s, the
-    path starts along the Newton direction, and the accepted step adds the rows of every block it
-    reached. Returns those blocks ([] when no step s ≥ min α_b decreases f enough); rows at distance 0
-    join at once, except a row released since f last decreased: that block stays put instead (t_b = 0),
-    since re-adding it would cycle between the two faces on degenerate cones.
+    block that meets a row slides on along the projection of its direction onto the smaller face (up
+    to `max_bends` rows, default BENDS; with 1 it stops at its first row) while the others go on, so f
+    is continuous in s, the path starts along the Newton direction, and the accepted step adds every
+    row each block passed. Returns the blocks that gained rows ([] when no step s ≥ min α_b decreases
+    f enough). Rows at distance 0 may join without a decrease of f, except a row released since f last
+    decreased: re-adding it at the same f would cycle between two faces of a degenerate cone.
     """
     if not hit:
         return []
-    frozen = {b for b in hit if alpha[b] <= 0.0 and (b, hit[b]) in st.released}
-    tight = [b for b in hit if alpha[b] <= 0.0 and b not in frozen]
-    if tight:  # rows already tight that D would cross: they join without a move (f unchanged)
-        for b in tight:
-            shrink_basis(st.nullb, b, prob.G[b][hit[b]], st.trans)
-            st.act[b] = np.append(st.act[b], hit[b])
-        return tight
-    p = block_slopes(st, ns)
     blocks = st.blocks
-    a = np.array([math.inf if b in frozen else alpha[b] for b in blocks])  # frozen blocks: t_b = 0 below
-    pv = np.array([p[b] for b in blocks])
-    Dm = np.stack([ns.D[b] for b in blocks], 1)
-    FD = (prob.Ut @ Dm) * state_columns(prob, st)[0]  # (n, k): each block's fit direction
+    bends = BENDS if max_bends is None else max_bends
+    rel: dict[Block, set[int]] = {}
+    for bb, j in st.released:
+        rel.setdefault(bb, set()).add(j)
+    Fs, Ss = state_columns(prob, st)
+    moving = [j for j, b in enumerate(blocks) if b in hit]  # the others go straight to s = 1
+    sub = block_paths(
+        prob.Ut,
+        Ss[:, moving],
+        [face_basis(prob, st, blocks[j]) for j in moving],
+        np.stack([st.w[blocks[j]] for j in moving], 1),
+        np.stack([ns.D[blocks[j]] for j in moving], 1),
+        [st.act[blocks[j]] for j in moving],
+        prob.rown,
+        bends,
+    )
+    paths = [BlockPath(starts=np.zeros(1), lens=np.ones(1), dirs=ns.D[b][:, None], breaks=[]) for b in blocks]
+    for j, p in zip(moving, sub):
+        paths[j] = p
+    first = [p.breaks[0][0] for p in paths if p.breaks]
+    if not first:
+        return []
+    seg_block = np.concatenate([np.full(len(p.starts), j) for j, p in enumerate(paths)]).astype(int)
+    starts = np.concatenate([p.starts for p in paths])
+    lens = np.concatenate([p.lens for p in paths])
+    dirs = np.hstack([p.dirs for p in paths])
+    FD = (prob.Ut @ dirs) * Fs[:, seg_block]  # (n, segments): each segment's fit direction
     Wm = np.stack([st.w[b] for b in blocks], 1)
-    amin = float(a.min())
+    grad = prob.Ut.T @ (Fs * st.r[:, None]) + prob.beta * Wm / np.linalg.norm(Wm, axis=0)
+    slopes = np.einsum("ij,ij->j", grad[:, seg_block], dirs)
+    E = np.zeros((len(seg_block), len(blocks)))
+    E[np.arange(len(seg_block)), seg_block] = 1.0
+    amin = min(first)
     s = 1.0
-    still = np.array([b in frozen for b in blocks])
     while s >= max(amin, 1e-12):
-        t = np.where(still, 0.0, np.minimum(s, a))
-        rn = st.r + FD @ t
-        Wn = Wm + Dm * t
+        c = segment_lengths(starts, lens, s)
+        rn = st.r + FD @ c
+        Wn = Wm + (dirs * c) @ E
         fn = 0.5 * float(rn @ rn) + prob.beta * float(np.linalg.norm(Wn, axis=0).sum())
-        lin = float(t @ pv)
-        if fn < st.fval + 1e-4 * min(lin, 0.0):
-            reached = [b for j, b in enumerate(blocks) if b in hit and a[j] <= s]
+        passed = [[r for sb, r in p.breaks if sb <= s] for p in paths]
+        again = any(r in rel.get(b, ()) for b, rows in zip(blocks, passed) for r in rows)
+        # f decreases enough, or stays put while rows at distance 0 join: a finite number of times, since
+        # a row released at this value of f may rejoin only with a decrease (else the faces would cycle)
+        if fn < st.fval + 1e-4 * min(float(slopes @ c), 0.0) or (fn <= st.fval and any(passed) and not again):
+            reached = []
+            for j, b in enumerate(blocks):
+                for r in passed[j]:
+                    shrink_basis(st.nullb, b, prob.G[b][r], st.trans)
+                if passed[j]:
+                    st.act[b] = np.append(st.act[b], passed[j])
+                    reached.append(b)
             st.w = {**st.w, **{b: Wn[:, j] for j, b in enumerate(blocks)}}
+            if fn < st.fval:
+                st.released.clear()
             st.fval, st.r = fn, rn
-            st.released.clear()
-            for b in reached:
-                shrink_basis(st.nullb, b, prob.G[b][hit[b]], st.trans)
-                st.act[b] = np.append(st.act[b], hit[b])
             return reached
         s *= 0.5
     return []
@@ -333,12 +364,17 @@ def _line_search(
 
 
 def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) -> str:
-    """Take the Newton step along the bent path, else the truncated one; 'done' when the face problem is solved."""
+    """Take the Newton step along the bent path, else the truncated one.
+
+    Returns 'done' when the face problem is solved, 'full' after the whole Newton step with no row in
+    the way (next to the face optimum), 'abort' when every block vanished, else 'continue'.
+    """
     alpha, hit = ratio_test(prob, st, ns.D)
+    before = {b: len(st.act[b]) for b in st.blocks}
     reached = bent_search(prob, st, ns, alpha, hit)
     added = bool(reached)
     if trace is not None:
-        trace.extend(("add", b, hit[b], alpha[b]) for b in reached)
+        trace.extend(("add", b, int(j), alpha[b]) for b in reached for j in st.act[b][before[b] :])
     if not reached:
         step, slope, wn, rn, fn = _line_search(prob, st, ns, alpha)
         if fn > st.fval or (fn == st.fval and not hit):
@@ -368,6 +404,8 @@ def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) ->
             return "abort"
         st.fval, st.r = face_value(prob, st.blocks, st.w)
         return "continue"
+    if not added and not hit:
+        return "full"  # the whole Newton step, no row met: close to the face optimum
     return "continue" if added or ns.dec > 1e-18 * max(1.0, abs(st.fval)) else "done"
 
 
@@ -523,6 +561,10 @@ def active_set_polish(
             if outcome == "abort":
                 return None
             if outcome == "continue":
+                continue
+            if outcome == "full":  # release now where a multiplier is negative: spares the round that confirms
+                st.fval, st.r = face_value(prob, st.blocks, st.w)  # the optimum of the face before releasing
+                face_multipliers(prob, st, trace)
                 continue
         st.fval, st.r = face_value(prob, st.blocks, st.w)  # exact again after the line searches' updates
         mult, released = face_multipliers(prob, st, trace)
