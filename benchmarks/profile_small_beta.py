@@ -51,10 +51,11 @@ def count_line_searches() -> dict[str, int]:
         polish_mod.newton_low_rank = counted_low
 
     def counted_bent(prob, st, ns, alpha, hit, *rest):  # type: ignore[no-untyped-def]
-        """The bent-path search, counted."""
+        """The bent-path search, counted: rounds in which it reached rows, and the rows that joined."""
+        before = sum(len(st.act[b]) for b in st.blocks)
         out = bent(prob, st, ns, alpha, hit, *rest)
         counts["bent_rows_rounds"] += bool(out)
-        counts["bent_rows"] += len(out)
+        counts["bent_rows"] += sum(len(st.act[b]) for b in st.blocks) - before
         return out
 
     def counted(prob, st, ns, alpha):  # type: ignore[no-untyped-def]
