@@ -40,7 +40,7 @@ from convexbn.solver.faces import (
 )
 
 Block = tuple[int, int]
-BENDS = 64  # rows a block may pass in one step of the bent search (`block_path`)
+BENDS = 64  # rows a block may pass in one step of the bent search (`block_paths`)
 STALL_ROUNDS = 500  # rounds without a decrease of the objective after which the polish gives up
 Trace = list[tuple[Any, ...]] | None
 
