@@ -244,6 +244,27 @@ def block_slopes(st: FaceState, ns: NewtonStep) -> dict[Block, float]:
     }
 
 
+def search_paths(
+    prob: FaceProblem, st: FaceState, ns: NewtonStep, hit: dict[Block, int], bends: int
+) -> list[BlockPath]:
+    """Every block's path for `bent_search`: `block_paths` for the blocks in `hit`, the others straight to s = 1."""
+    moving = [j for j, b in enumerate(st.blocks) if b in hit]
+    sub = block_paths(
+        prob.Ut,
+        state_columns(prob, st)[1][:, moving],
+        [face_basis(prob, st, st.blocks[j]) for j in moving],
+        np.stack([st.w[st.blocks[j]] for j in moving], 1),
+        np.stack([ns.D[st.blocks[j]] for j in moving], 1),
+        [st.act[st.blocks[j]] for j in moving],
+        prob.rown,
+        bends,
+    )
+    paths = [BlockPath(starts=np.zeros(1), lens=np.ones(1), dirs=ns.D[b][:, None], breaks=[]) for b in st.blocks]
+    for j, p in zip(moving, sub):
+        paths[j] = p
+    return paths
+
+
 def bent_search(
     prob: FaceProblem,
     st: FaceState,
@@ -271,21 +292,8 @@ def bent_search(
     rel: dict[Block, set[int]] = {}
     for bb, j in st.released:
         rel.setdefault(bb, set()).add(j)
-    Fs, Ss = state_columns(prob, st)
-    moving = [j for j, b in enumerate(blocks) if b in hit]  # the others go straight to s = 1
-    sub = block_paths(
-        prob.Ut,
-        Ss[:, moving],
-        [face_basis(prob, st, blocks[j]) for j in moving],
-        np.stack([st.w[blocks[j]] for j in moving], 1),
-        np.stack([ns.D[blocks[j]] for j in moving], 1),
-        [st.act[blocks[j]] for j in moving],
-        prob.rown,
-        bends,
-    )
-    paths = [BlockPath(starts=np.zeros(1), lens=np.ones(1), dirs=ns.D[b][:, None], breaks=[]) for b in blocks]
-    for j, p in zip(moving, sub):
-        paths[j] = p
+    Fs = state_columns(prob, st)[0]
+    paths = search_paths(prob, st, ns, hit, bends)
     first = [p.breaks[0][0] for p in paths if p.breaks]
     if not first:
         return []
