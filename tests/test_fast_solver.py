@@ -350,7 +350,7 @@ def test_bent_search_keeps_a_block_still_instead_of_re_adding_a_row_it_just_rele
 
 def test_block_path_slides_along_every_row_it_meets_and_stays_in_the_cone():
     """The projected path of a block: feasible at every s, tight on each row it passed, stops at max_bends."""
-    from convexbn.solver.bends import block_paths, segment_lengths
+    from convexbn.solver.bends import block_paths, segment_lengths, shrunk_face
     from convexbn.solver.polish import FaceProblem
 
     U, Y, M, _ = instance(60, 8, 8, seed=7)
@@ -364,7 +364,8 @@ def test_block_path_slides_along_every_row_it_meets_and_stays_in_the_cone():
     tol = 1e-10 * np.linalg.norm(w)
     S = np.stack([2.0 * M[:, 1] - 1.0, 2.0 * M[:, 2] - 1.0], 1)  # block b and a second, still block
     none = [np.zeros(0, dtype=int)] * 2
-    path, still = block_paths(U, S, [np.eye(q)] * 2, np.stack([w, w], 1), np.stack([d, 0 * d], 1), none, prob.rown, 64)
+    paths = block_paths(U, S, [np.eye(q)] * 2, np.stack([w, w], 1), np.stack([d, 0 * d], 1), none, prob.rown, 64)
+    path, still = paths.path(0), paths.path(1)
     assert still.breaks == [] and still.dirs.shape == (q, 0)
     assert len(path.breaks) >= 2  # several rows in one step, where stopping at the first row gives one
     assert np.all(np.diff(path.starts) >= 0) and path.starts[0] == 0.0
@@ -377,9 +378,18 @@ def test_block_path_slides_along_every_row_it_meets_and_stays_in_the_cone():
         for s_row, row in path.breaks:
             if s_row <= s:  # a row once passed stays tight: the path slides along it
                 assert abs(G[row] @ ws) <= tol * prob.rown[row]
-    first = block_paths(U, S[:, :1], [np.eye(q)], w[:, None], d[:, None], none[:1], prob.rown, max_bends=1)[0]
+    stopped = block_paths(U, S[:, :1], [np.eye(q)], w[:, None], d[:, None], none[:1], prob.rown, max_bends=1)
+    first = stopped.path(0)
     assert [r for _, r in first.breaks] == [path.breaks[0][1]]  # max_bends = 1 stops at the first row
     assert first.starts[-1] + first.lens[-1] == path.breaks[0][0]
+    assert np.abs(G[path.breaks[0][1]] @ shrunk_face(np.eye(q), stopped.removed[0][:, :1])).max() <= 1e-10
+    m = 2  # the face once the first m rows joined: orthonormal, on those rows, holding the later segments
+    N = np.eye(q) @ shrunk_face(np.eye(q), paths.removed[0][:, :m])
+    rows = [r for _, r in path.breaks[:m]]
+    assert N.shape == (q, q - m) and np.allclose(N.T @ N, np.eye(q - m))
+    assert np.abs(G[rows] @ N).max() <= 1e-10
+    later = path.dirs[:, m:]
+    assert np.allclose(N @ (N.T @ later), later)
 
 
 def test_leaving_rows_releases_every_row_the_projected_descent_direction_leaves():
@@ -643,6 +653,31 @@ def test_class_slots_split_a_budget_evenly_per_round_of_workers():
     assert ws_mod.class_slots(120.0, 5, 2) == pytest.approx([40.0, 40.0, 80.0, 80.0, 120.0])
     assert ws_mod.class_slots(None, 3, 1) == [None, None, None]
     assert ws_mod.class_slots(120.0, 3, 8) == pytest.approx([120.0] * 3)  # more workers than classes: one round
+
+
+def test_a_pool_starts_the_largest_working_sets_first_and_gives_the_same_classes():
+    """On a pool the classes start in decreasing working-set size; each class's result is the one solved in turn."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    U, Y, M, _ = instance(40, 3, 30, C=3, seed=37)
+    sets = [np.arange(4), np.arange(12), np.arange(8)]
+
+    class Recording(ThreadPoolExecutor):
+        """A thread pool that records the class of every job it is given."""
+
+        started: list[int] = []
+
+        def submit(self, fn, *args, **kwargs):  # type: ignore[override]
+            self.started.append(args[7])  # _class_job(Ut, y, beta, masks, A, warm, opt, c, wall_t0)
+            return super().submit(fn, *args, **kwargs)
+
+    with Recording(max_workers=1) as pool:
+        pooled = ws_mod.solve_working_set(U, Y, 0.1, M, tol=1e-8, start_sets=sets, pool=pool, workers=2)
+    assert Recording.started == [1, 2, 0]
+    alone = ws_mod.solve_working_set(U, Y, 0.1, M, tol=1e-8, start_sets=sets)
+    assert pooled.status == alone.status == "optimal"
+    assert np.allclose(pooled.u, alone.u) and np.allclose(pooled.up, alone.up)
+    assert [h["class"] for h in pooled.history] == sorted(h["class"] for h in pooled.history)
 
 
 def test_a_class_out_of_time_in_its_slice_resumes_with_the_rest_of_the_budget(monkeypatch):

@@ -6,14 +6,18 @@ blocking row, and so on up to s = 1: a piecewise-linear, feasible path (the proj
 gradient-projection methods, with the cone's faces in place of the bounds). One accepted step adds every
 row the block passed, where stopping at the first row adds one per round; at small β a block that starts
 tens of rows away from its optimal face otherwise needs tens of rounds, each with a Newton solve.
+
+The face after m rows is range N minus the unit directions e₁ … e_m that the rows removed (e_t is the
+projection of row t onto the face before it, normalised), so a projection costs N(Nᵀx) − E(Eᵀx) and every
+block moves in the same array operations, one level (one row per block) at a time.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 
 @dataclass
@@ -26,17 +30,35 @@ class BlockPath:
     breaks: list[tuple[float, int]]  # (s, row): the row joins the working set once the step reaches s
 
 
-def slide_direction(N: np.ndarray, d: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(basis of {u ∈ range N : gᵀu = 0}, projection of d onto it) by one Householder reflector."""
-    v = N.T @ g
-    nv = float(np.linalg.norm(v))
-    if N.shape[1] <= 1 or nv <= 1e-10 * max(float(np.linalg.norm(g)), 1e-300):
-        return N[:, :0], np.zeros_like(d)
-    u = v.copy()
-    u[0] += math.copysign(nv, v[0] if v[0] != 0 else 1.0)
-    Nn = N - (2.0 / float(u @ u)) * np.outer(N @ u, u)
-    Nn = Nn[:, 1:]
-    return Nn, Nn @ (Nn.T @ d)
+@dataclass
+class Paths:
+    """The paths of k blocks, flat: segment l belongs to block seg_block[l], break t to block brk_block[t]."""
+
+    seg_block: np.ndarray  # (segments,)
+    starts: np.ndarray  # (segments,)
+    lens: np.ndarray  # (segments,)
+    dirs: np.ndarray  # (q, segments)
+    brk_block: np.ndarray  # (breaks,), each block's breaks in the order of s
+    brk_s: np.ndarray  # (breaks,): the row joins once the step reaches this s
+    brk_row: np.ndarray  # (breaks,)
+    brk_dep: np.ndarray  # (breaks,) bool: the row depended on the face's rows (the block stopped there)
+    removed: np.ndarray  # (k, q, m): block j's directions e_t removed from its face at its breaks, in order
+
+    def path(self, j: int) -> BlockPath:
+        """Block j's path on its own."""
+        sg, br = self.seg_block == j, self.brk_block == j
+        return BlockPath(
+            starts=self.starts[sg],
+            lens=self.lens[sg],
+            dirs=self.dirs[:, sg],
+            breaks=[(float(a), int(r)) for a, r in zip(self.brk_s[br], self.brk_row[br])],
+        )
+
+
+def _project(N: np.ndarray, E: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """x (k, q) projected onto each block's face: N(Nᵀx) − E(Eᵀx) for stacks N (k, q, d), E (k, q, m)."""
+    px = np.einsum("kqd,kd->kq", N, np.einsum("kqd,kq->kd", N, x))
+    return px - np.einsum("kqm,km->kq", E, np.einsum("kqm,kq->km", E, x))
 
 
 def block_paths(
@@ -48,58 +70,77 @@ def block_paths(
     acts: list[np.ndarray],
     rown: np.ndarray,
     max_bends: int,
-) -> list[BlockPath]:
+) -> Paths:
     """The projected paths of k blocks up to s = 1, block j from W[:, j] along D[:, j] on the face of rows acts[j].
 
     Block j's cone is {u : S_j ⊙ U'u ≥ 0} (S: n × k signs), its face has the orthonormal basis Ns[j] and
-    D[:, j] lies in it. The blocks are advanced together, one row each per pass (one GEMM for all ratio
-    tests); a block stops after `max_bends` rows, at its last one.
+    D[:, j] lies in it. The blocks are advanced together, one row each per level (one GEMM for all ratio
+    tests); a block stops after `max_bends` rows, at its last one, or when its face is a single line.
     """
-    k = W.shape[1]
+    (q, k), dims = W.shape, np.array([N.shape[1] for N in Ns], dtype=int)
+    Np = np.zeros((k, q, int(dims.max(initial=0))))
+    for j, N in enumerate(Ns):
+        Np[j, :, : N.shape[1]] = N
+    E = np.zeros((k, q, max_bends))
     slack = (Ut @ W) * S
     blocked = np.zeros(slack.shape, dtype=bool)
     for j, A in enumerate(acts):
         blocked[A, j] = True
-    segs: list[list[tuple[float, float, np.ndarray]]] = [[] for _ in range(k)]
-    breaks: list[list[tuple[float, int]]] = [[] for _ in range(k)]
-    s = np.zeros(k)
-    bases, dirs = list(Ns), [D[:, j] for j in range(k)]
-    live = [j for j in range(k) if np.any(dirs[j])]
-    while live:
-        Dm = np.stack([dirs[j] for j in live], 1)
+    s, nb, dirs = np.zeros(k), np.zeros(k, dtype=int), D.T.copy()
+    segs: list[tuple[np.ndarray, ...]] = []
+    brks: list[tuple[np.ndarray, ...]] = []
+    live = np.flatnonzero(np.any(dirs != 0, axis=1))
+    while live.size:
+        Dm = dirs[live].T
         Gd = (Ut @ Dm) * S[:, live]
         neg = (Gd < -1e-15 * rown[:, None] * np.linalg.norm(Dm, axis=0)) & ~blocked[:, live]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = np.where(neg, np.maximum(slack[:, live], 0.0) / -Gd, np.inf)
         rows = ratios.argmin(0)
-        rhos = ratios[rows, np.arange(len(live))]
-        nxt = []
-        for c, j in enumerate(live):
-            rho, row = float(rhos[c]), int(rows[c])
-            if s[j] + rho >= 1.0:
-                segs[j].append((s[j], 1.0 - s[j], dirs[j]))
-                continue
-            segs[j].append((s[j], rho, dirs[j]))
-            s[j] += rho
-            breaks[j].append((s[j], row))
-            slack[:, j] += rho * Gd[:, c]
-            blocked[row, j] = True
-            if len(breaks[j]) >= max_bends:
-                continue
-            bases[j], dirs[j] = slide_direction(bases[j], dirs[j], S[row, j] * Ut[row])
-            if np.any(dirs[j]):
-                nxt.append(j)
-        live = nxt
-    q = W.shape[0]
-    return [
-        BlockPath(
-            starts=np.array([a for a, _, _ in sg]),
-            lens=np.array([b for _, b, _ in sg]),
-            dirs=np.stack([d for _, _, d in sg], 1) if sg else np.zeros((q, 0)),
-            breaks=br,
-        )
-        for sg, br in zip(segs, breaks)
-    ]
+        rho = ratios[rows, np.arange(live.size)]
+        end = s[live] + rho >= 1.0
+        segs.append((live, s[live].copy(), np.where(end, 1.0 - s[live], rho), Dm))
+        go, c = live[~end], np.flatnonzero(~end)
+        rows, rho = rows[c], rho[c]
+        s[go] += rho
+        slack[:, go] += rho * Gd[:, c]
+        blocked[rows, go] = True
+        nb[go] += 1
+        g = S[rows, go][:, None] * Ut[rows]
+        p = _project(Np[go], E[go], g)
+        npn = np.linalg.norm(p, axis=1)
+        dep = npn <= 1e-10 * np.maximum(np.linalg.norm(g, axis=1), 1e-300)
+        brks.append((go, s[go].copy(), rows, dep))
+        go, p, npn = go[~dep], p[~dep], npn[~dep]
+        E[go, :, nb[go] - 1] = p / npn[:, None]  # also at a block's last row: the accepted face needs it
+        go = go[(nb[go] < max_bends) & (dims[go] - nb[go] >= 1)]
+        dirs[go] = _project(Np[go], E[go], dirs[go])
+        live = go[np.any(dirs[go] != 0, axis=1)]
+    return Paths(
+        seg_block=_cat(segs, 0, int),
+        starts=_cat(segs, 1, float),
+        lens=_cat(segs, 2, float),
+        dirs=np.hstack([x[3] for x in segs]) if segs else np.zeros((q, 0)),
+        brk_block=_cat(brks, 0, int),
+        brk_s=_cat(brks, 1, float),
+        brk_row=_cat(brks, 2, int),
+        brk_dep=_cat(brks, 3, bool),
+        removed=E,
+    )
+
+
+def _cat(parts: list[tuple[np.ndarray, ...]], i: int, dtype: type) -> np.ndarray:
+    """Field i of every level's record, concatenated (empty of `dtype` when there is none)."""
+    return np.concatenate([x[i] for x in parts]) if parts else np.zeros(0, dtype=dtype)
+
+
+def shrunk_face(N: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """T (d × (d − m)) with N T an orthonormal basis of {u ∈ range N : u ⊥ removed} (`removed`: q × m orthonormal)."""
+    A = N.T @ removed
+    if A.shape[1] == 0:
+        return np.eye(N.shape[1])
+    Q, _ = scipy.linalg.qr(A, mode="full", check_finite=False)
+    return Q[:, A.shape[1] :]
 
 
 def segment_lengths(starts: np.ndarray, lens: np.ndarray, s: float) -> np.ndarray:

@@ -103,7 +103,12 @@ def certificate(
 
 
 def project_cone(
-    G: np.ndarray, w: np.ndarray, rown: np.ndarray | None = None, first: int | None = None, accept_below: float = -1.0
+    G: np.ndarray,
+    w: np.ndarray,
+    rown: np.ndarray | None = None,
+    first: int | None = None,
+    accept_below: float = -1.0,
+    seed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean projection of w onto {u : G u ≥ 0} via the NNLS dual; returns (projection, μ ≥ 0).
 
@@ -113,12 +118,15 @@ def project_cone(
     keeps each restricted NNLS near the size of the active set; every round adds a violated row, which
     strictly lowers the restricted optimum, so no set of rows repeats. Any μ ≥ 0 bounds min_μ ‖w + Gᵀμ‖
     from above, so when only that bound matters a round returns as soon as ‖w + Gᵀμ‖ ≤ accept_below.
+    `seed` (row indices, e.g. the support of the μ of a nearby w) joins the first rows.
     """
     from scipy.optimize import nnls
 
     n, q = G.shape
     rown = np.linalg.norm(G, axis=1) + 1e-300 if rown is None else rown
     rows = np.argsort(G @ w / rown)[: min(n, first or (3 * q + 1) // 2)]
+    if seed is not None and seed.size:
+        rows = np.union1d(rows, seed)
     batch = max(q // 4, 16)
     for _ in range(200):
         mu_r, _ = nnls(G[rows].T, -w, maxiter=50 * len(rows))

@@ -40,8 +40,8 @@ def fit_hessian(
 ) -> np.ndarray:
     """(FN)ᵀ(FN) of the face coordinates, FN = [σ_b D_b U' N_b], updated from the previous round when possible.
 
-    `trans[b]` (d_old × d_new) maps the previous basis of block b to the current one (Householder
-    updates); `fresh` holds blocks whose basis was rebuilt. Both are consumed (cleared). The cached
+    `trans[b]` (d_old × d_new) maps the previous basis of block b to the current one (the face shrank
+    by rows that joined); `fresh` holds blocks whose basis was rebuilt. Both are consumed (cleared). The cached
     matrix is reused as Tᵀ H T only when the block list is unchanged and no basis is fresh.
     """
     D = int(sum(dims))
@@ -53,19 +53,7 @@ def fit_hessian(
         )
     )
     if same:
-        H0, odims = cache["H"], cache["dims"]
-        ooffs = np.cumsum([0] + list(odims))
-        cols = [
-            H0[:, ooffs[j] : ooffs[j + 1]] @ trans[b] if b in trans else H0[:, ooffs[j] : ooffs[j + 1]]
-            for j, b in enumerate(blocks)
-        ]
-        HT = np.hstack(cols) if cols else np.zeros((0, 0))
-        rows = [
-            trans[b].T @ HT[ooffs[j] : ooffs[j + 1]] if b in trans else HT[ooffs[j] : ooffs[j + 1]]
-            for j, b in enumerate(blocks)
-        ]
-        H = np.vstack(rows) if rows else np.zeros((0, 0))
-        H = 0.5 * (H + H.T)
+        H = _carried_hessian(cache["H"], list(cache["dims"]), dims, [trans.get(b) for b in blocks])
     elif D:
         FN = (Ut @ np.hstack(Ns)) * np.repeat(Fs, dims, axis=1)
         H = FN.T @ FN
@@ -74,6 +62,31 @@ def fit_hessian(
     trans.clear()
     fresh.clear()
     cache["blocks"], cache["dims"], cache["H"] = list(blocks), list(dims), H
+    return H
+
+
+def _carried_hessian(H0: np.ndarray, odims: list[int], dims: list[int], maps: list[np.ndarray | None]) -> np.ndarray:
+    """Mᵀ H0 M for M = blockdiag(maps[j] or I): blocks without a change of coordinates are copied, not multiplied.
+
+    H0 is the previous round's matrix; the result keeps its round-off asymmetry (the Cholesky factorisation
+    reads one triangle), and two D × D arrays are written where stacking and symmetrising wrote four.
+    """
+    if all(m is None for m in maps):
+        return H0  # no face changed
+    oo, no = np.cumsum([0] + odims), np.cumsum([0] + dims)
+    same = [j for j, m in enumerate(maps) if m is None]
+    old_idx = np.concatenate([np.arange(oo[j], oo[j + 1]) for j in same]) if same else np.zeros(0, dtype=int)
+    new_idx = np.concatenate([np.arange(no[j], no[j + 1]) for j in same]) if same else np.zeros(0, dtype=int)
+    HT = np.empty((H0.shape[0], int(no[-1])))
+    HT[:, new_idx] = H0[:, old_idx]
+    for j, m in enumerate(maps):
+        if m is not None:
+            HT[:, no[j] : no[j + 1]] = H0[:, oo[j] : oo[j + 1]] @ m
+    H = np.empty((int(no[-1]), int(no[-1])))
+    H[new_idx] = HT[old_idx]
+    for j, m in enumerate(maps):
+        if m is not None:
+            H[no[j] : no[j + 1]] = m.T @ HT[oo[j] : oo[j + 1]]
     return H
 
 

@@ -26,7 +26,7 @@ import scipy.linalg
 from scipy.optimize import nnls
 
 import convexbn.solver.state as limits
-from convexbn.solver.bends import BlockPath, block_paths, segment_lengths
+from convexbn.solver.bends import Paths, block_paths, segment_lengths, shrunk_face
 from convexbn.solver.certificate import dual_pg, project_cone
 from convexbn.solver.faces import (
     BlockMats,
@@ -198,18 +198,26 @@ def _dense_newton(
     grad: np.ndarray,
 ) -> np.ndarray:
     """−H⁻¹ grad with the face Hessian formed (`fit_hessian` plus the penalty blocks) and Cholesky-factored."""
-    offs = np.cumsum([0] + dims)
-    H = fit_hessian(prob.Ut, Ns, state_columns(prob, st)[0], dims, st.blocks, st.hcache, st.trans, st.fresh).copy()
-    for j in range(len(st.blocks)):
-        sl = slice(offs[j], offs[j + 1])
-        H[sl, sl] += (prob.beta / nbs[j]) * (np.eye(dims[j]) - np.outer(radial[j], radial[j]))
+    H = fit_hessian(prob.Ut, Ns, state_columns(prob, st)[0], dims, st.blocks, st.hcache, st.trans, st.fresh)
     if not H.size:
         return np.zeros(0)
+    H = _with_penalty(H.copy(), dims, prob.beta / nbs, radial)
+    H[np.diag_indices_from(H)] += 1e-13 * np.trace(H) / len(H)  # in place: H is D × D, formed every round
     try:
-        Hr = H + 1e-13 * (np.trace(H) / len(H)) * np.eye(len(H))
-        return -scipy.linalg.cho_solve(scipy.linalg.cho_factor(Hr, check_finite=False), grad, check_finite=False)
-    except np.linalg.LinAlgError:
+        factor = scipy.linalg.cho_factor(H, overwrite_a=True, check_finite=False)
+        return -scipy.linalg.cho_solve(factor, grad, check_finite=False)
+    except np.linalg.LinAlgError:  # the factorisation overwrote H part-way: rebuilt for the least squares
+        H = _with_penalty(st.hcache["H"].copy(), dims, prob.beta / nbs, radial)
         return -np.linalg.lstsq(H, grad, rcond=None)[0]
+
+
+def _with_penalty(H: np.ndarray, dims: list[int], c: np.ndarray, radial: list[np.ndarray]) -> np.ndarray:
+    """H with each penalty block c_b (I − v_b v_bᵀ) added to its diagonal block, in place."""
+    offs = np.cumsum([0] + dims)
+    for j in range(len(dims)):
+        sl = slice(offs[j], offs[j + 1])
+        H[sl, sl] += c[j] * (np.eye(dims[j]) - np.outer(radial[j], radial[j]))
+    return H
 
 
 def ratio_test(
@@ -244,9 +252,7 @@ def block_slopes(st: FaceState, ns: NewtonStep) -> dict[Block, float]:
     }
 
 
-def search_paths(
-    prob: FaceProblem, st: FaceState, ns: NewtonStep, hit: dict[Block, int], bends: int
-) -> list[BlockPath]:
+def search_paths(prob: FaceProblem, st: FaceState, ns: NewtonStep, hit: dict[Block, int], bends: int) -> Paths:
     """Every block's path for `bent_search`: `block_paths` for the blocks in `hit`, the others straight to s = 1."""
     moving = [j for j, b in enumerate(st.blocks) if b in hit]
     sub = block_paths(
@@ -259,10 +265,38 @@ def search_paths(
         prob.rown,
         bends,
     )
-    paths = [BlockPath(starts=np.zeros(1), lens=np.ones(1), dirs=ns.D[b][:, None], breaks=[]) for b in st.blocks]
-    for j, p in zip(moving, sub):
-        paths[j] = p
-    return paths
+    idx = np.array(moving, dtype=int)
+    still = np.array([j for j, b in enumerate(st.blocks) if b not in hit], dtype=int)
+    q = prob.Ut.shape[1]
+    sub.seg_block = np.concatenate([idx[sub.seg_block], still])
+    sub.starts = np.concatenate([sub.starts, np.zeros(still.size)])
+    sub.lens = np.concatenate([sub.lens, np.ones(still.size)])
+    still_dirs = np.stack([ns.D[st.blocks[j]] for j in still], 1) if still.size else np.zeros((q, 0))
+    sub.dirs = np.hstack([sub.dirs, still_dirs])
+    sub.brk_block = idx[sub.brk_block]
+    removed = np.zeros((len(st.blocks),) + sub.removed.shape[1:])
+    removed[idx] = sub.removed
+    sub.removed = removed
+    return sub
+
+
+def join_passed(prob: FaceProblem, st: FaceState, paths: Paths, passed: np.ndarray) -> list[Block]:
+    """The rows of the breaks in `passed` (a prefix of each block's breaks) join; faces shrink by `shrunk_face`."""
+    reached = []
+    for j in np.unique(paths.brk_block[passed]):
+        b = st.blocks[j]
+        mine = passed & (paths.brk_block == j)
+        rows = paths.brk_row[mine]
+        N = st.nullb.get(b)
+        if N is None or paths.brk_dep[mine].any():
+            st.nullb.pop(b, None)  # a dependent row: the face is rebuilt from its rows
+        else:
+            T = shrunk_face(N, paths.removed[j][:, : rows.size])
+            st.nullb[b] = N @ T
+            st.trans[b] = st.trans[b] @ T if b in st.trans else T
+        st.act[b] = np.append(st.act[b], rows)
+        reached.append(b)
+    return reached
 
 
 def bent_search(
@@ -288,45 +322,31 @@ def bent_search(
     if not hit:
         return []
     blocks = st.blocks
-    bends = BENDS if max_bends is None else max_bends
-    rel: dict[Block, set[int]] = {}
-    for bb, j in st.released:
-        rel.setdefault(bb, set()).add(j)
-    Fs = state_columns(prob, st)[0]
-    paths = search_paths(prob, st, ns, hit, bends)
-    first = [p.breaks[0][0] for p in paths if p.breaks]
-    if not first:
+    paths = search_paths(prob, st, ns, hit, BENDS if max_bends is None else max_bends)
+    if not paths.brk_s.size:
         return []
-    seg_block = np.concatenate([np.full(len(p.starts), j) for j, p in enumerate(paths)]).astype(int)
-    starts = np.concatenate([p.starts for p in paths])
-    lens = np.concatenate([p.lens for p in paths])
-    dirs = np.hstack([p.dirs for p in paths])
-    FD = (prob.Ut @ dirs) * Fs[:, seg_block]  # (n, segments): each segment's fit direction
+    idx = {b: j for j, b in enumerate(blocks)}
+    again_brk = np.array([(blocks[j], int(r)) in st.released for j, r in zip(paths.brk_block, paths.brk_row)])
+    Fs = state_columns(prob, st)[0]
+    FD = (prob.Ut @ paths.dirs) * Fs[:, paths.seg_block]  # (n, segments): each segment's fit direction
     Wm = np.stack([st.w[b] for b in blocks], 1)
     grad = prob.Ut.T @ (Fs * st.r[:, None]) + prob.beta * Wm / np.linalg.norm(Wm, axis=0)
-    slopes = np.einsum("ij,ij->j", grad[:, seg_block], dirs)
-    E = np.zeros((len(seg_block), len(blocks)))
-    E[np.arange(len(seg_block)), seg_block] = 1.0
-    amin = min(first)
+    slopes = np.einsum("ij,ij->j", grad[:, paths.seg_block], paths.dirs)
+    E = np.zeros((len(paths.seg_block), len(blocks)))
+    E[np.arange(len(paths.seg_block)), paths.seg_block] = 1.0
     s = 1.0
-    while s >= max(amin, 1e-12):
-        c = segment_lengths(starts, lens, s)
+    while s >= max(float(paths.brk_s.min()), 1e-12):
+        c = segment_lengths(paths.starts, paths.lens, s)
         rn = st.r + FD @ c
-        Wn = Wm + (dirs * c) @ E
+        Wn = Wm + (paths.dirs * c) @ E
         fn = 0.5 * float(rn @ rn) + prob.beta * float(np.linalg.norm(Wn, axis=0).sum())
-        passed = [[r for sb, r in p.breaks if sb <= s] for p in paths]
-        again = any(r in rel.get(b, ()) for b, rows in zip(blocks, passed) for r in rows)
+        passed = paths.brk_s <= s
         # f decreases enough, or stays put while rows at distance 0 join: a finite number of times, since
         # a row released at this value of f may rejoin only with a decrease (else the faces would cycle)
-        if fn < st.fval + 1e-4 * min(float(slopes @ c), 0.0) or (fn <= st.fval and any(passed) and not again):
-            reached = []
-            for j, b in enumerate(blocks):
-                for r in passed[j]:
-                    shrink_basis(st.nullb, b, prob.G[b][r], st.trans)
-                if passed[j]:
-                    st.act[b] = np.append(st.act[b], passed[j])
-                    reached.append(b)
-            st.w = {**st.w, **{b: Wn[:, j] for j, b in enumerate(blocks)}}
+        ok = fn <= st.fval and passed.any() and not again_brk[passed].any()
+        if fn < st.fval + 1e-4 * min(float(slopes @ c), 0.0) or ok:
+            reached = join_passed(prob, st, paths, passed)
+            st.w = {**st.w, **{b: Wn[:, idx[b]] for b in blocks}}
             if fn < st.fval:
                 st.released.clear()
             st.fval, st.r = fn, rn
@@ -459,6 +479,21 @@ def face_multipliers(prob: FaceProblem, st: FaceState, trace: Trace) -> tuple[di
     return mult, released
 
 
+def pricing_seed(mu_last: np.ndarray | None, mu0: np.ndarray | None, sg: int, i: int, q: int) -> np.ndarray:
+    """First rows of a pricing projection: the support of the block's last exact μ and its q largest PG multipliers.
+
+    Both come from nearby residuals (the previous pricing, the batched projected gradient of this one), so
+    their rows are mostly the projection's active rows, and the row generation of `project_cone` takes
+    fewer rounds than from the rows of smallest slack alone.
+    """
+    seed = np.zeros(0, dtype=int) if mu_last is None else np.flatnonzero(mu_last > 0)
+    if mu0 is None:
+        return seed
+    m0 = mu0[:, sg, i]
+    top = np.argsort(-m0)[:q]
+    return np.union1d(seed, top[m0[top] > 0])
+
+
 def price_zero_blocks(
     prob: FaceProblem, st: FaceState, mu0: np.ndarray | None, pg_iters: int, enter_tol: float, trace: Trace
 ) -> tuple[list[tuple[Block, np.ndarray, np.ndarray]], np.ndarray, np.ndarray | None]:
@@ -493,7 +528,9 @@ def price_zero_blocks(
             if mu is not None and float(np.linalg.norm(a + prob.G[b].T @ mu)) <= thr:
                 pn[:, sg, i] = mu
                 continue
-            d, mu = project_cone(prob.G[b], a, prob.rown, accept_below=thr)
+            d, mu = project_cone(
+                prob.G[b], a, prob.rown, accept_below=thr, seed=pricing_seed(mu, mu0, sg, i, prob.Ut.shape[1])
+            )
             if float(np.linalg.norm(d)) > prob.beta * (1 + enter_tol):
                 entering.append((b, d, mu))
             else:

@@ -302,7 +302,7 @@ def _class_job(
 
 
 def class_slots(max_seconds: float | None, classes: int, workers: int) -> list[float | None]:
-    """First-pass budget of each class (seconds from the point's start): equal slices per round of `workers` classes.
+    """First-pass budget of the k-th class to start (seconds from the point's start): equal slices per round of workers.
 
     A capped point solves every class within its slice first, so no class is starved by the ones before
     it; what a class leaves unused moves the next ones' start earlier, and the second pass resumes the
@@ -356,10 +356,16 @@ def _solve_classes(
     """Every class in its budget slice (`class_slots`), then those out of time resumed: (runs, history, iterations)."""
     C = Y.shape[1]
     slots = class_slots(opt.max_seconds, C, workers if pool is not None else 1)
-    first = [(c, sets[c], None if warm is None else warm[c], replace(opt, max_seconds=slots[c])) for c in range(C)]
+    # on the pool, largest working sets first (longest-processing-time order: the last class to start is a
+    # short one); the budget slices follow the order in which the classes start
+    order = sorted(range(C), key=lambda c: -len(sets[c])) if pool is not None else list(range(C))
+    first = [
+        (c, sets[c], None if warm is None else warm[c], replace(opt, max_seconds=slots[k])) for k, c in enumerate(order)
+    ]
     done, iters = _pass(Ut, Y, beta, masks, first, pool, 0)
-    runs = [r for r, _ in done]
-    history = [h for _, hist in done for h in hist]
+    by_class = dict(zip(order, done))
+    runs = [by_class[c][0] for c in range(C)]
+    history = [h for c in range(C) for h in by_class[c][1]]
     budget_left = opt.max_seconds is not None and time.perf_counter() - opt.t0 < opt.max_seconds
     again = [c for c in range(C) if runs[c].status == "time_limit"] if budget_left and C > 1 else []
     if again and (opt.max_iter is None or iters < opt.max_iter):
@@ -396,9 +402,9 @@ def solve_working_set(
 
     `start_sets[c]` (sorted pattern indices) replaces the default initial set of class c and
     `warm[c]` = (u, up) of shape (|start_sets[c]|, q, 1) warm-starts its first dense solve. With a
-    `pool` (`class_pool`, `workers` processes) the classes run in its processes; each class's result does
-    not depend on it unless `max_seconds` stops it. Under `max_seconds` every class first gets its slice
-    of the budget (`class_slots`), then the classes that ran out resume with what is left.
+    `pool` (`class_pool`, `workers` processes) the classes run in its processes, largest working set first;
+    each class's result does not depend on it unless `max_seconds` stops it. Under `max_seconds` every class
+    first gets its slice of the budget (`class_slots`), then the classes that ran out resume with what is left.
     """
     opt = WorkingSetOptions(
         tol=tol,
