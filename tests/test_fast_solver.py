@@ -257,6 +257,30 @@ def test_project_cone_row_generation_matches_nnls_on_every_row():
         assert (G @ d).min() >= -1e-12
 
 
+def test_project_cone_of_a_point_on_a_degenerate_face_returns_the_point():
+    """A point already in the cone, on a face with many tight rows, projects onto itself.
+
+    Such points are exact projections (here by BVLS), e.g. the optimum of an earlier β. On some of these
+    seeds scipy's Lawson–Hanson NNLS returns a non-optimal μ whose d = w + Gᵀμ leaves the cone and is
+    longer than w; `project_cone` must detect that and still return w.
+    """
+    from scipy.optimize import lsq_linear
+
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        X = rng.standard_normal((200, 19))
+        U = np.linalg.qr(np.hstack([X - X.mean(0), np.ones((200, 1))]))[0]
+        G = (2.0 * (U @ rng.standard_normal(20) >= 0)[:, None] - 1.0) * U
+        v = rng.standard_normal(20)
+        w = v + G.T @ lsq_linear(G.T, -v, bounds=(0.0, np.inf), method="bvls").x
+        if np.linalg.norm(w) < 1e-9 * np.linalg.norm(v):
+            continue  # v lies in the polar cone: its projection is the apex
+        d, mu = project_cone(G, w)
+        assert np.linalg.norm(d - w) <= 1e-9 * np.linalg.norm(w), seed
+        assert (G @ d).min() >= -1e-12 * np.linalg.norm(w), seed
+        assert (mu >= 0).all()
+
+
 def rough_point(U: np.ndarray, Y: np.ndarray, beta: float, M: np.ndarray, iters: int):
     """Blocks W (q, 2, P) and multipliers (n, 2, P) of class 0 after `iters` ADMM iterations without polish."""
     rough = solve_c2_fast(U, Y, beta, M, max_iter=iters, polish=False)

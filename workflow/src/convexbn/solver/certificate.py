@@ -20,6 +20,8 @@ import torch
 from convexbn.solver.operator import C2Operator
 from convexbn.solver.state import CONE_TOL, TINY, as_targets
 
+NNLS_KKT_TOL = 1e-8  # relative KKT violation above which an NNLS result is re-solved (round-off stays far below)
+
 
 def c2_primal(
     Ut: np.ndarray, Y: np.ndarray, beta: float, masks: np.ndarray, u: np.ndarray, up: np.ndarray
@@ -102,6 +104,29 @@ def certificate(
     }
 
 
+def checked_nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """argmin_{x ≥ 0} ‖Ax − b‖ by Lawson–Hanson, re-solved by BVLS when the result fails its KKT conditions.
+
+    On degenerate cones (a point with many tight, nearly dependent rows, e.g. an exact optimum of an
+    earlier β) scipy's Lawson–Hanson can return a point that is not optimal, without a warning: then
+    g = Aᵀ(Ax − b) has a clearly negative entry (a column that still lowers the residual) or a positive
+    entry where x > 0. Both are checked relative to ‖A_j‖·‖Ax − b‖ (a residual below 1e-10‖b‖ is taken
+    as optimal), and such a result is replaced by the bounded-variable least squares of
+    `scipy.optimize.lsq_linear`, an independent active-set method.
+    """
+    from scipy.optimize import lsq_linear, nnls
+
+    x, _ = nnls(A, b, maxiter=50 * max(A.shape[1], 1))
+    r = A @ x - b
+    rn = float(np.linalg.norm(r))
+    if rn <= 1e-10 * float(np.linalg.norm(b)):
+        return x  # b is (to round-off) in the cone of the columns: optimal as it stands
+    g = (A.T @ r) / (np.maximum(np.linalg.norm(A, axis=0), TINY) * rn)
+    if (g < -NNLS_KKT_TOL).any() or (np.abs(g[x > 0]) > NNLS_KKT_TOL).any():
+        x = np.maximum(lsq_linear(A, b, bounds=(0.0, np.inf), method="bvls").x, 0.0)
+    return x
+
+
 def project_cone(
     G: np.ndarray,
     w: np.ndarray,
@@ -120,8 +145,6 @@ def project_cone(
     from above, so when only that bound matters a round returns as soon as ‖w + Gᵀμ‖ ≤ accept_below.
     `seed` (row indices, e.g. the support of the μ of a nearby w) joins the first rows.
     """
-    from scipy.optimize import nnls
-
     n, q = G.shape
     rown = np.linalg.norm(G, axis=1) + 1e-300 if rown is None else rown
     rows = np.argsort(G @ w / rown)[: min(n, first or (3 * q + 1) // 2)]
@@ -129,7 +152,7 @@ def project_cone(
         rows = np.union1d(rows, seed)
     batch = max(q // 4, 16)
     for _ in range(200):
-        mu_r, _ = nnls(G[rows].T, -w, maxiter=50 * len(rows))
+        mu_r = checked_nnls(G[rows].T, -w)
         d = w + G[rows].T @ mu_r
         mu = np.zeros(n)
         mu[rows] = mu_r
@@ -142,7 +165,7 @@ def project_cone(
         if bad.size == 0:
             return d, mu
         rows = np.union1d(rows[mu_r > 0], bad[np.argsort(slack[bad])[:batch]])
-    mu, _ = nnls(G.T, -w, maxiter=50 * n)
+    mu = checked_nnls(G.T, -w)
     return w + G.T @ mu, mu
 
 
@@ -187,12 +210,10 @@ def exact_multipliers(
     """Re-solve the per-block dual NNLS exactly where the current multipliers give a norm > β.
 
     For block (s, i, c) with g = U'ᵀ(s D_i λ_c) and G = S_i U', min_{μ ≥ 0} ‖g + Gᵀμ‖ equals the
-    norm of the projection of g onto the cone {u : G u ≥ 0} (Moreau); Lawson–Hanson NNLS
-    (scipy.optimize.nnls, q rows) solves it exactly. Only blocks whose current bound exceeds
+    norm of the projection of g onto the cone {u : G u ≥ 0} (Moreau); `checked_nnls` solves it exactly.
+    Only blocks whose current bound exceeds
     β(1 + tol/4) are re-solved. Returns the improved multipliers p (n, 2, P, C).
     """
-    from scipy.optimize import nnls
-
     S = 2.0 * masks - 1.0
     f = np.einsum("np,nq,qspc->nc", masks.astype(float), Ut, W[:, 0:1] - W[:, 1:2])
     lam = Y - f
@@ -203,7 +224,7 @@ def exact_multipliers(
     for s, i, c in zip(*np.nonzero(norms > beta * (1 + 0.25 * tol))):
         G = S[:, i : i + 1] * Ut
         g = (1.0 if s == 0 else -1.0) * (Ut.T @ (masks[:, i] * lam[:, c]))
-        mu, _ = nnls(G.T, -g, maxiter=50 * Ut.shape[0])
+        mu = checked_nnls(G.T, -g)
         if np.linalg.norm(g + G.T @ mu) < norms[s, i, c]:
             out[:, s, i, c] = mu
     return out

@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-from scipy.optimize import nnls
 
 import convexbn.solver.state as limits
 from convexbn.solver.bends import Paths, block_paths, segment_lengths, shrunk_face
-from convexbn.solver.certificate import dual_pg, project_cone
+from convexbn.solver.certificate import checked_nnls, dual_pg, project_cone
 from convexbn.solver.faces import (
     BlockMats,
     fit_hessian,
@@ -446,7 +445,7 @@ def leaving_rows(GA: np.ndarray, rhs: np.ndarray, mu_ls: np.ndarray) -> np.ndarr
     descent direction inside the new face, where releasing only the most negative least-squares
     multiplier (`mu_ls`, the fallback when round-off leaves no such row) costs one face optimum per row.
     """
-    mu, _ = nnls(GA.T, rhs, maxiter=50 * len(GA))
+    mu = checked_nnls(GA.T, rhs)
     d = GA.T @ mu - rhs
     nd = float(np.linalg.norm(d))
     slack = GA @ d
