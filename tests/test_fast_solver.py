@@ -731,7 +731,7 @@ def test_a_class_out_of_time_in_its_slice_resumes_with_the_rest_of_the_budget(mo
 def test_polish_too_large_for_memory_is_skipped_not_killed(monkeypatch):
     """Above POLISH_MAX_BYTES the polish declines (None) and ADMM goes on: a budget status, no crash."""
     U, Y, M, _ = instance(60, 3, 12, seed=25)
-    assert polish_bytes(60, U.shape[1], 4) > 0
+    assert polish_bytes(60, 4) > 0
     monkeypatch.setattr(state_mod, "POLISH_MAX_BYTES", 1.0)
     W = np.random.default_rng(0).standard_normal((U.shape[1], 2, M.shape[1]))
     assert active_set_polish(U, M, Y[:, 0], 0.3, W) is None

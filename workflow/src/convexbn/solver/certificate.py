@@ -134,6 +134,7 @@ def project_cone(
     first: int | None = None,
     accept_below: float = -1.0,
     seed: np.ndarray | None = None,
+    signs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean projection of w onto {u : G u ≥ 0} via the NNLS dual; returns (projection, μ ≥ 0).
 
@@ -143,30 +144,39 @@ def project_cone(
     keeps each restricted NNLS near the size of the active set; every round adds a violated row, which
     strictly lowers the restricted optimum, so no set of rows repeats. Any μ ≥ 0 bounds min_μ ‖w + Gᵀμ‖
     from above, so when only that bound matters a round returns as soon as ‖w + Gᵀμ‖ ≤ accept_below.
-    `seed` (row indices, e.g. the support of the μ of a nearby w) joins the first rows.
+    `seed` (row indices, e.g. the support of the μ of a nearby w) joins the first rows. With `signs` (n,) of
+    ±1 the cone's matrix is signs[:, None] * G, used without being formed (G = U', shared by the patterns).
     """
     n, q = G.shape
+    sg = np.ones(n) if signs is None else signs
+
+    def rows_of(idx: np.ndarray) -> np.ndarray:
+        """The cone's rows idx."""
+        return G[idx] if signs is None else sg[idx, None] * G[idx]
+
     rown = np.linalg.norm(G, axis=1) + 1e-300 if rown is None else rown
-    rows = np.argsort(G @ w / rown)[: min(n, first or (3 * q + 1) // 2)]
+    rows = np.argsort(sg * (G @ w) / rown)[: min(n, first or (3 * q + 1) // 2)]
     if seed is not None and seed.size:
         rows = np.union1d(rows, seed)
     batch = max(q // 4, 16)
     for _ in range(200):
-        mu_r = checked_nnls(G[rows].T, -w)
-        d = w + G[rows].T @ mu_r
+        Gr = rows_of(rows)
+        mu_r = checked_nnls(Gr.T, -w)
+        d = w + Gr.T @ mu_r
         mu = np.zeros(n)
         mu[rows] = mu_r
         nd = float(np.linalg.norm(d))
         if nd <= accept_below or len(rows) == n:
             return d, mu
-        slack = G @ d / rown
+        slack = sg * (G @ d) / rown
         slack[rows] = np.inf
         bad = np.flatnonzero(slack < -1e-12 * max(nd, 1e-300))
         if bad.size == 0:
             return d, mu
         rows = np.union1d(rows[mu_r > 0], bad[np.argsort(slack[bad])[:batch]])
-    mu = checked_nnls(G.T, -w)
-    return w + G.T @ mu, mu
+    Gall = rows_of(np.arange(n))
+    mu = checked_nnls(Gall.T, -w)
+    return w + Gall.T @ mu, mu
 
 
 def _block_values(Ut: np.ndarray, base: np.ndarray, Sm: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

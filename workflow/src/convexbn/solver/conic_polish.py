@@ -231,7 +231,7 @@ def restricted_conic(
 
     n, q = Ut.shape
     k = len(blocks)
-    if k == 0 or polish_bytes(n, q, k, k * q) > limits.POLISH_MAX_BYTES:
+    if k == 0 or polish_bytes(n, k, k * q) > limits.POLISH_MAX_BYTES:
         return None
     F = np.hstack([(1.0 if s == 0 else -1.0) * (masks[:, i : i + 1] * Ut) for s, i in blocks])  # (n, kq)
     H = F.T @ F

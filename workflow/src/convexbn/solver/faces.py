@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+WORK_ARRAYS = 8  # n × k float arrays alive at once in a round (ratio test, paths, search), counted by polish_bytes
 
-def polish_bytes(n: int, q: int, blocks: int, dim: int = 0) -> float:
-    """Bytes of the polish's per-block matrices (G_b, F_b: n × q each) and a dense Hessian of size `dim`."""
-    return 16.0 * n * q * blocks + 8.0 * (n + dim) * dim
+
+def polish_bytes(n: int, blocks: int, dim: int = 0) -> float:
+    """Bytes the polish holds: its n × k work arrays (ratio tests, paths), the face matrix FN (n × dim) and H (dim²)."""
+    return 8.0 * (WORK_ARRAYS * n * blocks + (n + dim) * dim)
 
 
 def null_basis_qr(GA: np.ndarray) -> np.ndarray:
@@ -164,17 +166,33 @@ def shrink_basis(
         trans[key] = trans[key] @ Hh[:, 1:] if key in trans else Hh[:, 1:]
 
 
-class BlockMats(dict):
-    """Lazily built per-block matrices: G_b = S_i U' (cone=True) or F_b = ±D_i U' (cone=False)."""
+class BlockMats:
+    """The per-block matrices G_b = S_i U' (cone=True) or F_b = ±D_i U' (cone=False), as signs on the shared U'.
+
+    Only rows and products are formed: a stored n × q matrix per block would take 8·n·q bytes (63 MB at
+    n = 10 000, q = 785), for every block the pricing projects, and writing it costs more than the products
+    the polish takes of it.
+    """
 
     def __init__(self, Ut: np.ndarray, masks: np.ndarray, cone: bool):
-        """Empty cache over U' and the masks; `cone` picks G_b (True) or F_b (False)."""
-        super().__init__()
+        """Over U' and the masks; `cone` picks G_b (True) or F_b (False)."""
         self.Ut, self.masks, self.cone = Ut, masks, cone
 
-    def __missing__(self, b: tuple[int, int]) -> np.ndarray:
-        """Build, cache and return the matrix of block b = (sign, pattern)."""
-        m = self.masks[:, b[1] : b[1] + 1]
-        val = (2.0 * m - 1.0) * self.Ut if self.cone else (1.0 if b[0] == 0 else -1.0) * (m * self.Ut)
-        self[b] = val
-        return val
+    def signs(self, b: tuple[int, int]) -> np.ndarray:
+        """(n,) row factors of block b = (sign, pattern): S_i = 2D_i − I, or ±D_i."""
+        m = self.masks[:, b[1]].astype(float)
+        return 2.0 * m - 1.0 if self.cone else (1.0 if b[0] == 0 else -1.0) * m
+
+    def rows(self, b: tuple[int, int], idx: Any) -> np.ndarray:
+        """Rows `idx` of block b's matrix."""
+        m = self.masks[idx, b[1]].astype(float)
+        f = 2.0 * m - 1.0 if self.cone else (1.0 if b[0] == 0 else -1.0) * m
+        return np.asarray(f)[..., None] * self.Ut[idx]
+
+    def mul(self, b: tuple[int, int], x: np.ndarray) -> np.ndarray:
+        """Block b's matrix times x (q,)."""
+        return self.signs(b) * (self.Ut @ x)
+
+    def __getitem__(self, b: tuple[int, int]) -> np.ndarray:
+        """Block b's whole matrix (n × q), formed on request and not kept."""
+        return self.signs(b)[:, None] * self.Ut

@@ -121,22 +121,22 @@ def face_basis(prob: FaceProblem, st: FaceState, b: Block) -> np.ndarray:
     """Orthonormal basis of block b's face (cached; a rebuilt basis is marked fresh for the Hessian)."""
     if b not in st.nullb:
         A = st.act[b]
-        st.nullb[b] = np.eye(prob.Ut.shape[1]) if A.size == 0 else null_basis_qr(prob.G[b][A])
+        st.nullb[b] = np.eye(prob.Ut.shape[1]) if A.size == 0 else null_basis_qr(prob.G.rows(b, A))
         st.fresh.add(b)
     return st.nullb[b]
 
 
 def start_faces(prob: FaceProblem, W: np.ndarray, act_rel: float) -> FaceState | None:
     """Project the blocks with norm > act_rel·max onto their cones; working sets = rows with μ > 0."""
-    n, q = prob.Ut.shape
+    n = prob.Ut.shape[0]
     norms = np.linalg.norm(W, axis=0)
     blocks = [(s, i) for s in range(2) for i in range(W.shape[2]) if norms[s, i] > act_rel * prob.top]
-    if polish_bytes(n, q, len(blocks)) > limits.POLISH_MAX_BYTES:
+    if polish_bytes(n, len(blocks)) > limits.POLISH_MAX_BYTES:
         return None  # too large to polish densely: the caller keeps iterating ADMM
     w: dict[Block, np.ndarray] = {}
     act: dict[Block, np.ndarray] = {}
     for b in blocks:
-        w[b], mu = project_cone(prob.G[b], W[:, b[0], b[1]], prob.rown)
+        w[b], mu = project_cone(prob.Ut, W[:, b[0], b[1]], prob.rown, signs=prob.G.signs(b))
         act[b] = np.flatnonzero(mu > 0)
     blocks = [b for b in blocks if np.linalg.norm(w[b]) > 1e-9 * prob.top]
     if not blocks:
@@ -152,12 +152,12 @@ def newton_direction(prob: FaceProblem, st: FaceState) -> NewtonStep | None:
     The face Hessian is dense of size D = Σ dim(face); when D is well above n it is never formed
     (`newton_low_rank`), otherwise it is carried from round to round (`fit_hessian`) and factored.
     """
-    n, q = prob.Ut.shape
+    n = prob.Ut.shape[0]
     Ns = [face_basis(prob, st, b) for b in st.blocks]
     dims = [N.shape[1] for N in Ns]
     D = int(sum(dims))
     low = low_rank_cheaper(n, D)
-    need = 16.0 * n * q * len(st.blocks) + 8.0 * (n * D + n * n) if low else polish_bytes(n, q, len(st.blocks), D)
+    need = polish_bytes(n, len(st.blocks)) + 8.0 * n * (D + n) if low else polish_bytes(n, len(st.blocks), D)
     if need > limits.POLISH_MAX_BYTES:
         return None
     offs = np.cumsum([0] + dims)
@@ -178,7 +178,7 @@ def newton_direction(prob: FaceProblem, st: FaceState) -> NewtonStep | None:
         st.trans.clear()
         st.fresh.clear()
         if not (np.isfinite(dz).all() and -grad @ dz > 0):  # Woodbury lost to round-off: factor H instead
-            if polish_bytes(n, q, len(st.blocks), D) > limits.POLISH_MAX_BYTES:
+            if polish_bytes(n, len(st.blocks), D) > limits.POLISH_MAX_BYTES:
                 return None
             dz = None
     if dz is None:
@@ -414,8 +414,9 @@ def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) ->
             for b, j in hit.items():
                 if (b, j) in st.released and alpha[b] <= 0.0:
                     continue  # released at this f: joining again at distance 0 would cycle
-                if alpha[b] < 1.0 and prob.G[b][j] @ st.w[b] <= 1e-12 * prob.rown[j] * np.linalg.norm(st.w[b]):
-                    shrink_basis(st.nullb, b, prob.G[b][j], st.trans)
+                gj = prob.G.rows(b, j)
+                if alpha[b] < 1.0 and gj @ st.w[b] <= 1e-12 * prob.rown[j] * np.linalg.norm(st.w[b]):
+                    shrink_basis(st.nullb, b, gj, st.trans)
                     st.act[b] = np.append(st.act[b], j)
                     added = True
                     if trace is not None:
@@ -462,9 +463,10 @@ def face_multipliers(prob: FaceProblem, st: FaceState, trace: Trace) -> tuple[di
     for jb, b in enumerate(st.blocks):
         rhs = FtR[:, jb] + prob.beta * st.w[b] / float(np.linalg.norm(st.w[b]))
         A = st.act[b]
-        mu = lstsq(prob.G[b][A].T, rhs) if A.size else np.zeros(0)
+        GA = prob.G.rows(b, A)
+        mu = lstsq(GA.T, rhs) if A.size else np.zeros(0)
         if mu.size and mu.min() < -1e-10 * max(1.0, float(np.abs(mu).max())):
-            drop = leaving_rows(prob.G[b][A], rhs, mu)
+            drop = leaving_rows(GA, rhs, mu)
             st.act[b] = np.delete(A, drop)
             st.nullb.pop(b, None)
             for j in drop:
@@ -524,12 +526,11 @@ def price_zero_blocks(
                 continue
             a = (1.0 if sg == 0 else -1.0) * Aall[:, i]
             mu = st.mu_last.get(b)
-            if mu is not None and float(np.linalg.norm(a + prob.G[b].T @ mu)) <= thr:
+            if mu is not None and float(np.linalg.norm(a + prob.Ut.T @ (prob.G.signs(b) * mu))) <= thr:
                 pn[:, sg, i] = mu
                 continue
-            d, mu = project_cone(
-                prob.G[b], a, prob.rown, accept_below=thr, seed=pricing_seed(mu, mu0, sg, i, prob.Ut.shape[1])
-            )
+            seed = pricing_seed(mu, mu0, sg, i, prob.Ut.shape[1])
+            d, mu = project_cone(prob.Ut, a, prob.rown, accept_below=thr, seed=seed, signs=prob.G.signs(b))
             if float(np.linalg.norm(d)) > prob.beta * (1 + enter_tol):
                 entering.append((b, d, mu))
             else:
@@ -544,7 +545,7 @@ def enter_blocks(prob: FaceProblem, st: FaceState, entering: list[tuple[Block, n
     """Add the priced blocks along their projected steepest-descent directions (exact line minimiser, shared)."""
     for b, d, mu in entering:
         nd = float(np.linalg.norm(d))
-        fd = prob.F[b] @ d
+        fd = prob.F.mul(b, d)
         t = (nd * nd - prob.beta * nd) / max(float(fd @ fd), 1e-300) / len(entering)
         st.w[b] = t * d
         st.act[b] = np.flatnonzero(mu > 0)
@@ -589,7 +590,7 @@ def active_set_polish(
         return None
     checkpoint = st.fval
     for k in range(1, rounds + 1):
-        if time.perf_counter() > deadline or polish_bytes(n, q, len(st.blocks)) > limits.POLISH_MAX_BYTES:
+        if time.perf_counter() > deadline or polish_bytes(n, len(st.blocks)) > limits.POLISH_MAX_BYTES:
             return None
         if k % STALL_ROUNDS == 0:
             if st.fval > checkpoint - 1e-12 * max(1.0, abs(checkpoint)):
