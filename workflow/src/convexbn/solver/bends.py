@@ -82,31 +82,32 @@ def block_paths(
     for j, N in enumerate(Ns):
         Np[j, :, : N.shape[1]] = N
     E = np.zeros((k, q, max_bends))
-    slack = (Ut @ W) * S
+    St = np.ascontiguousarray(S.T)  # (k, n): every per-block row operation below runs along contiguous memory
+    slack = (W.T @ Ut.T) * St
     blocked = np.zeros(slack.shape, dtype=bool)
     for j, A in enumerate(acts):
-        blocked[A, j] = True
+        blocked[j, A] = True
     s, nb, dirs = np.zeros(k), np.zeros(k, dtype=int), D.T.copy()
     segs: list[tuple[np.ndarray, ...]] = []
     brks: list[tuple[np.ndarray, ...]] = []
     live = np.flatnonzero(np.any(dirs != 0, axis=1))
     while live.size:
-        Dm = dirs[live].T
-        Gd = (Ut @ Dm) * S[:, live]
-        neg = (Gd < -1e-15 * rown[:, None] * np.linalg.norm(Dm, axis=0)) & ~blocked[:, live]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = np.where(neg, np.maximum(slack[:, live], 0.0) / -Gd, np.inf)
-        rows = ratios.argmin(0)
-        rho = ratios[rows, np.arange(live.size)]
+        Dm = dirs[live]
+        Gd = (Dm @ Ut.T) * St[live]
+        neg = (Gd < -1e-15 * np.linalg.norm(Dm, axis=1)[:, None] * rown[None, :]) & ~blocked[live]
+        ratios = np.full(Gd.shape, np.inf)
+        np.divide(np.maximum(slack[live], 0.0), -Gd, out=ratios, where=neg)
+        rows = ratios.argmin(1)
+        rho = ratios[np.arange(live.size), rows]
         end = s[live] + rho >= 1.0
-        segs.append((live, s[live].copy(), np.where(end, 1.0 - s[live], rho), Dm))
+        segs.append((live, s[live].copy(), np.where(end, 1.0 - s[live], rho), Dm.T))
         go, c = live[~end], np.flatnonzero(~end)
         rows, rho = rows[c], rho[c]
         s[go] += rho
-        slack[:, go] += rho * Gd[:, c]
-        blocked[rows, go] = True
+        slack[go] += rho[:, None] * Gd[c]
+        blocked[go, rows] = True
         nb[go] += 1
-        g = S[rows, go][:, None] * Ut[rows]
+        g = St[go, rows][:, None] * Ut[rows]
         p = _project(Np[go], E[go], g)
         npn = np.linalg.norm(p, axis=1)
         dep = npn <= 1e-10 * np.maximum(np.linalg.norm(g, axis=1), 1e-300)
