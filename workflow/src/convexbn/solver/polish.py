@@ -78,7 +78,7 @@ class FaceState:
     trans: dict[Block, np.ndarray] = field(default_factory=dict)
     fresh: set[Block] = field(default_factory=set)
     mu_last: dict[Block, np.ndarray] = field(default_factory=dict)
-    cols: dict[tuple[Block, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    cols: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # `state_columns`, `state_rows`
     released: set[tuple[Block, int]] = field(default_factory=set)  # rows released since f last decreased
 
 
@@ -107,6 +107,14 @@ def state_columns(prob: FaceProblem, st: FaceState) -> tuple[np.ndarray, np.ndar
     if key not in st.cols:
         st.cols.clear()
         st.cols[key] = block_columns(prob.masks, st.blocks)
+    return st.cols[key]
+
+
+def state_rows(prob: FaceProblem, st: FaceState) -> tuple[np.ndarray, np.ndarray]:
+    """`state_columns` as contiguous rows (k, n) each, for the n-long arrays laid out block by block."""
+    key = ("rows", *st.blocks)
+    if key not in st.cols:
+        st.cols[key] = tuple(np.ascontiguousarray(x.T) for x in state_columns(prob, st))
     return st.cols[key]
 
 
@@ -224,17 +232,19 @@ def ratio_test(
 ) -> tuple[dict[Block, float], dict[Block, int]]:
     """Per block, the largest step ≤ 1 along D keeping rows outside its working set feasible, and the blocking row."""
     k = len(st.blocks)
-    _, Ss = state_columns(prob, st)
-    Dm = np.stack([D[b] for b in st.blocks], 1)
-    GDW = (prob.Ut @ np.hstack([Dm, np.stack([st.w[b] for b in st.blocks], 1)])) * np.hstack([Ss, Ss])
-    GD, GW = GDW[:, :k], GDW[:, k:]
-    neg = GD < -1e-15 * prob.rown[:, None] * np.maximum(np.linalg.norm(Dm, axis=0), 1e-300)[None, :]
+    St = state_rows(prob, st)[1]
+    Dm = np.stack([D[b] for b in st.blocks])  # (k, q): per-block rows, so the n-long arrays are contiguous
+    GDW = np.vstack([Dm, np.stack([st.w[b] for b in st.blocks])]) @ prob.Ut.T
+    GD, GW = GDW[:k], GDW[k:]
+    GD *= St
+    GW *= St
+    neg = GD < -1e-15 * np.maximum(np.linalg.norm(Dm, axis=1), 1e-300)[:, None] * prob.rown[None, :]
     for jb, b in enumerate(st.blocks):
-        neg[st.act[b], jb] = False
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(neg, np.maximum(GW, 0.0) / -GD, np.inf)
-    jmin = ratios.argmin(0)
-    rmin = ratios[jmin, np.arange(k)]
+        neg[jb, st.act[b]] = False
+    ratios = np.full(GD.shape, np.inf)
+    np.divide(np.maximum(GW, 0.0), -GD, out=ratios, where=neg)
+    jmin = ratios.argmin(1)
+    rmin = ratios[np.arange(k), jmin]
     alpha = {b: 1.0 for b in st.blocks}
     hit: dict[Block, int] = {}
     for jb, b in enumerate(st.blocks):
@@ -326,18 +336,18 @@ def bent_search(
         return []
     idx = {b: j for j, b in enumerate(blocks)}
     again_brk = np.array([(blocks[j], int(r)) in st.released for j, r in zip(paths.brk_block, paths.brk_row)])
-    Fs = state_columns(prob, st)[0]
-    FD = (prob.Ut @ paths.dirs) * Fs[:, paths.seg_block]  # (n, segments): each segment's fit direction
+    Fr = state_rows(prob, st)[0]
     Wm = np.stack([st.w[b] for b in blocks], 1)
-    grad = prob.Ut.T @ (Fs * st.r[:, None]) + prob.beta * Wm / np.linalg.norm(Wm, axis=0)
-    slopes = np.einsum("ij,ij->j", grad[:, paths.seg_block], paths.dirs)
+    grad = (Fr * st.r) @ prob.Ut + prob.beta * (Wm / np.linalg.norm(Wm, axis=0)).T  # (k, q)
+    slopes = np.einsum("jq,qj->j", grad[paths.seg_block], paths.dirs)
     E = np.zeros((len(paths.seg_block), len(blocks)))
     E[np.arange(len(paths.seg_block)), paths.seg_block] = 1.0
     s = 1.0
     while s >= max(float(paths.brk_s.min()), 1e-12):
         c = segment_lengths(paths.starts, paths.lens, s)
-        rn = st.r + FD @ c
-        Wn = Wm + (paths.dirs * c) @ E
+        dW = (paths.dirs * c) @ E  # (q, k): each block's displacement at s
+        rn = st.r + np.einsum("kn,kn->n", Fr, dW.T @ prob.Ut.T)
+        Wn = Wm + dW
         fn = 0.5 * float(rn @ rn) + prob.beta * float(np.linalg.norm(Wn, axis=0).sum())
         passed = paths.brk_s <= s
         # f decreases enough, or stays put while rows at distance 0 join: a finite number of times, since
