@@ -225,8 +225,8 @@ def exact_multipliers(
 
     For block (s, i, c) with g = U'ᵀ(s D_i λ_c) and G = S_i U', min_{μ ≥ 0} ‖g + Gᵀμ‖ equals the
     norm of the projection of g onto the cone {u : G u ≥ 0} (Moreau); `checked_nnls` solves it exactly.
-    Only blocks whose current bound exceeds
-    β(1 + tol/4) are re-solved. Returns the improved multipliers p (n, 2, P, C).
+    Only blocks whose current bound exceeds β(1 + tol/4) are re-solved. Returns the improved multipliers
+    p (n, 2, P, C).
     """
     S = 2.0 * masks - 1.0
     f = np.einsum("np,nq,qspc->nc", masks.astype(float), Ut, W[:, 0:1] - W[:, 1:2])
