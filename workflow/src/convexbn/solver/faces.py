@@ -185,9 +185,7 @@ class BlockMats:
 
     def rows(self, b: tuple[int, int], idx: Any) -> np.ndarray:
         """Rows `idx` of block b's matrix."""
-        m = self.masks[idx, b[1]].astype(float)
-        f = 2.0 * m - 1.0 if self.cone else (1.0 if b[0] == 0 else -1.0) * m
-        return np.asarray(f)[..., None] * self.Ut[idx]
+        return np.asarray(self.signs(b)[idx])[..., None] * self.Ut[idx]
 
     def mul(self, b: tuple[int, int], x: np.ndarray) -> np.ndarray:
         """Block b's matrix times x (q,)."""
