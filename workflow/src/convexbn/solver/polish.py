@@ -404,12 +404,13 @@ def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) ->
     """Take the Newton step along the bent path, else the truncated one.
 
     Returns 'done' when the face problem is solved, 'full' after the whole Newton step with no row in
-    the way (next to the face optimum), 'abort' when every block vanished, else 'continue'.
+    the way (next to the face optimum), 'abort' when every block vanished, 'stuck' when f did not
+    decrease and no row joined (a row released at this f blocks the step at distance 0), else 'continue'.
     """
     alpha, hit = ratio_test(prob, st, ns.D)
     before = {b: len(st.act[b]) for b in st.blocks}
     reached = bent_search(prob, st, ns, alpha, hit)
-    added = bool(reached)
+    added = decreased = bool(reached)
     if trace is not None:
         trace.extend(("add", b, int(j), alpha[b]) for b in reached for j in st.act[b][before[b] :])
     if not reached:
@@ -444,7 +445,22 @@ def face_step(prob: FaceProblem, st: FaceState, ns: NewtonStep, trace: Trace) ->
         return "continue"
     if not added and not hit:
         return "full"  # the whole Newton step, no row met: close to the face optimum
+    if not (added or decreased):
+        return "stuck"
     return "continue" if added or ns.dec > 1e-18 * max(1.0, abs(st.fval)) else "done"
+
+
+def steepest_step(prob: FaceProblem, st: FaceState, ns: NewtonStep) -> NewtonStep:
+    """The face steepest-descent direction −grad in place of the Newton step `ns` (same faces and gradient).
+
+    Where the Newton step is blocked at distance 0 by a row released at the current f (it may not rejoin
+    before f decreases), this direction leaves that row: at the release the block's projected
+    steepest-descent direction was the projection of −g onto the remaining face, with positive slack on
+    every released row.
+    """
+    dz = -ns.grad
+    D = {b: face_basis(prob, st, b) @ dz[ns.offs[j] : ns.offs[j + 1]] for j, b in enumerate(st.blocks)}
+    return NewtonStep(dz=dz, grad=ns.grad, dec=float(ns.grad @ ns.grad), offs=ns.offs, D=D)
 
 
 def leaving_rows(GA: np.ndarray, rhs: np.ndarray, mu_ls: np.ndarray) -> np.ndarray:
@@ -613,6 +629,9 @@ def active_set_polish(
             trace.append((st.fval, ns.dec, len(st.blocks), int(ns.offs[-1])))
         if ns.dec > 1e-18 * max(1.0, abs(st.fval)):
             outcome = face_step(prob, st, ns, trace)
+            if outcome == "stuck":  # no progress along the Newton step: one steepest-descent round instead
+                outcome = face_step(prob, st, steepest_step(prob, st, ns), trace)
+                outcome = "done" if outcome == "stuck" else outcome  # blocked too: the face is solved
             if outcome == "abort":
                 return None
             if outcome == "continue":
