@@ -416,6 +416,35 @@ def test_block_path_slides_along_every_row_it_meets_and_stays_in_the_cone():
     assert np.allclose(N @ (N.T @ later), later)
 
 
+def test_a_partial_pricing_stops_after_patience_misses_and_finds_a_subset_of_the_entering_blocks(monkeypatch):
+    """`price_zero_blocks(..., patience=k)` projects in decreasing order of the bound and stops after k blocks in a row
+    stay out; its entering blocks are among those of the full pricing, which projects every candidate."""
+    import convexbn.solver.polish as polish_mod
+    from convexbn.solver.polish import FaceProblem, FaceState, price_zero_blocks
+
+    U, Y, M, _ = instance(120, 4, 40, seed=7)
+    beta = 0.8 * beta_max(U, Y[:, :1], M)
+    calls: list[int] = []
+    inner = polish_mod.project_cone
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return inner(*args, **kw)
+
+    monkeypatch.setattr(polish_mod, "project_cone", counted)
+    runs = {}
+    for patience in (None, 2):
+        prob = FaceProblem(Ut=U, masks=M, y=Y[:, 0], beta=beta, top=1.0)
+        st = FaceState(blocks=[], w={}, act={}, r=-Y[:, 0].copy())
+        calls.clear()
+        entering, _, _ = price_zero_blocks(prob, st, None, 0, 1e-9, None, patience)
+        runs[patience] = ({b for b, _, _ in entering}, len(calls))
+    (full, n_full), (part, n_part) = runs[None], runs[2]
+    assert full and n_full > len(full) + 2  # candidates that stay out: the μ = 0 bound is loose
+    assert part <= full and part
+    assert n_part < n_full, (n_full, n_part, len(full), len(part))
+
+
 def test_leaving_rows_releases_every_row_the_projected_descent_direction_leaves():
     """Rows with G_j d > 0 for d = Π_tangent(−g) leave together; rows the direction stays on are kept."""
     from convexbn.solver.polish import leaving_rows

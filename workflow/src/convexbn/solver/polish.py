@@ -8,7 +8,9 @@ well above n, `newton_low_rank`), searched along a path on which each block slid
 optimum, each block with a negative face multiplier releases the rows its projected steepest-descent direction
 leaves (`leaving_rows`); blocks that reach zero leave; when nothing changes, every zero block is priced (cheap bound
 from batched projected gradient on the multipliers, then restricted NNLS only where that bound exceeds β) and blocks
-whose projected steepest-descent direction beats β enter. Iterates stay exactly feasible. The fit Hessian of the
+whose projected steepest-descent direction beats β enter. The first face optimum, and the first after an entry of
+many blocks, is priced too, before its rows are released (a partial pricing that stops after PATIENCE blocks in a row
+stay out). Iterates stay exactly feasible. The fit Hessian of the
 face coordinates is carried from round to round as Tᵀ H T when blocks only gained rows (`fit_hessian`). The returned
 multipliers (face multipliers for active blocks, NNLS multipliers for priced zero blocks) certify the class
 directly.
@@ -40,6 +42,8 @@ from convexbn.solver.faces import (
 
 Block = tuple[int, int]
 BENDS = 64  # rows a block may pass in one step of the bent search (`block_paths`)
+DUE_ENTERING = 0.1  # a pricing adding more than this fraction of the blocks is repeated at the next face optimum
+PATIENCE = 8  # an early pricing stops after this many blocks in a row that do not enter
 STALL_ROUNDS = 500  # rounds without a decrease of the objective after which the polish gives up
 Trace = list[tuple[Any, ...]] | None
 
@@ -522,14 +526,22 @@ def pricing_seed(mu_last: np.ndarray | None, mu0: np.ndarray | None, sg: int, i:
 
 
 def price_zero_blocks(
-    prob: FaceProblem, st: FaceState, mu0: np.ndarray | None, pg_iters: int, enter_tol: float, trace: Trace
+    prob: FaceProblem,
+    st: FaceState,
+    mu0: np.ndarray | None,
+    pg_iters: int,
+    enter_tol: float,
+    trace: Trace,
+    patience: int | None = None,
 ) -> tuple[list[tuple[Block, np.ndarray, np.ndarray]], np.ndarray, np.ndarray | None]:
     """Price every zero block at the current residual → (entering (block, direction, μ), multipliers (n, 2, P), μ0).
 
     A zero block is dual feasible when min_{μ ≥ 0} ‖U'ᵀ(σ D_i λ + S_i μ)‖ ≤ β; the bound from `mu0`
     (improved by `pg_iters` batched projected-gradient steps) is tried first, then the previous
-    round's μ, then the exact projection. Blocks whose projection norm exceeds β(1 + enter_tol) enter;
-    the improved μ0 is returned for the next round.
+    round's μ, then the exact projection, in decreasing order of the bound. Blocks whose projection
+    norm exceeds β(1 + enter_tol) enter; the improved μ0 is returned for the next round. With
+    `patience`, the projections stop after that many blocks in a row do not enter (a partial pricing
+    that only looks for entering blocks: its multipliers do not certify).
     """
     n, P = prob.masks.shape
     lam = -st.r
@@ -537,17 +549,17 @@ def price_zero_blocks(
     an = np.linalg.norm(Aall, axis=0)
     inside = set(st.blocks)
     pn = np.zeros((n, 2, P))
-    bound = None
+    bound = np.stack([an, an])
     if mu0 is not None:
         mu0, bound = dual_pg(prob.Ut, prob.masks, lam, mu0, pg_iters)
     thr = prob.beta * (1 + 1e-12)
-    entering: list[tuple[Block, np.ndarray, np.ndarray]] = []
+    todo: list[tuple[Block, np.ndarray]] = []
     for i in np.flatnonzero(an > thr):
         for sg in range(2):
             b = (sg, int(i))
             if b in inside:
                 continue
-            if bound is not None and mu0 is not None and bound[sg, i] <= thr:
+            if mu0 is not None and bound[sg, i] <= thr:
                 pn[:, sg, i] = mu0[:, sg, i]
                 continue
             a = (1.0 if sg == 0 else -1.0) * Aall[:, i]
@@ -555,13 +567,22 @@ def price_zero_blocks(
             if mu is not None and float(np.linalg.norm(a + prob.Ut.T @ (prob.G.signs(b) * mu))) <= thr:
                 pn[:, sg, i] = mu
                 continue
-            seed = pricing_seed(mu, mu0, sg, i, prob.Ut.shape[1])
-            d, mu = project_cone(prob.Ut, a, prob.rown, accept_below=thr, seed=seed, signs=prob.G.signs(b))
-            if float(np.linalg.norm(d)) > prob.beta * (1 + enter_tol):
-                entering.append((b, d, mu))
-            else:
-                pn[:, sg, i] = mu
-                st.mu_last[b] = mu
+            todo.append((b, a))
+    todo.sort(key=lambda t: -bound[t[0]])
+    entering: list[tuple[Block, np.ndarray, np.ndarray]] = []
+    misses = 0
+    for b, a in todo:
+        seed = pricing_seed(st.mu_last.get(b), mu0, b[0], b[1], prob.Ut.shape[1])
+        d, mu = project_cone(prob.Ut, a, prob.rown, accept_below=thr, seed=seed, signs=prob.G.signs(b))
+        if float(np.linalg.norm(d)) > prob.beta * (1 + enter_tol):
+            entering.append((b, d, mu))
+            misses = 0
+        else:
+            pn[:, b[0], b[1]] = mu
+            st.mu_last[b] = mu
+            misses += 1
+            if patience is not None and misses >= patience:
+                break
     if trace is not None:
         trace.append(("price", int((an > thr).sum()), len(entering)))
     return entering, pn, mu0
@@ -615,6 +636,9 @@ def active_set_polish(
     if st is None:
         return None
     checkpoint = st.fval
+    # Pricing is due at the first face optimum of the start and after a large entry, even where rows are to be
+    # released: converging the release cycles of a block set that many blocks are about to join is wasted.
+    due = True
     for k in range(1, rounds + 1):
         if time.perf_counter() > deadline or polish_bytes(n, len(st.blocks)) > limits.POLISH_MAX_BYTES:
             return None
@@ -627,26 +651,26 @@ def active_set_polish(
             return None
         if trace is not None:
             trace.append((st.fval, ns.dec, len(st.blocks), int(ns.offs[-1])))
-        if ns.dec > 1e-18 * max(1.0, abs(st.fval)):
-            outcome = face_step(prob, st, ns, trace)
-            if outcome == "stuck":  # no progress along the Newton step: one steepest-descent round instead
-                outcome = face_step(prob, st, steepest_step(prob, st, ns), trace)
-                outcome = "done" if outcome == "stuck" else outcome  # blocked too: the face is solved
-            if outcome == "abort":
-                return None
-            if outcome == "continue":
-                continue
-            if outcome == "full":  # release now where a multiplier is negative: spares the round that confirms
-                st.fval, st.r = face_value(prob, st.blocks, st.w)  # the optimum of the face before releasing
-                face_multipliers(prob, st, trace)
-                continue
+        outcome = face_step(prob, st, ns, trace) if ns.dec > 1e-18 * max(1.0, abs(st.fval)) else "done"
+        if outcome == "stuck":  # a steepest-descent round instead; if that is blocked too, the face is solved
+            outcome = face_step(prob, st, steepest_step(prob, st, ns), trace)
+            outcome = "done" if outcome == "stuck" else outcome
+        if outcome == "abort":
+            return None
+        if outcome == "continue":
+            continue
+        near = outcome == "full"  # rows are released right after a whole Newton step: spares the confirming round
         st.fval, st.r = face_value(prob, st.blocks, st.w)  # exact again after the line searches' updates
         mult, released = face_multipliers(prob, st, trace)
-        if released:
+        if (released or near) and not due:
             continue
-        entering, pn, mu0 = price_zero_blocks(prob, st, mu0, pricing_pg_iters, enter_tol, trace)
+        partial = PATIENCE if released or near else None  # the final pricing checks every block
+        entering, pn, mu0 = price_zero_blocks(prob, st, mu0, pricing_pg_iters, enter_tol, trace, partial)
+        due = len(entering) > DUE_ENTERING * len(st.blocks)
         if entering:
             enter_blocks(prob, st, entering)
+            continue
+        if released or near:
             continue
         Wn = np.zeros((q, 2, P))
         for b in st.blocks:
